@@ -1,0 +1,479 @@
+//! Configuration: the YAML schema (a superset of http-proxy-lb's), defaults, and validation
+//! into the `Config` snapshot that workers share through an `Arc`. Validation is strict and
+//! every error names the key path it is about.
+
+mod schema;
+
+pub use schema::{LogLevel, Mode, PolicyMode};
+use schema::{RawConfig, RawUpstream};
+
+use crate::route::domain::DomainSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where ferry looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/ferry/ferry.yaml";
+
+/// The config used when there is no file: a direct proxy on loopback.
+pub const EMBEDDED_DEFAULT: &str = "listen: \"127.0.0.1:8080\"\n";
+
+/// One problem found in a config, with the key path it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{}: {}", self.path, self.msg)
+        }
+    }
+}
+
+/// All problems found in one config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A validated configuration snapshot.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from, or `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub mode: Mode,
+    pub reload_interval_secs: u64,
+    pub access_log: bool,
+    pub health_check: HealthCheck,
+    pub limits: Limits,
+    pub domain_policy: DomainPolicy,
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Worker threads (already resolved from 0 = one per core).
+    pub workers: usize,
+    pub log_level: LogLevel,
+}
+
+/// Active health probing of upstreams.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Connection limits and the timeouts of each phase.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// 0 = unlimited.
+    pub max_connections: usize,
+    /// A whole request/response exchange; `None` = unlimited. Never applied to tunnels.
+    pub request_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// Which hosts use the upstream pool.
+#[derive(Debug)]
+pub struct DomainPolicy {
+    pub mode: PolicyMode,
+    pub domains: DomainSet,
+}
+
+/// One upstream HTTP proxy.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// `http://host:port` as configured, the upstream's identity.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub priority: u32,
+    pub username: Option<String>,
+    /// `Basic …` for `Proxy-Authorization`, when credentials are set.
+    pub auth: Option<String>,
+}
+
+impl UpstreamSpec {
+    /// The URL with credentials, the password masked: for logs, status and labels.
+    pub fn display(&self) -> String {
+        match &self.username {
+            Some(u) => format!("http://{u}:***@{}", &self.url["http://".len()..]),
+            None => self.url.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default: direct proxy on 127.0.0.1:8080.
+    pub fn embedded() -> Config {
+        parse(EMBEDDED_DEFAULT, None).expect("the embedded default config is valid")
+    }
+
+    /// True when requests to `host` go through the upstream pool rather than direct.
+    pub fn uses_pool(&self, host: &str) -> bool {
+        if self.upstreams.is_empty() {
+            return false;
+        }
+        match self.domain_policy.mode {
+            PolicyMode::Off => true,
+            PolicyMode::Blacklist => !self.domain_policy.domains.matches(host),
+            PolicyMode::Whitelist => self.domain_policy.domains.matches(host),
+        }
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            msg: format!("cannot read {}: {e}", path.display()),
+        }])
+    })?;
+    parse(&text, Some(path))
+}
+
+/// Parses and validates config text; `source` is the file it came from, if any.
+pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        // serde_yaml prefixes the key path ("upstream[1]: unknown field ...") itself.
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            msg: e.to_string(),
+        }])
+    })?;
+    validate(raw, source)
+}
+
+fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut errs = Vec::new();
+    let mut err = |path: &str, msg: String| {
+        errs.push(ConfigError {
+            path: path.to_string(),
+            msg,
+        })
+    };
+
+    let listen = match raw.listen.as_deref() {
+        None => {
+            err("listen", "required (e.g. \"127.0.0.1:8080\")".into());
+            None
+        }
+        Some(s) => socket_addr(s).map_err(|m| err("listen", m)).ok(),
+    };
+    let admin_listen = match raw.admin_listen.as_deref() {
+        None => None,
+        Some(s) => socket_addr(s).map_err(|m| err("admin_listen", m)).ok(),
+    };
+    let hc = &raw.health_check;
+    if hc.interval_secs == 0 {
+        err("health_check.interval_secs", "must be at least 1".into());
+    }
+    if hc.timeout_secs == 0 {
+        err("health_check.timeout_secs", "must be at least 1".into());
+    }
+    let l = &raw.limits;
+    for (key, v) in [
+        ("limits.connect_timeout_secs", l.connect_timeout_secs),
+        ("limits.header_timeout_secs", l.header_timeout_secs),
+        ("limits.idle_timeout_secs", l.idle_timeout_secs),
+    ] {
+        if v == 0 {
+            err(key, "must be at least 1".into());
+        }
+    }
+    if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+        err(
+            "limits.max_header_bytes",
+            format!("{} is out of range 1024..=1048576", l.max_header_bytes),
+        );
+    }
+    if raw.workers > 256 {
+        err("workers", format!("{} is more than 256", raw.workers));
+    }
+    let mut domains = DomainSet::default();
+    for (i, d) in raw.domain_policy.domains.iter().enumerate() {
+        if let Err(m) = domains.add(d) {
+            err(&format!("domain_policy.domains[{i}]"), m.to_string());
+        }
+    }
+    let mut upstreams: Vec<UpstreamSpec> = Vec::new();
+    for (i, u) in raw.upstream.iter().enumerate() {
+        match upstream(u) {
+            Ok(spec) => {
+                if upstreams.iter().any(|o| o.url == spec.url) {
+                    err(
+                        &format!("upstream[{i}].url"),
+                        format!("{} is listed twice", spec.url),
+                    );
+                }
+                upstreams.push(spec);
+            }
+            Err((key, m)) => err(&format!("upstream[{i}].{key}"), m),
+        }
+    }
+
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+    let secs = Duration::from_secs;
+    let workers = match raw.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        listen: listen.expect("checked above"),
+        admin_listen,
+        mode: raw.mode,
+        reload_interval_secs: raw.reload_interval_secs,
+        access_log: raw.access_log,
+        health_check: HealthCheck {
+            interval: secs(hc.interval_secs),
+            timeout: secs(hc.timeout_secs),
+        },
+        limits: Limits {
+            max_connections: l.max_connections,
+            request_timeout: (l.request_timeout_secs > 0).then(|| secs(l.request_timeout_secs)),
+            shutdown_timeout: secs(l.shutdown_timeout_secs),
+            connect_timeout: secs(l.connect_timeout_secs),
+            header_timeout: secs(l.header_timeout_secs),
+            idle_timeout: secs(l.idle_timeout_secs),
+            max_header_bytes: l.max_header_bytes,
+        },
+        domain_policy: DomainPolicy {
+            mode: raw.domain_policy.mode,
+            domains,
+        },
+        upstreams,
+        workers,
+        log_level: raw.log_level,
+    })
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or `localhost:8080` (resolved once, here).
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || {
+        format!("{s:?} is not an address (expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080)")
+    };
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => s
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// Validates one `upstream[]` entry; the error names the key within the entry.
+fn upstream(u: &RawUpstream) -> Result<UpstreamSpec, (&'static str, String)> {
+    let rest = match u.url.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("http://") => &u.url[7..],
+        _ => {
+            return Err((
+                "url",
+                format!("{:?}: only http:// upstream proxies are supported", u.url),
+            ))
+        }
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') || authority.contains('?') {
+        return Err(("url", "an upstream proxy URL has no path".into()));
+    }
+    if authority.contains('@') {
+        return Err((
+            "url",
+            "put credentials in username/password, not in the URL".into(),
+        ));
+    }
+    let t = crate::http::request::parse_authority(authority, None).map_err(|e| {
+        let m = match e {
+            crate::http::request::HeadError::Malformed("port missing in CONNECT target") => {
+                "port missing".to_string()
+            }
+            crate::http::request::HeadError::Malformed(m) => m.to_string(),
+            _ => "invalid".to_string(),
+        };
+        ("url", m)
+    })?;
+    if !(1..=1000).contains(&u.weight) {
+        return Err(("weight", format!("{} is out of range 1..=1000", u.weight)));
+    }
+    let auth = match (&u.username, &u.password) {
+        (Some(user), Some(pass)) => {
+            if user.contains(':') {
+                return Err(("username", "must not contain ':'".into()));
+            }
+            Some(format!(
+                "Basic {}",
+                base64(format!("{user}:{pass}").as_bytes())
+            ))
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(("password", "missing (username is set)".into())),
+        (None, Some(_)) => return Err(("username", "missing (password is set)".into())),
+    };
+    let host = t.host.to_ascii_lowercase();
+    let url = if t.is_v6() {
+        format!("http://[{host}]:{}", t.port)
+    } else {
+        format!("http://{host}:{}", t.port)
+    };
+    Ok(UpstreamSpec {
+        url,
+        host,
+        port: t.port,
+        weight: u.weight,
+        priority: u.priority,
+        username: u.username.clone(),
+        auth,
+    })
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> String {
+        parse(yaml, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn http_proxy_lb_example_is_accepted_with_its_meaning() {
+        let text = include_str!("../../config/http-proxy-lb.example.yaml");
+        let c = parse(text, None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.mode, Mode::RoundRobin);
+        assert_eq!(c.domain_policy.mode, PolicyMode::Off);
+        assert_eq!(c.upstreams.len(), 3);
+        let b = &c.upstreams[1];
+        assert_eq!((b.weight, b.priority), (2, 20));
+        assert_eq!(b.auth.as_deref(), Some("Basic YWxpY2U6czNjcjpldA=="));
+        assert_eq!(b.display(), "http://alice:***@proxy-b.example.net:3128");
+        assert_eq!(c.limits.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.request_timeout, None);
+    }
+
+    #[test]
+    fn embedded_default_is_a_direct_proxy_on_loopback() {
+        let c = Config::embedded();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(c.upstreams.is_empty());
+        assert!(!c.uses_pool("example.com"));
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nupstream:\n  - url: http://a:1\n  - url: http://b\n"),
+            "upstream[1].url: port missing"
+        );
+        assert!(
+            errors("listen: 127.0.0.1:1\nupstream:\n  - url: http://a:1\n    wieght: 2\n")
+                .contains("upstream[0]: unknown field `wieght`")
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nupstream:\n  - url: http://a:1\n    weight: 0\n"),
+            "upstream[0].weight: 0 is out of range 1..=1000"
+        );
+        assert_eq!(errors("listen: nope\n"), "listen: \"nope\" is not an address (expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080)");
+        assert_eq!(
+            errors("upstream: []\n"),
+            "listen: required (e.g. \"127.0.0.1:8080\")"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nhealth_check:\n  interval_secs: 0\n"),
+            "health_check.interval_secs: must be at least 1"
+        );
+        assert!(errors("listen: 127.0.0.1:1\nbogus: 1\n").contains("unknown field `bogus`"));
+        assert!(
+            errors("listen: 127.0.0.1:1\nlimits:\n  max_conections: 1\n")
+                .contains("limits: unknown field `max_conections`")
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nupstream:\n  - url: https://a:1\n"),
+            "upstream[0].url: \"https://a:1\": only http:// upstream proxies are supported"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nupstream:\n  - url: http://a:1\n    username: u\n"),
+            "upstream[0].password: missing (username is set)"
+        );
+    }
+
+    #[test]
+    fn domain_policy_routes_hosts() {
+        let c = parse(
+            "listen: 127.0.0.1:1\nupstream: [{url: 'http://u:1'}]\ndomain_policy:\n  mode: blacklist\n  domains: ['suffix:lan', 'domain:Exact.com']\n",
+            None,
+        )
+        .unwrap();
+        assert!(!c.uses_pool("router.lan"));
+        assert!(!c.uses_pool("exact.com"));
+        assert!(c.uses_pool("sub.exact.com"));
+        assert!(c.uses_pool("example.org"));
+    }
+}

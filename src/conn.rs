@@ -1,0 +1,118 @@
+//! A socket plus what the kernel last said about it. Readiness (`readable`, `writable`) is kept
+//! apart from what the session wants to do: mio is edge-triggered, so a flag stays set until an
+//! operation answers `WouldBlock`, and the session decides when to act on it.
+
+use crate::buffer::Buf;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// What the last I/O call said, next to the byte count it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// More may be possible (the buffer filled or emptied first).
+    Continue,
+    /// The kernel has nothing more for now; wait for the next readiness event.
+    WouldBlock,
+    /// The peer closed its sending side (read returned 0).
+    Closed,
+    /// The connection failed.
+    Error(io::ErrorKind),
+}
+
+/// One TCP connection of a session, with its readiness.
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            readable: false,
+            writable: false,
+        }
+    }
+
+    /// Reads into `buf` until it is full or the socket is drained.
+    pub fn read_into(&mut self, buf: &mut Buf) -> (usize, Io) {
+        let mut total = 0;
+        loop {
+            let spare = buf.spare();
+            if spare.is_empty() {
+                return (total, Io::Continue);
+            }
+            let want = spare.len();
+            match self.stream.read(spare) {
+                Ok(0) => return (total, Io::Closed),
+                Ok(n) => {
+                    buf.filled(n);
+                    total += n;
+                    if n < want {
+                        // A short read drained the socket: any later data brings a new edge.
+                        self.readable = false;
+                        return (total, Io::WouldBlock);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return (total, Io::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (total, Io::Error(e.kind())),
+            }
+        }
+    }
+
+    /// Writes from `buf` until it is empty or the socket's send buffer is full.
+    pub fn write_from(&mut self, buf: &mut Buf) -> (usize, Io) {
+        let mut total = 0;
+        while !buf.is_empty() {
+            let want = buf.len();
+            match self.stream.write(buf.bytes()) {
+                Ok(0) => return (total, Io::Error(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    buf.consume(n);
+                    total += n;
+                    if n < want {
+                        self.writable = false;
+                        return (total, Io::WouldBlock);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return (total, Io::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (total, Io::Error(e.kind())),
+            }
+        }
+        (total, Io::Continue)
+    }
+
+    /// Writes from `bytes` (which the caller keeps) until done or the send buffer is full.
+    pub fn write_slice(&mut self, bytes: &[u8]) -> (usize, Io) {
+        let mut total = 0;
+        while total < bytes.len() {
+            match self.stream.write(&bytes[total..]) {
+                Ok(0) => return (total, Io::Error(io::ErrorKind::WriteZero)),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return (total, Io::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (total, Io::Error(e.kind())),
+            }
+        }
+        (total, Io::Continue)
+    }
+
+    /// Ends our sending side (half-close); errors mean the peer is gone, which the next read
+    /// will tell.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}

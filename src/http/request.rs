@@ -1,0 +1,423 @@
+//! Request heads: parsed in place from the worker's buffer with httparse, checked against the
+//! limits and the framing rules of RFC 9112 before anything is forwarded.
+
+use super::framing::Framing;
+use super::{has_token, tokens, trim};
+use std::net::Ipv6Addr;
+
+/// Most header fields accepted in one head (more gets 431).
+pub const MAX_HEADERS: usize = 100;
+/// Longest request line accepted (more gets 414).
+pub const MAX_REQUEST_LINE: usize = 8192;
+
+/// What a request head asks for, as far as framing and routing care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    Connect,
+    Head,
+    Other,
+}
+
+/// Why a request head was refused; each maps to one status in `reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// 400 with the reason.
+    Malformed(&'static str),
+    /// 414: the request line alone is over `MAX_REQUEST_LINE`.
+    UriTooLong,
+    /// 431: the head is over `max_header_bytes`, or has too many fields.
+    TooLarge,
+    /// 505: not HTTP/1.0 or HTTP/1.1 (an HTTP/2 preface lands here).
+    Version,
+}
+
+/// Where the request goes: `host` is as written (IPv6 without brackets), `path` is the
+/// origin-form rest of an absolute-form target (may be empty or start with `?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub path: &'a str,
+}
+
+impl Target<'_> {
+    /// True when `host` is an IPv6 literal and must be bracketed in an authority.
+    pub fn is_v6(&self) -> bool {
+        self.host.contains(':')
+    }
+}
+
+/// A parsed request head, borrowing from the buffer it was parsed from.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub kind: MethodKind,
+    /// The `x` of `HTTP/1.x`.
+    pub minor: u8,
+    pub target: Target<'b>,
+    pub headers: &'h [httparse::Header<'b>],
+    pub framing: Framing,
+    /// Whether the client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// `Connection: upgrade` with an `Upgrade` field (WebSocket through the proxy).
+    pub upgrade: bool,
+    /// Bytes of the head, terminator included.
+    pub len: usize,
+}
+
+/// Parses the request head at the start of `buf`, which the caller has seen to contain a whole
+/// head (see `find_head_end`). `Ok(None)` means httparse wants more bytes (blank lines before
+/// the request line can make the first terminator a false one).
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    if line_end > MAX_REQUEST_LINE {
+        return Err(HeadError::UriTooLong);
+    }
+    let mut req = httparse::Request::new(headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(httparse::Error::HeaderName) => {
+            return Err(HeadError::Malformed("invalid header name"))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HeadError::Malformed("invalid header value"))
+        }
+        Err(httparse::Error::NewLine) => return Err(HeadError::Malformed("invalid line ending")),
+        Err(_) => return Err(HeadError::Malformed("malformed request line")),
+    };
+    let method = req.method.unwrap_or("");
+    let minor = req.version.unwrap_or(1);
+    let raw_target = req.path.unwrap_or("");
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+
+    let kind = if method == "CONNECT" {
+        MethodKind::Connect
+    } else if method == "HEAD" {
+        MethodKind::Head
+    } else {
+        MethodKind::Other
+    };
+    let target = match kind {
+        MethodKind::Connect => parse_authority(raw_target, None)?,
+        _ => parse_absolute(raw_target)?,
+    };
+
+    let mut keep_alive = minor == 1;
+    let mut upgrade_token = false;
+    let mut upgrade_field = false;
+    let mut te_chunked: Option<bool> = None;
+    let mut length: Option<u64> = None;
+    let mut hosts = 0;
+    for h in headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("proxy-connection")
+        {
+            if has_token(h.value, "close") {
+                keep_alive = false;
+            } else if minor == 0 && has_token(h.value, "keep-alive") {
+                keep_alive = true;
+            }
+            upgrade_token |= has_token(h.value, "upgrade");
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade_field = !trim(h.value).is_empty();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding of the last field decides (RFC 9112 §6.3 rule 4).
+            if let Some(last) = tokens(h.value).last() {
+                te_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else {
+                return Err(HeadError::Malformed("empty Transfer-Encoding"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            length = Some(merge_length(length, h.value)?);
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        }
+    }
+    if hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host field"));
+    }
+    let framing = match (te_chunked, length) {
+        // RFC 9112 §6.3: a message with both could be smuggling; refuse it.
+        (Some(_), Some(_)) => {
+            return Err(HeadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (Some(true), None) => Framing::Chunked,
+        (Some(false), None) => {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding does not end in chunked",
+            ))
+        }
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::None,
+    };
+    if kind == MethodKind::Connect && framing != Framing::None {
+        return Err(HeadError::Malformed("CONNECT with a body"));
+    }
+    Ok(Some(RequestHead {
+        method,
+        kind,
+        minor,
+        target,
+        headers,
+        framing,
+        keep_alive,
+        upgrade: upgrade_token && upgrade_field && kind != MethodKind::Connect,
+        len,
+    }))
+}
+
+/// Folds one Content-Length field into what earlier fields said: every value, across fields
+/// and comma lists, must be the same number (RFC 9112 §6.3 rule 5).
+pub fn merge_length(prev: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
+    let mut seen = prev;
+    let mut any = false;
+    for t in value.split(|&b| b == b',').map(trim) {
+        any = true;
+        let n = parse_decimal(t).ok_or(HeadError::Malformed("invalid Content-Length"))?;
+        if seen.is_some_and(|p| p != n) {
+            return Err(HeadError::Malformed("conflicting Content-Length values"));
+        }
+        seen = Some(n);
+    }
+    match (any, seen) {
+        (true, Some(n)) => Ok(n),
+        _ => Err(HeadError::Malformed("invalid Content-Length")),
+    }
+}
+
+/// A non-empty run of ASCII digits that fits in u64 (no sign, no spaces).
+pub fn parse_decimal(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in t {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    Some(n)
+}
+
+/// `http://authority[/path?query]` → target; other schemes and origin-form are refused: a
+/// forward proxy must be told where to go.
+fn parse_absolute(raw: &str) -> Result<Target<'_>, HeadError> {
+    let rest = match raw.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("http://") => &raw[7..],
+        _ if raw.starts_with('/') => {
+            return Err(HeadError::Malformed(
+                "origin-form request to a proxy (use an absolute http:// URL)",
+            ))
+        }
+        _ => {
+            return Err(HeadError::Malformed(
+                "only http:// targets or CONNECT are proxied",
+            ))
+        }
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return Err(HeadError::Malformed("userinfo in request target"));
+    }
+    let mut t = parse_authority(authority, Some(80))?;
+    let path = &rest[end..];
+    if path.starts_with('#') {
+        return Err(HeadError::Malformed("fragment in request target"));
+    }
+    t.path = path;
+    Ok(t)
+}
+
+/// `host[:port]` or `[v6]:port`; `default_port` None means the port is required (CONNECT).
+pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_>, HeadError> {
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let close = rest
+            .find(']')
+            .ok_or(HeadError::Malformed("unclosed [ in host"))?;
+        let host = &rest[..close];
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(HeadError::Malformed("invalid IPv6 literal"));
+        }
+        let after = &rest[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(HeadError::Malformed("junk after IPv6 literal")),
+        };
+        (host, port)
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    if !host.contains(':') && !valid_host(host) {
+        return Err(HeadError::Malformed("invalid host"));
+    }
+    let port = match port {
+        Some(p) => match parse_decimal(p.as_bytes()) {
+            Some(n @ 1..=65535) => n as u16,
+            _ => return Err(HeadError::Malformed("invalid port")),
+        },
+        None => default_port.ok_or(HeadError::Malformed("port missing in CONNECT target"))?,
+    };
+    Ok(Target {
+        host,
+        port,
+        path: "",
+    })
+}
+
+/// A DNS name or IPv4 literal: letters, digits, `-`, `_`, `.`; at most 253 bytes.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Summary = (MethodKind, String, u16, String, Framing, bool, bool);
+
+    fn p(raw: &[u8]) -> Result<Option<Summary>, HeadError> {
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse(raw, &mut hs).map(|o| {
+            o.map(|r| {
+                (
+                    r.kind,
+                    r.target.host.to_string(),
+                    r.target.port,
+                    r.target.path.to_string(),
+                    r.framing,
+                    r.keep_alive,
+                    r.upgrade,
+                )
+            })
+        })
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        let r = p(b"GET http://Example.com:8081/a?b HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r,
+            (
+                MethodKind::Other,
+                "Example.com".into(),
+                8081,
+                "/a?b".into(),
+                Framing::None,
+                true,
+                false
+            )
+        );
+        let r = p(b"GET http://h?q HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(
+            (r.1.as_str(), r.2, r.3.as_str(), r.5),
+            ("h", 80, "?q", false)
+        );
+        let r = p(b"GET http://[::1]:9/ HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!((r.1.as_str(), r.2), ("::1", 9));
+    }
+
+    #[test]
+    fn connect_targets() {
+        let r = p(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!((r.0, r.1.as_str(), r.2), (MethodKind::Connect, "::1", 443));
+        assert!(p(b"CONNECT host HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"CONNECT host:0 HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"CONNECT host:70000 HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |raw: &[u8]| p(raw).unwrap().unwrap().5;
+        assert!(ka(b"GET http://h/ HTTP/1.1\r\n\r\n"));
+        assert!(!ka(b"GET http://h/ HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!ka(
+            b"GET http://h/ HTTP/1.1\r\nProxy-Connection: close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET http://h/ HTTP/1.0\r\n\r\n"));
+        assert!(ka(
+            b"GET http://h/ HTTP/1.0\r\nProxy-Connection: Keep-Alive\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let f = |raw: &[u8]| p(raw).map(|o| o.unwrap().4);
+        assert_eq!(
+            f(b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            f(b"POST http://h/ HTTP/1.1\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            f(b"POST http://h/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert!(f(
+            b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .is_err());
+        assert!(
+            f(b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+                .is_err()
+        );
+        assert!(f(b"POST http://h/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n").is_err());
+        assert!(f(b"POST http://h/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert!(
+            f(b"POST http://h/ HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n").is_err()
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            p(b"GET /local HTTP/1.1\r\n\r\n").unwrap_err(),
+            HeadError::Malformed("origin-form request to a proxy (use an absolute http:// URL)")
+        );
+        assert!(p(b"GET https://h/ HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"GET http://u:p@h/ HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"GET http://h/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").is_err());
+        assert_eq!(
+            p(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(),
+            HeadError::Version
+        );
+        let mut long = b"GET http://h/".to_vec();
+        long.extend(std::iter::repeat(b'a').take(MAX_REQUEST_LINE));
+        long.extend(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(p(&long).unwrap_err(), HeadError::UriTooLong);
+        let mut many = b"GET http://h/ HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(p(&many).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn upgrade_detected() {
+        let r = p(b"GET http://h/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(r.6);
+    }
+}

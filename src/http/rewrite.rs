@@ -1,0 +1,209 @@
+//! Heads rewritten for the next hop: hop-by-hop fields removed (RFC 9110 §7.6.1), the target
+//! put in the form the next hop expects, and ferry's own `Connection` and credentials added.
+
+use super::has_token;
+use super::request::{MethodKind, RequestHead, Target};
+use super::response::ResponseHead;
+use crate::buffer::Buf;
+use std::io::Write;
+
+/// How the request target is written for the next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`, for an origin server.
+    Origin,
+    /// `http://host:port/path?query` or `host:port` for CONNECT, for an upstream proxy.
+    Absolute,
+}
+
+/// What ferry says in the `Connection` field it adds to a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionField {
+    /// Nothing: the default of the version applies.
+    Default,
+    Close,
+    KeepAlive,
+    Upgrade,
+}
+
+/// Fields that describe one hop only and are never forwarded as they came.
+fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// True when a `Connection` (or `Proxy-Connection`) field of `headers` names `name`.
+fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers.iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("connection")
+            || h.name.eq_ignore_ascii_case("proxy-connection"))
+            && has_token(h.value, name)
+    })
+}
+
+/// Writes `host[:port]` (brackets for IPv6), leaving out the port when it is `default`.
+pub fn write_authority(out: &mut Buf, t: &Target<'_>, default: Option<u16>) {
+    if t.is_v6() {
+        let _ = write!(out, "[{}]", t.host);
+    } else {
+        out.push(t.host.as_bytes());
+    }
+    if default != Some(t.port) {
+        let _ = write!(out, ":{}", t.port);
+    }
+}
+
+/// Writes the request head for the next hop. `proxy_auth` is the upstream's own
+/// `Proxy-Authorization` value; the client's is never forwarded.
+pub fn request_head(
+    out: &mut Buf,
+    req: &RequestHead<'_, '_>,
+    form: TargetForm,
+    proxy_auth: Option<&str>,
+) {
+    let t = &req.target;
+    let default_port = if req.kind == MethodKind::Connect {
+        None
+    } else {
+        Some(80)
+    };
+    out.push(req.method.as_bytes());
+    out.push(b" ");
+    match (req.kind, form) {
+        (MethodKind::Connect, _) => write_authority(out, t, None),
+        (_, TargetForm::Absolute) => {
+            out.push(b"http://");
+            write_authority(out, t, Some(80));
+            write_path(out, t.path);
+        }
+        (_, TargetForm::Origin) => write_path(out, t.path),
+    }
+    let _ = write!(out, " HTTP/1.{}\r\nHost: ", req.minor);
+    write_authority(out, t, default_port);
+    out.push(b"\r\n");
+    for h in req.headers {
+        let name = h.name;
+        let kept_upgrade = req.upgrade && name.eq_ignore_ascii_case("upgrade");
+        if name.eq_ignore_ascii_case("host")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+            || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(req.headers, name)))
+        {
+            continue;
+        }
+        write_field(out, name, h.value);
+    }
+    if req.upgrade {
+        out.push(b"Connection: Upgrade\r\n");
+    }
+    if let Some(auth) = proxy_auth {
+        write_field(out, "Proxy-Authorization", auth.as_bytes());
+    }
+    out.push(b"\r\n");
+}
+
+/// Writes the response head for the client, with ferry's `Connection` field.
+pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, conn: ConnectionField) {
+    let _ = write!(out, "HTTP/1.1 {} ", resp.code);
+    out.push(resp.reason.as_bytes());
+    out.push(b"\r\n");
+    let upgrading = conn == ConnectionField::Upgrade;
+    for h in resp.headers {
+        let name = h.name;
+        let kept_upgrade = upgrading && name.eq_ignore_ascii_case("upgrade");
+        if !kept_upgrade && (is_hop_by_hop(name) || named_by_connection(resp.headers, name)) {
+            continue;
+        }
+        write_field(out, name, h.value);
+    }
+    match conn {
+        ConnectionField::Default => {}
+        ConnectionField::Close => out.push(b"Connection: close\r\n"),
+        ConnectionField::KeepAlive => out.push(b"Connection: keep-alive\r\n"),
+        ConnectionField::Upgrade => out.push(b"Connection: Upgrade\r\n"),
+    }
+    out.push(b"\r\n");
+}
+
+fn write_path(out: &mut Buf, path: &str) {
+    if !path.starts_with('/') {
+        out.push(b"/");
+    }
+    out.push(path.as_bytes());
+}
+
+fn write_field(out: &mut Buf, name: &str, value: &[u8]) {
+    out.push(name.as_bytes());
+    out.push(b": ");
+    out.push(value);
+    out.push(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{request, response};
+
+    fn rewrite(raw: &[u8], form: TargetForm, auth: Option<&str>) -> String {
+        let mut hs = [httparse::EMPTY_HEADER; 100];
+        let req = request::parse(raw, &mut hs).unwrap().unwrap();
+        let mut out = Buf::with_capacity(64);
+        request_head(&mut out, &req, form, auth);
+        String::from_utf8(out.bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn request_to_origin_drops_hop_by_hop_and_client_credentials() {
+        let raw = b"GET http://example.com/a?b HTTP/1.1\r\nHost: wrong\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic Y2xpZW50\r\nTE: trailers\r\nAccept: */*\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_to_upstream_is_absolute_with_its_own_credentials() {
+        let raw =
+            b"GET http://[::1]:8080?q HTTP/1.0\r\nProxy-Authorization: Basic Y2xpZW50\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Absolute, Some("Basic dXA=")),
+            "GET http://[::1]:8080/?q HTTP/1.0\r\nHost: [::1]:8080\r\nProxy-Authorization: Basic dXA=\r\n\r\n"
+        );
+        let raw = b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Absolute, None),
+            "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upgrade_keeps_its_fields() {
+        let raw = b"GET http://h/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_gets_ferry_connection_field() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\n";
+        let mut hs = [httparse::EMPTY_HEADER; 16];
+        let resp = response::parse(raw, &mut hs, MethodKind::Other)
+            .unwrap()
+            .unwrap();
+        let mut out = Buf::with_capacity(16);
+        response_head(&mut out, &resp, ConnectionField::Close);
+        assert_eq!(
+            std::str::from_utf8(out.bytes()).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+    }
+}

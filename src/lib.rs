@@ -1,0 +1,30 @@
+//! ferry: a small, fast, synchronous HTTP forward proxy with an upstream pool.
+//!
+//! The request path, in the order a request meets it (one function call after another inside
+//! one worker thread):
+//!
+//! 1. [`listener`]: SO_REUSEPORT sockets, one per worker; accept until `WouldBlock`.
+//! 2. [`worker`]: the per-core mio loop that owns sessions, timers and buffer pools.
+//! 3. [`session`]: the client-connection state machine: read head ([`http::request`]),
+//!    route ([`route`]), resolve ([`resolve`]), connect, exchange ([`http::framing`],
+//!    [`http::rewrite`]) or tunnel ([`relay`]).
+//! 4. [`http::reply`]: every reply ferry writes itself.
+//!
+//! Around it: [`config`] (schema and validation), [`control`] (signals), [`buffer`] (the pooled
+//! I/O buffers) and [`server`] (start-up and join).
+
+pub mod buffer;
+pub mod config;
+pub mod conn;
+pub mod control;
+pub mod http;
+pub mod listener;
+pub mod logging;
+pub mod relay;
+pub mod resolve;
+pub mod route;
+pub mod server;
+pub mod session;
+pub mod sys;
+pub mod upstream;
+pub mod worker;

@@ -1,0 +1,61 @@
+//! Start-up: bind every listener first (so a bad address fails before anything serves), then
+//! start the resolver, the workers and the control thread, and wait for the workers to finish.
+
+use crate::config::Config;
+use crate::resolve::{Deliver, Resolver};
+use crate::worker::{Shared, Worker};
+use std::sync::Arc;
+
+/// Stack of a worker thread: sessions keep their state on the heap, so little is needed.
+const WORKER_STACK: usize = 256 * 1024;
+/// Resolver threads.
+const RESOLVERS: usize = 2;
+
+/// Runs ferry with `config` until it is told to stop.
+pub fn run(config: Config) -> Result<(), String> {
+    let config = Arc::new(config);
+    match crate::sys::raise_fd_limit() {
+        Ok((old, new)) if old != new => log::debug!("open-files limit raised from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
+    }
+    let n = config.workers;
+    let listeners = crate::listener::bind(config.listen, n).map_err(|e| e.to_string())?;
+    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let workers: Vec<Worker> = (0..n)
+        .map(|_| Worker::new())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let outboxes: Vec<_> = workers.iter().map(Worker::outbox).collect();
+    let delivers: Vec<Arc<dyn Deliver>> = outboxes
+        .iter()
+        .map(|o| Arc::new(o.clone()) as Arc<dyn Deliver>)
+        .collect();
+    let resolver = Resolver::start(RESOLVERS, delivers)
+        .map_err(|e| format!("cannot start resolver threads: {e}"))?;
+    let shared = Arc::new(Shared::default());
+    crate::control::start(outboxes, shared.clone())
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+
+    let mut handles = Vec::with_capacity(n);
+    for (id, (worker, listener)) in workers.into_iter().zip(listeners).enumerate() {
+        let (config, resolver, shared) = (config.clone(), resolver.clone(), shared.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("ferry-worker-{id}"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || worker.run(id, listener, config, resolver, shared))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        handles.push(h);
+    }
+    let route = if config.upstreams.is_empty() {
+        "direct".to_string()
+    } else {
+        format!("{} upstream proxies", config.upstreams.len())
+    };
+    log::info!("listening on {addr} with {n} workers ({route})");
+    for h in handles {
+        let _ = h.join();
+    }
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,776 @@
+//! One request/response exchange of a session: connect (reusing a kept connection when it
+//! can), send the rewritten head and the request body as framed, read the response head, relay
+//! 1xx, rewrite the final head, relay its body as framed, then decide what survives.
+//!
+//! A request is replayed on a fresh connection only when a reused connection failed before any
+//! response byte and the request had no body (nothing can have been acted on twice).
+
+use super::{Fail, Phase, ServerTarget, Session, Step};
+use crate::buffer::Buf;
+use crate::config::Config;
+use crate::conn::Io;
+use crate::http::framing::{BodyState, Framing};
+use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
+use crate::http::request::{MethodKind, RequestHead};
+use crate::http::response;
+use crate::http::rewrite::{self, ConnectionField, TargetForm};
+use crate::resolve::{self, Asker};
+use crate::route::{self, Route};
+use crate::worker::Ctx;
+use mio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// Largest response head accepted from an origin or upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+enum Stage {
+    Resolving,
+    Connecting { addrs: Vec<SocketAddr>, next: usize },
+    Connected,
+}
+
+enum Resp {
+    Head,
+    Body(BodyState),
+    Done,
+}
+
+/// What the access log says about a request (only built when `access_log` is on).
+pub struct LogLine {
+    method: String,
+    target: String,
+    route: String,
+}
+
+impl LogLine {
+    fn request(&self, peer: SocketAddr, status: u16, up: u64, down: u64, attempts: u8, ms: u128) {
+        log::info!(
+            target: "access",
+            "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
+            self.method,
+            self.target,
+            self.route,
+            ms
+        );
+    }
+
+    /// The line for a tunnel when it ends.
+    pub fn tunnel(&self, peer: SocketAddr, up: u64, down: u64, started: Instant, now: Instant) {
+        self.request(
+            peer,
+            200,
+            up,
+            down,
+            1,
+            now.duration_since(started).as_millis(),
+        );
+    }
+}
+
+/// A request in flight and its response.
+pub struct Exchange {
+    kind: MethodKind,
+    minor: u8,
+    host: String,
+    port: u16,
+    keep_alive: bool,
+    upgrade: bool,
+    has_body: bool,
+    route: Route,
+    stage: Stage,
+    /// The rewritten request head; kept until a response head arrives, for a replay.
+    head: Option<Buf>,
+    head_sent: usize,
+    req_body: BodyState,
+    resp: Resp,
+    resp_scanned: usize,
+    status: u16,
+    started: Instant,
+    attempts: u8,
+    server_eof: bool,
+    client_keep: bool,
+    server_keep: bool,
+    response_started: bool,
+    bytes_up: u64,
+    bytes_down: u64,
+    log: Option<LogLine>,
+}
+
+impl Exchange {
+    /// Routes a parsed request and renders its head for the next hop.
+    pub fn start(req: &RequestHead<'_, '_>, config: &Config, ctx: &mut Ctx) -> Exchange {
+        let route = route::route(config, req.target.host, &mut ctx.rr);
+        let head = match (req.kind, route) {
+            (MethodKind::Connect, Route::Direct) => None,
+            (_, Route::Direct) => {
+                let mut b = ctx.bufs.get();
+                rewrite::request_head(&mut b, req, TargetForm::Origin, None);
+                Some(b)
+            }
+            (_, Route::Upstream(i)) => {
+                let mut b = ctx.bufs.get();
+                rewrite::request_head(
+                    &mut b,
+                    req,
+                    TargetForm::Absolute,
+                    config.upstreams[i].auth.as_deref(),
+                );
+                Some(b)
+            }
+        };
+        let log = config.access_log.then(|| {
+            let mut t = Buf::with_capacity(64);
+            match req.kind {
+                MethodKind::Connect => rewrite::write_authority(&mut t, &req.target, None),
+                _ => {
+                    t.push(b"http://");
+                    rewrite::write_authority(&mut t, &req.target, Some(80));
+                    t.push(req.target.path.as_bytes());
+                }
+            }
+            LogLine {
+                method: req.method.to_string(),
+                target: String::from_utf8_lossy(t.bytes()).into_owned(),
+                route: match route {
+                    Route::Direct => "direct".into(),
+                    Route::Upstream(i) => config.upstreams[i].display(),
+                },
+            }
+        });
+        Exchange {
+            kind: req.kind,
+            minor: req.minor,
+            host: req.target.host.to_string(),
+            port: req.target.port,
+            keep_alive: req.keep_alive,
+            upgrade: req.upgrade,
+            has_body: req.framing != Framing::None,
+            route,
+            stage: Stage::Resolving,
+            head,
+            head_sent: 0,
+            req_body: BodyState::new(req.framing),
+            resp: Resp::Head,
+            resp_scanned: 0,
+            status: 0,
+            started: ctx.now,
+            attempts: 0,
+            server_eof: false,
+            client_keep: false,
+            server_keep: false,
+            response_started: false,
+            bytes_up: 0,
+            bytes_down: 0,
+            log,
+        }
+    }
+
+    pub fn is_resolving(&self) -> bool {
+        matches!(self.stage, Stage::Resolving)
+    }
+
+    /// True once any byte of the final response went towards the client.
+    pub fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// The host and port to connect to, and what the connection will be to.
+    fn server_target(&self, config: &Config) -> (String, u16, ServerTarget) {
+        match self.route {
+            Route::Direct => (
+                self.host.clone(),
+                self.port,
+                ServerTarget::Origin(self.host.clone(), self.port),
+            ),
+            Route::Upstream(i) => {
+                let u = &config.upstreams[i];
+                (
+                    u.host.clone(),
+                    u.port,
+                    ServerTarget::Upstream(u.url.clone()),
+                )
+            }
+        }
+    }
+
+    /// Logs a request that ferry answered itself.
+    pub fn log_refusal(&mut self, r: &Refusal, peer: SocketAddr, _config: &Config) {
+        if let Some(l) = self.log.take() {
+            l.request(
+                peer,
+                r.status,
+                self.bytes_up,
+                self.bytes_down,
+                self.attempts,
+                self.started.elapsed().as_millis(),
+            );
+        }
+    }
+
+    pub fn release(mut self, ctx: &mut Ctx) {
+        if let Some(b) = self.head.take() {
+            ctx.bufs.put(b);
+        }
+    }
+}
+
+impl Session {
+    /// Enters the exchange: reuses a kept connection or starts resolving and connecting.
+    pub(super) fn begin_exchange(&mut self, ex: Exchange, ctx: &mut Ctx) -> Result<(), Fail> {
+        let (_, _, target) = ex.server_target(&self.config);
+        let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
+        self.phase = Phase::Exchange(Box::new(ex));
+        self.deadline = ctx.now + self.config.limits.connect_timeout;
+        let reusable = self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.connected && s.target == target)
+            && !tunnel_direct;
+        if reusable {
+            if let Some(s) = self.server.as_mut() {
+                s.reused = true;
+            }
+            self.connected(ctx)?;
+            return Ok(());
+        }
+        self.drop_server(ctx);
+        if let ServerTarget::Upstream(url) = &target {
+            if let Some(stream) = ctx.idle.take(url) {
+                if self
+                    .attach_server(stream, target.clone(), true, true, ctx)
+                    .is_ok()
+                {
+                    self.connected(ctx)?;
+                    return Ok(());
+                }
+            }
+        }
+        self.resolve_and_connect(ctx)
+    }
+
+    /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
+    fn resolve_and_connect(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let (host, port, _) = ex.server_target(&self.config);
+        ex.attempts += 1;
+        if let Some(a) = resolve::literal(&host, port) {
+            return self.connect_to(vec![a], 0, ctx);
+        }
+        if let Some(addrs) = ctx.dns.get(&host, port, ctx.now) {
+            return self.connect_to(addrs, 0, ctx);
+        }
+        ex.stage = Stage::Resolving;
+        let asker = Asker {
+            worker: ctx.worker,
+            slot: self.slot,
+            generation: self.generation,
+        };
+        ctx.resolver.ask(asker, &host);
+        Ok(())
+    }
+
+    /// A resolver answered.
+    pub(super) fn on_resolved(&mut self, r: Result<Vec<IpAddr>, String>, ctx: &mut Ctx) -> Step {
+        let Phase::Exchange(ex) = &self.phase else {
+            return Step::Wait;
+        };
+        let (_, port, _) = ex.server_target(&self.config);
+        let result = match r {
+            Ok(ips) => self.connect_to(
+                ips.into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect(),
+                0,
+                ctx,
+            ),
+            Err(e) => {
+                log::debug!("{}: {e}", self.peer);
+                Err(Fail::Refuse(Refusal::new(
+                    502,
+                    "cannot resolve the target host",
+                )))
+            }
+        };
+        match self.settle(result.map(|_| true), ctx) {
+            Step::Again => Step::Wait,
+            s => s,
+        }
+    }
+
+    /// Starts a non-blocking connect to `addrs[next..]`, trying each until one starts.
+    fn connect_to(
+        &mut self,
+        addrs: Vec<SocketAddr>,
+        mut next: usize,
+        ctx: &mut Ctx,
+    ) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &self.phase else {
+            return Err(Fail::Abort);
+        };
+        let (_, _, target) = ex.server_target(&self.config);
+        while next < addrs.len() {
+            let addr = addrs[next];
+            next += 1;
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    if let Err(e) = self.attach_server(stream, target.clone(), false, false, ctx) {
+                        log::warn!("cannot register a connection: {e}");
+                        continue;
+                    }
+                    if let Phase::Exchange(ex) = &mut self.phase {
+                        ex.stage = Stage::Connecting { addrs, next };
+                    }
+                    self.deadline = ctx.now + self.config.limits.connect_timeout;
+                    return Ok(());
+                }
+                Err(e) => log::debug!("{}: connect to {addr} failed: {e}", self.peer),
+            }
+        }
+        Err(Fail::Refuse(self.cannot_connect()))
+    }
+
+    fn cannot_connect(&self) -> Refusal {
+        match &self.phase {
+            Phase::Exchange(ex) if ex.route != Route::Direct => {
+                Refusal::new(502, "cannot connect to the upstream proxy")
+            }
+            _ => Refusal::new(502, "cannot connect to the target"),
+        }
+    }
+
+    /// Checks a connect in progress; moves to the next address when it failed.
+    fn check_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Some(s) = self.server.as_mut() else {
+            return Ok(false);
+        };
+        if !(s.conn.writable || s.conn.readable) {
+            return Ok(false);
+        }
+        let failed = match s.conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match s.conn.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    // Woken before the handshake finished: wait for the next event.
+                    s.conn.writable = false;
+                    s.conn.readable = false;
+                    return Ok(false);
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            log::debug!("{}: connect failed: {e}", self.peer);
+            self.drop_server(ctx);
+            let Phase::Exchange(ex) = &mut self.phase else {
+                return Err(Fail::Abort);
+            };
+            let Stage::Connecting { addrs, next } =
+                std::mem::replace(&mut ex.stage, Stage::Resolving)
+            else {
+                return Err(Fail::Abort);
+            };
+            self.connect_to(addrs, next, ctx)?;
+            return Ok(true);
+        }
+        let _ = s.conn.stream.set_nodelay(true);
+        s.connected = true;
+        self.connected(ctx)?;
+        Ok(true)
+    }
+
+    /// The server connection is usable: a direct CONNECT becomes a tunnel now; anything else
+    /// starts sending.
+    fn connected(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        ex.stage = Stage::Connected;
+        self.deadline = ctx.now + self.config.limits.idle_timeout;
+        if ex.kind == MethodKind::Connect && ex.route == Route::Direct {
+            ctx.bufs.fill(&mut self.cout).push(CONNECT_ESTABLISHED);
+            let log = ex.log.take();
+            let started = ex.started;
+            self.start_tunnel(log, started, false, ctx);
+        }
+        Ok(())
+    }
+
+    pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let mut progress = self.flush_client(ctx)?;
+        if let Phase::Exchange(ex) = &self.phase {
+            if matches!(ex.stage, Stage::Connecting { .. }) {
+                progress |= self.check_connect(ctx)?;
+            }
+        }
+        let Phase::Exchange(ex) = &self.phase else {
+            return Ok(true);
+        };
+        let connected = matches!(ex.stage, Stage::Connected);
+        progress |= self.fill_cin(ctx)?;
+        progress |= self.feed_request_body(ctx)?;
+        if connected {
+            progress |= self.write_server(ctx)?;
+            progress |= self.fill_sin(ctx)?;
+            progress |= self.handle_response(ctx)?;
+            if !matches!(self.phase, Phase::Exchange(_)) {
+                return Ok(true);
+            }
+            progress |= self.flush_client(ctx)?;
+            progress |= self.finish_if_done(ctx)?;
+            if progress {
+                self.refresh_deadline(ctx);
+            }
+        }
+        Ok(progress)
+    }
+
+    fn refresh_deadline(&mut self, ctx: &Ctx) {
+        let limits = &self.config.limits;
+        let mut d = ctx.now + limits.idle_timeout;
+        if let (Phase::Exchange(ex), Some(rt)) = (&self.phase, limits.request_timeout) {
+            d = d.min(ex.started + rt);
+        }
+        self.deadline = d;
+    }
+
+    /// Moves request body bytes from `cin` to `sout`, as far as the framing says they belong.
+    fn feed_request_body(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Ok(false);
+        };
+        if ex.req_body.is_done() {
+            return Ok(false);
+        }
+        let Some(cin) = self.cin.as_mut().filter(|b| !b.is_empty()) else {
+            if self.client_eof {
+                // The client gave up halfway through its body.
+                return Err(Fail::Abort);
+            }
+            return Ok(false);
+        };
+        let sout = ctx.bufs.fill(&mut self.sout);
+        let room = sout.room();
+        if room == 0 {
+            return Ok(false);
+        }
+        let avail = &cin.bytes()[..cin.len().min(room)];
+        let n = ex
+            .req_body
+            .advance(avail)
+            .map_err(|e| Fail::Refuse(Refusal::new(400, e.0)))?;
+        sout.push(&avail[..n]);
+        cin.consume(n);
+        ex.bytes_up += n as u64;
+        Ok(n > 0)
+    }
+
+    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes.
+    fn write_server(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Ok(false);
+        };
+        let Some(s) = self.server.as_mut() else {
+            return Err(Fail::Abort);
+        };
+        let mut progress = false;
+        if let Some(head) = &ex.head {
+            if ex.head_sent < head.len() && s.conn.writable {
+                let (n, io) = s.conn.write_slice(&head.bytes()[ex.head_sent..]);
+                ex.head_sent += n;
+                progress |= n > 0;
+                if let Io::Error(k) = io {
+                    return self.server_failed(k, ctx);
+                }
+            }
+            if ex.head_sent < head.len() {
+                return Ok(progress);
+            }
+        }
+        if let Some(sout) = self.sout.as_mut().filter(|b| !b.is_empty()) {
+            if s.conn.writable {
+                let (n, io) = s.conn.write_from(sout);
+                progress |= n > 0;
+                if let Io::Error(k) = io {
+                    return self.server_failed(k, ctx);
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Reads from the server into `sin` while there is room.
+    fn fill_sin(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Ok(false);
+        };
+        let Some(s) = self.server.as_mut() else {
+            return Err(Fail::Abort);
+        };
+        if !s.conn.readable || ex.server_eof {
+            return Ok(false);
+        }
+        let b = ctx.bufs.fill(&mut self.sin);
+        if b.room() == 0 {
+            if matches!(ex.resp, Resp::Head) && b.capacity() < MAX_RESPONSE_HEAD {
+                b.grow_to(MAX_RESPONSE_HEAD);
+            } else {
+                return Ok(false);
+            }
+        }
+        let (n, io) = s.conn.read_into(b);
+        match io {
+            Io::Closed => ex.server_eof = true,
+            Io::Error(k) => return self.server_failed(k, ctx),
+            _ => {}
+        }
+        Ok(n > 0 || ex.server_eof)
+    }
+
+    /// The server connection broke. Before any response byte a bodiless request on a reused
+    /// connection is replayed once on a fresh one; otherwise the client gets a 502, or is cut
+    /// off when part of the response already went out.
+    fn server_failed(&mut self, kind: std::io::ErrorKind, ctx: &mut Ctx) -> Result<bool, Fail> {
+        log::debug!("{}: server connection failed: {kind:?}", self.peer);
+        self.server_gone(ctx)
+    }
+
+    fn server_gone(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let nothing_back =
+            matches!(ex.resp, Resp::Head) && self.sin.as_ref().map_or(true, |b| b.is_empty());
+        if ex.response_started {
+            return Err(Fail::Abort);
+        }
+        let reused = self.server.as_ref().is_some_and(|s| s.reused);
+        if nothing_back && reused && !ex.has_body && ex.attempts <= 1 {
+            ex.head_sent = 0;
+            ex.server_eof = false;
+            ex.resp_scanned = 0;
+            self.drop_server(ctx);
+            self.resolve_and_connect(ctx)?;
+            return Ok(true);
+        }
+        Err(Fail::Refuse(if nothing_back {
+            Refusal::new(502, "the server closed the connection without responding")
+        } else {
+            Refusal::new(502, "the server sent an incomplete response")
+        }))
+    }
+
+    /// Parses response heads and relays body bytes from `sin` to `cout`.
+    fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let mut progress = false;
+        loop {
+            let Phase::Exchange(ex) = &mut self.phase else {
+                return Ok(progress);
+            };
+            match &mut ex.resp {
+                Resp::Head => {
+                    let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) else {
+                        if ex.server_eof {
+                            return self.server_gone(ctx);
+                        }
+                        return Ok(progress);
+                    };
+                    let Some(end) = crate::http::find_head_end(sin.bytes(), ex.resp_scanned) else {
+                        ex.resp_scanned = sin.len();
+                        if sin.len() >= MAX_RESPONSE_HEAD {
+                            return Err(Fail::Refuse(Refusal::new(502, "response head too large")));
+                        }
+                        if ex.server_eof {
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                "the server sent an incomplete response",
+                            )));
+                        }
+                        return Ok(progress);
+                    };
+                    let mut headers = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
+                    let resp = match response::parse(&sin.bytes()[..end], &mut headers, ex.kind) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => {
+                            ex.resp_scanned = end;
+                            continue;
+                        }
+                        Err(why) => {
+                            log::debug!("{}: bad response head: {why}", self.peer);
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                "the server sent a malformed response",
+                            )));
+                        }
+                    };
+                    // A response has begun: the request will not be replayed.
+                    if let Some(h) = ex.head.take() {
+                        ctx.bufs.put(h);
+                    }
+                    progress = true;
+                    let cout = ctx.bufs.fill(&mut self.cout);
+                    let len = resp.len;
+                    ex.resp_scanned = 0;
+                    if resp.is_interim() {
+                        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+                        if ex.minor == 1 {
+                            rewrite::response_head(cout, &resp, ConnectionField::Default);
+                        }
+                        sin.consume(len);
+                        continue;
+                    }
+                    ex.status = resp.code;
+                    let tunnel = if resp.code == 101 {
+                        if !ex.upgrade {
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                "the server switched protocols unasked",
+                            )));
+                        }
+                        rewrite::response_head(cout, &resp, ConnectionField::Upgrade);
+                        true
+                    } else if ex.kind == MethodKind::Connect && (200..300).contains(&resp.code) {
+                        cout.push(CONNECT_ESTABLISHED);
+                        true
+                    } else {
+                        let framing = resp.framing;
+                        ex.client_keep = ex.keep_alive
+                            && !ctx.draining
+                            && !self.client_eof
+                            && framing != Framing::UntilClose
+                            && ex.kind != MethodKind::Connect;
+                        ex.server_keep = resp.keep_alive;
+                        let field = match (ex.client_keep, ex.minor) {
+                            (false, _) => ConnectionField::Close,
+                            (true, 0) => ConnectionField::KeepAlive,
+                            (true, _) => ConnectionField::Default,
+                        };
+                        rewrite::response_head(cout, &resp, field);
+                        ex.resp = Resp::Body(BodyState::new(framing));
+                        ex.response_started = true;
+                        false
+                    };
+                    ex.bytes_down += len as u64;
+                    sin.consume(len);
+                    if tunnel {
+                        let (log, started, eof) = (ex.log.take(), ex.started, ex.server_eof);
+                        self.start_tunnel(log, started, eof, ctx);
+                        return Ok(true);
+                    }
+                }
+                Resp::Body(st) => {
+                    let mut moved = 0;
+                    if let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) {
+                        let cout = ctx.bufs.fill(&mut self.cout);
+                        let room = cout.room();
+                        let avail = &sin.bytes()[..sin.len().min(room)];
+                        moved = st.advance(avail).map_err(|e| {
+                            log::debug!("{}: response body: {}", self.peer, e.0);
+                            Fail::Abort
+                        })?;
+                        cout.push(&avail[..moved]);
+                        sin.consume(moved);
+                        ex.bytes_down += moved as u64;
+                    }
+                    let sin_empty = self.sin.as_ref().map_or(true, |b| b.is_empty());
+                    if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
+                        ex.resp = Resp::Done;
+                        return Ok(true);
+                    }
+                    if ex.server_eof && sin_empty {
+                        // Cut short: the client sees the connection close mid-body.
+                        return Err(Fail::Abort);
+                    }
+                    return Ok(progress || moved > 0);
+                }
+                Resp::Done => return Ok(progress),
+            }
+        }
+    }
+
+    /// After the whole response: log, keep or close the server connection, and go back to
+    /// reading the next request or close.
+    fn finish_if_done(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Ok(false);
+        };
+        if !matches!(ex.resp, Resp::Done) {
+            return Ok(false);
+        }
+        let request_sent = ex.req_body.is_done()
+            && ex.head.as_ref().map_or(true, |h| ex.head_sent >= h.len())
+            && self.sout.as_ref().map_or(true, |b| b.is_empty());
+        if let Some(l) = ex.log.take() {
+            l.request(
+                self.peer,
+                ex.status,
+                ex.bytes_up,
+                ex.bytes_down,
+                ex.attempts.max(1),
+                ctx.now.duration_since(ex.started).as_millis(),
+            );
+        }
+        let keep_server = ex.server_keep
+            && request_sent
+            && !ex.server_eof
+            && self.sin.as_ref().map_or(true, |b| b.is_empty());
+        // A response that ended before its request did leaves the rest of the request body on
+        // the client connection, where it cannot be told from a next request: close.
+        let keep_client = ex.client_keep && ex.req_body.is_done();
+        if keep_server {
+            if let (Route::Upstream(_), Some(mut s)) = (ex.route, self.server.take()) {
+                let _ = ctx.registry.deregister(&mut s.conn.stream);
+                if let ServerTarget::Upstream(url) = &s.target {
+                    ctx.idle.put(url, s.conn.stream, ctx.now);
+                }
+            } else if let Some(s) = self.server.as_mut() {
+                s.reused = false;
+            }
+        } else {
+            self.drop_server(ctx);
+        }
+        if keep_client && !ctx.draining {
+            let old = std::mem::replace(&mut self.phase, Phase::Head);
+            self.release_phase(old, ctx);
+            self.deadline = ctx.now + self.config.limits.idle_timeout;
+        } else {
+            self.enter_closing(ctx, true);
+        }
+        Ok(true)
+    }
+
+    /// The exchange's timer fired: connect, resolve, idle or request timeout.
+    pub(super) fn exchange_timeout(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        match std::mem::replace(&mut ex.stage, Stage::Resolving) {
+            Stage::Resolving => Err(Fail::Refuse(Refusal::new(
+                504,
+                "resolving the target host timed out",
+            ))),
+            Stage::Connecting { addrs, next } => {
+                self.drop_server(ctx);
+                if next < addrs.len() {
+                    self.connect_to(addrs, next, ctx)?;
+                    return Ok(true);
+                }
+                Err(Fail::Refuse(Refusal::new(504, "connecting timed out")))
+            }
+            Stage::Connected => {
+                ex.stage = Stage::Connected;
+                if ex.response_started {
+                    Err(Fail::Abort)
+                } else {
+                    Err(Fail::Refuse(Refusal::new(
+                        504,
+                        "the server did not answer in time",
+                    )))
+                }
+            }
+        }
+    }
+}

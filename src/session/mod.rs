@@ -1,0 +1,598 @@
+//! The client-connection state machine.
+//!
+//! Lifecycle of a session (one accepted client connection):
+//!
+//! ```text
+//! Head ──► Exchange: Resolving ─► Connecting ─► Connected (request ► / ◄ response) ──┐
+//!  ▲                                   │                     │                       │
+//!  │                                   │ CONNECT direct,     │ CONNECT 2xx from      │
+//!  │                                   ▼ or 101              ▼ upstream, or 101      │
+//!  │                                 Tunnel ◄────────────────┘                       │
+//!  │                                   │                                             │
+//!  └──────── keep-alive ◄──────────────┼──── response done, both sides keep-alive ◄──┘
+//!                                      ▼
+//!                  Closing (flush what the client is owed, half-close, linger) ─► closed
+//! ```
+//!
+//! - `Head` reads and parses the next request head from the client (`cin`); pipelined bytes
+//!   stay in `cin` until their turn.
+//! - `Exchange` owns one request/response: the rewritten head, request body framing
+//!   (`cin` → `sout`) and response framing (`sin` → `cout`).
+//! - `Tunnel` relays raw bytes both ways (see `relay`).
+//! - `Closing` writes out `cout` (often a refusal from `http::reply`), then closes.
+//!
+//! Buffers are taken from the worker's pool when bytes must wait and given back as soon as they
+//! are empty, so a session at rest holds none.
+
+mod exchange;
+
+use crate::buffer::Buf;
+use crate::config::Config;
+use crate::conn::{Conn, Io};
+use crate::http::reply::{self, Refusal};
+use crate::http::request::{self, MAX_REQUEST_LINE};
+use crate::relay::{Flow, Tunnel};
+use crate::resolve::Answer;
+use crate::worker::Ctx;
+use exchange::Exchange;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::mem;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rounds one `drive` makes before the worker serves other sessions; the session is then
+/// driven again on the next loop turn.
+const MAX_ROUNDS: usize = 32;
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so that our last response is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the worker should do with a session after driving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Wait for the next event or timer.
+    Wait,
+    /// Still has work; drive again soon.
+    Again,
+    /// Close it.
+    Close,
+}
+
+/// Which connection of the session an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// The token of a session's client (even) or server (odd) socket.
+pub fn token(slot: usize, side: Side) -> Token {
+    Token(slot * 2 + (side == Side::Server) as usize)
+}
+
+/// The slot and side a token stands for.
+pub fn side_of(token: usize) -> (usize, Side) {
+    (
+        token / 2,
+        if token % 2 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        },
+    )
+}
+
+/// Where the session's server connection leads, for reuse decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTarget {
+    Origin(String, u16),
+    /// An upstream proxy, by URL.
+    Upstream(String),
+}
+
+/// The session's connection towards an origin or upstream proxy.
+#[derive(Debug)]
+pub struct Server {
+    pub conn: Conn,
+    pub target: ServerTarget,
+    pub connected: bool,
+    pub reused: bool,
+}
+
+enum Phase {
+    Head,
+    Exchange(Box<Exchange>),
+    Tunnel(Box<TunnelState>),
+    Closing { shut: bool },
+}
+
+struct TunnelState {
+    relay: Tunnel,
+    started: Instant,
+    /// What the access log says about it, set when it was a CONNECT.
+    log: Option<exchange::LogLine>,
+}
+
+/// One client connection and everything it is doing.
+pub struct Session {
+    slot: usize,
+    generation: u32,
+    client: Conn,
+    peer: SocketAddr,
+    server: Option<Server>,
+    phase: Phase,
+    /// Bytes from the client not yet handled (a head, body, pipelined requests).
+    cin: Option<Buf>,
+    /// Bytes for the client.
+    cout: Option<Buf>,
+    /// Bytes from the server not yet handled.
+    sin: Option<Buf>,
+    /// Body bytes for the server (the head goes from the exchange's own buffer).
+    sout: Option<Buf>,
+    /// How far `cin` was searched for the end of a head.
+    scanned: usize,
+    client_eof: bool,
+    deadline: Instant,
+    /// The config snapshot this session started with.
+    config: Arc<Config>,
+}
+
+impl Session {
+    /// A session for a freshly accepted, already registered client connection.
+    pub fn new(
+        slot: usize,
+        generation: u32,
+        stream: TcpStream,
+        peer: SocketAddr,
+        ctx: &Ctx,
+    ) -> Session {
+        Session {
+            slot,
+            generation,
+            client: Conn::new(stream),
+            peer,
+            server: None,
+            phase: Phase::Head,
+            cin: None,
+            cout: None,
+            sin: None,
+            sout: None,
+            scanned: 0,
+            client_eof: false,
+            deadline: ctx.now + ctx.config.limits.header_timeout,
+            config: ctx.config.clone(),
+        }
+    }
+
+    /// When the session's current timer fires.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// True when the session waits for a new request and holds no part of one: it can be
+    /// closed without losing anything (drain, idle sweep).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head)
+            && self.cin.as_ref().map_or(true, |b| b.is_empty())
+            && self.cout.as_ref().map_or(true, |b| b.is_empty())
+    }
+
+    /// Records readiness from the poll and drives the session.
+    pub fn ready(&mut self, side: Side, readable: bool, writable: bool, ctx: &mut Ctx) -> Step {
+        let conn = match side {
+            Side::Client => &mut self.client,
+            Side::Server => match &mut self.server {
+                Some(s) => &mut s.conn,
+                None => return Step::Wait,
+            },
+        };
+        conn.readable |= readable;
+        conn.writable |= writable;
+        self.drive(ctx)
+    }
+
+    /// Takes a resolver's answer (ignored unless the session is still waiting for it).
+    pub fn resolved(&mut self, answer: Answer, ctx: &mut Ctx) -> Step {
+        if let Phase::Exchange(ex) = &mut self.phase {
+            if ex.is_resolving() {
+                let r = match answer.result {
+                    Ok(ips) => {
+                        ctx.dns.put(answer.host, ips.clone(), ctx.now);
+                        Ok(ips)
+                    }
+                    Err(e) => Err(e),
+                };
+                let step = self.on_resolved(r, ctx);
+                if step != Step::Wait {
+                    return step;
+                }
+                return self.drive(ctx);
+            }
+        }
+        Step::Wait
+    }
+
+    /// The timer fired.
+    pub fn expire(&mut self, ctx: &mut Ctx) -> Step {
+        if ctx.now < self.deadline {
+            return Step::Wait;
+        }
+        match &self.phase {
+            Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
+            Phase::Exchange(_) => {
+                let r = self.exchange_timeout(ctx);
+                self.settle(r, ctx)
+            }
+        }
+    }
+
+    /// Does all the work the current readiness allows.
+    pub fn drive(&mut self, ctx: &mut Ctx) -> Step {
+        for _ in 0..MAX_ROUNDS {
+            let r = match self.phase {
+                Phase::Head => self.drive_head(ctx),
+                Phase::Exchange(_) => self.drive_exchange(ctx),
+                Phase::Tunnel(_) => self.drive_tunnel(ctx),
+                Phase::Closing { .. } => self.drive_closing(ctx),
+            };
+            match self.settle(r, ctx) {
+                Step::Again => continue,
+                step => {
+                    self.release_empty(ctx);
+                    return step;
+                }
+            }
+        }
+        self.release_empty(ctx);
+        Step::Again
+    }
+
+    /// Turns the result of one round into what happens next; errors become replies here.
+    fn settle(&mut self, r: Result<bool, Fail>, ctx: &mut Ctx) -> Step {
+        match r {
+            Ok(true) => Step::Again,
+            Ok(false) => Step::Wait,
+            Err(Fail::Abort) => Step::Close,
+            Err(Fail::Refuse(refusal)) => {
+                self.refuse(refusal, ctx);
+                Step::Again
+            }
+        }
+    }
+
+    /// Answers the client with `r` and closes once it is written. When part of a response
+    /// already went out, a reply would corrupt it, so the connection is just cut.
+    fn refuse(&mut self, r: Refusal, ctx: &mut Ctx) {
+        let started = match &mut self.phase {
+            Phase::Exchange(ex) => {
+                ex.log_refusal(&r, self.peer, &self.config);
+                ex.response_started()
+            }
+            _ => false,
+        };
+        self.drop_server(ctx);
+        if started {
+            self.enter_closing(ctx, false);
+            return;
+        }
+        log::debug!("{}: {} {}", self.peer, r.status, r.why);
+        reply::write(ctx.bufs.fill(&mut self.cout), r);
+        self.enter_closing(ctx, true);
+    }
+
+    fn enter_closing(&mut self, ctx: &mut Ctx, flush: bool) {
+        let old = mem::replace(&mut self.phase, Phase::Closing { shut: false });
+        self.release_phase(old, ctx);
+        if !flush {
+            if let Some(b) = self.cout.take() {
+                ctx.bufs.put(b);
+            }
+        }
+        self.deadline = ctx.now + LINGER;
+    }
+
+    // ---- Head: reading the next request ----
+
+    fn drive_head(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let mut progress = self.flush_client(ctx)?;
+        // An idle kept origin connection that turns readable has closed or sent junk: drop it.
+        if self.server.as_ref().is_some_and(|s| s.conn.readable) {
+            self.drop_server(ctx);
+        }
+        let was_empty = self.cin.as_ref().map_or(true, |b| b.is_empty());
+        progress |= self.fill_cin(ctx)?;
+        let has_bytes = self.cin.as_ref().is_some_and(|b| !b.is_empty());
+        if was_empty && has_bytes {
+            // The header timeout runs from the first byte of a head.
+            self.deadline = ctx.now + self.config.limits.header_timeout;
+        }
+        if has_bytes && self.try_start_request(ctx)? {
+            return Ok(true);
+        }
+        if self.client_eof {
+            // The client is done: close once it has what it is owed.
+            self.enter_closing(ctx, true);
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Parses a head from `cin` if a whole one is there, and starts its exchange.
+    fn try_start_request(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let max = self.config.limits.max_header_bytes;
+        let Some(cin) = self.cin.as_mut() else {
+            return Ok(false);
+        };
+        loop {
+            let Some(end) = crate::http::find_head_end(cin.bytes(), self.scanned) else {
+                self.scanned = cin.len();
+                let bytes = cin.bytes();
+                if bytes.len() > MAX_REQUEST_LINE && !bytes[..MAX_REQUEST_LINE].contains(&b'\n') {
+                    return Err(Fail::Refuse(Refusal::from(request::HeadError::UriTooLong)));
+                }
+                if cin.len() >= max {
+                    return Err(Fail::Refuse(Refusal::from(request::HeadError::TooLarge)));
+                }
+                if cin.room() == 0 {
+                    cin.grow_to(max.max(cin.capacity() * 2).min(max + 1));
+                }
+                return Ok(false);
+            };
+            if end > max {
+                return Err(Fail::Refuse(Refusal::from(request::HeadError::TooLarge)));
+            }
+            let mut headers = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+            match request::parse(&cin.bytes()[..end], &mut headers) {
+                Ok(None) => {
+                    self.scanned = end;
+                    continue;
+                }
+                Err(e) => return Err(Fail::Refuse(e.into())),
+                Ok(Some(req)) => {
+                    let ex = Exchange::start(&req, &self.config, ctx);
+                    let len = req.len;
+                    cin.consume(len);
+                    self.scanned = 0;
+                    self.begin_exchange(ex, ctx)?;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    // ---- Tunnel ----
+
+    /// Turns the session into a raw relay. Bytes already read on either side, and bytes owed
+    /// to the client (a `200` or `101` head), go first.
+    fn start_tunnel(
+        &mut self,
+        log: Option<exchange::LogLine>,
+        started: Instant,
+        server_eof: bool,
+        ctx: &mut Ctx,
+    ) {
+        let mut down = self.cout.take();
+        if let Some(sin) = self.sin.take() {
+            if !sin.is_empty() {
+                ctx.bufs.fill(&mut down).push(sin.bytes());
+            }
+            ctx.bufs.put(sin);
+        }
+        let mut up = self.sout.take();
+        if let Some(cin) = self.cin.take() {
+            if !cin.is_empty() {
+                ctx.bufs.fill(&mut up).push(cin.bytes());
+            }
+            ctx.bufs.put(cin);
+        }
+        let mut relay = Tunnel {
+            up: Flow::new(up, &mut ctx.pipes),
+            down: Flow::new(down, &mut ctx.pipes),
+        };
+        if self.client_eof {
+            relay.up.source_closed();
+        }
+        if server_eof {
+            relay.down.source_closed();
+        }
+        let old = mem::replace(
+            &mut self.phase,
+            Phase::Tunnel(Box::new(TunnelState {
+                relay,
+                started,
+                log,
+            })),
+        );
+        self.release_phase(old, ctx);
+        self.deadline = ctx.now + self.config.limits.idle_timeout;
+    }
+
+    fn drive_tunnel(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Tunnel(t) = &mut self.phase else {
+            return Ok(false);
+        };
+        let Some(server) = self.server.as_mut() else {
+            return Err(Fail::Abort);
+        };
+        let progress = t
+            .relay
+            .pump(&mut self.client, &mut server.conn, &mut ctx.bufs)
+            .map_err(|e| {
+                log::debug!("{}: tunnel ended: {e}", self.peer);
+                Fail::Abort
+            })?;
+        if progress {
+            self.deadline = ctx.now + self.config.limits.idle_timeout;
+        }
+        if t.relay.done() {
+            return Err(Fail::Abort);
+        }
+        Ok(progress)
+    }
+
+    // ---- Closing ----
+
+    fn drive_closing(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let mut progress = self.flush_client(ctx)?;
+        if self.cout.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Ok(progress);
+        }
+        let Phase::Closing { shut } = &mut self.phase else {
+            return Ok(false);
+        };
+        if !*shut {
+            self.client.shutdown_write();
+            *shut = true;
+            progress = true;
+        }
+        // Linger: read and drop what the client still sends until it closes too.
+        if self.client.readable {
+            let b = ctx.bufs.fill(&mut self.cin);
+            loop {
+                let (_, io) = self.client.read_into(b);
+                b.consume(b.len());
+                match io {
+                    Io::Continue => continue,
+                    Io::WouldBlock => break,
+                    Io::Closed | Io::Error(_) => return Err(Fail::Abort),
+                }
+            }
+        }
+        if self.client_eof {
+            return Err(Fail::Abort);
+        }
+        Ok(progress)
+    }
+
+    // ---- shared pieces ----
+
+    /// Writes what the client is owed.
+    fn flush_client(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Some(b) = self.cout.as_mut().filter(|b| !b.is_empty()) else {
+            return Ok(false);
+        };
+        if !self.client.writable {
+            return Ok(false);
+        }
+        let (n, io) = self.client.write_from(b);
+        if let Io::Error(k) = io {
+            log::debug!("{}: client write failed: {k:?}", self.peer);
+            return Err(Fail::Abort);
+        }
+        ctx.bufs.release_if_empty(&mut self.cout);
+        Ok(n > 0)
+    }
+
+    /// Reads from the client into `cin` while there is room.
+    fn fill_cin(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        if !self.client.readable || self.client_eof {
+            return Ok(false);
+        }
+        let b = ctx.bufs.fill(&mut self.cin);
+        if b.room() == 0 {
+            return Ok(false);
+        }
+        let (n, io) = self.client.read_into(b);
+        match io {
+            Io::Closed => self.client_eof = true,
+            Io::Error(k) => {
+                log::debug!("{}: client read failed: {k:?}", self.peer);
+                return Err(Fail::Abort);
+            }
+            _ => {}
+        }
+        Ok(n > 0 || self.client_eof)
+    }
+
+    /// Registers a new server connection under this session's server token.
+    fn attach_server(
+        &mut self,
+        mut stream: TcpStream,
+        target: ServerTarget,
+        connected: bool,
+        reused: bool,
+        ctx: &mut Ctx,
+    ) -> std::io::Result<()> {
+        ctx.registry.register(
+            &mut stream,
+            token(self.slot, Side::Server),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut conn = Conn::new(stream);
+        // A reused connection is writable at once; the poll will say so too, but saying it now
+        // saves a loop turn.
+        conn.writable = connected;
+        self.server = Some(Server {
+            conn,
+            target,
+            connected,
+            reused,
+        });
+        Ok(())
+    }
+
+    /// Closes the server connection, if any.
+    fn drop_server(&mut self, ctx: &mut Ctx) {
+        if let Some(mut s) = self.server.take() {
+            let _ = ctx.registry.deregister(&mut s.conn.stream);
+        }
+        if let Some(b) = self.sin.take() {
+            ctx.bufs.put(b);
+        }
+        if let Some(b) = self.sout.take() {
+            ctx.bufs.put(b);
+        }
+    }
+
+    /// Gives back whatever a finished phase held.
+    fn release_phase(&mut self, old: Phase, ctx: &mut Ctx) {
+        match old {
+            Phase::Exchange(ex) => ex.release(ctx),
+            Phase::Tunnel(t) => {
+                if let Some(log) = &t.log {
+                    log.tunnel(
+                        self.peer,
+                        t.relay.up.bytes,
+                        t.relay.down.bytes,
+                        t.started,
+                        ctx.now,
+                    );
+                }
+                t.relay.release(&mut ctx.bufs, &mut ctx.pipes);
+            }
+            Phase::Head | Phase::Closing { .. } => {}
+        }
+    }
+
+    fn release_empty(&mut self, ctx: &mut Ctx) {
+        for slot in [&mut self.cin, &mut self.cout, &mut self.sin, &mut self.sout] {
+            ctx.bufs.release_if_empty(slot);
+        }
+    }
+
+    /// Gives everything back and deregisters both sockets.
+    pub fn close(mut self, ctx: &mut Ctx) {
+        let old = mem::replace(&mut self.phase, Phase::Closing { shut: true });
+        self.release_phase(old, ctx);
+        self.drop_server(ctx);
+        for b in [self.cin.take(), self.cout.take()].into_iter().flatten() {
+            ctx.bufs.put(b);
+        }
+        let _ = ctx.registry.deregister(&mut self.client.stream);
+    }
+}
+
+/// How a round of work failed.
+#[derive(Debug)]
+enum Fail {
+    /// Close at once: the client is gone, or a reply would corrupt what it already got.
+    Abort,
+    /// Answer with this refusal, then close.
+    Refuse(Refusal),
+}

@@ -1,0 +1,384 @@
+//! A worker: one thread, one SO_REUSEPORT listener, one mio poll, and the sessions it
+//! accepted. Everything on the request path happens here, without locks: buffers, pipes, idle
+//! upstream connections and DNS answers are all per worker. Timers are a deadline per session,
+//! swept every `SWEEP` while there are sessions, so an event costs nothing for timing.
+
+use crate::buffer::BufPool;
+use crate::config::Config;
+use crate::relay::PipePool;
+use crate::resolve::{Answer, Deliver, DnsCache, Resolver};
+use crate::session::{self, Session, Side, Step};
+use crate::upstream::IdlePool;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// How often deadlines are checked (timeouts are whole seconds; this is their precision).
+const SWEEP: Duration = Duration::from_millis(250);
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Free buffers a worker keeps.
+const POOLED_BUFFERS: usize = 64;
+/// Pipes (two per spliced tunnel) a worker may open.
+const MAX_PIPES: usize = 512;
+
+/// What other threads tell a worker.
+pub enum Inbox {
+    Answer(Answer),
+    /// Stop accepting, finish what is in flight.
+    Drain,
+    /// Exit now.
+    Stop,
+}
+
+/// State shared by all workers and the control thread.
+#[derive(Default)]
+pub struct Shared {
+    /// Client connections open, across workers (for `max_connections`).
+    pub active: AtomicUsize,
+    /// Sessions that panicked and were closed.
+    pub panics: AtomicUsize,
+    pub draining: AtomicBool,
+}
+
+/// A worker's mailbox: a channel plus the waker that interrupts its poll.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: Sender<Inbox>,
+    waker: Arc<Waker>,
+}
+
+impl Outbox {
+    pub fn send(&self, m: Inbox) {
+        if self.tx.send(m).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+impl Deliver for Outbox {
+    fn deliver(&self, a: Answer) {
+        self.send(Inbox::Answer(a));
+    }
+}
+
+/// What sessions use of their worker.
+pub struct Ctx {
+    pub registry: Registry,
+    pub bufs: BufPool,
+    pub pipes: PipePool,
+    pub idle: IdlePool,
+    pub dns: DnsCache,
+    pub resolver: Resolver,
+    pub worker: usize,
+    /// The time at the top of this loop turn.
+    pub now: Instant,
+    /// Round-robin cursor for upstream picks.
+    pub rr: usize,
+    pub config: Arc<Config>,
+    pub draining: bool,
+    pub shared: Arc<Shared>,
+}
+
+/// A worker before it runs: its poll and mailbox exist so that others can be given the outbox.
+pub struct Worker {
+    poll: Poll,
+    inbox: Receiver<Inbox>,
+    outbox: Outbox,
+}
+
+impl Worker {
+    pub fn new() -> std::io::Result<Worker> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok(Worker {
+            poll,
+            inbox: rx,
+            outbox: Outbox { tx, waker },
+        })
+    }
+
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
+    }
+
+    /// Runs the event loop until drained or stopped.
+    pub fn run(
+        self,
+        id: usize,
+        mut listener: TcpListener,
+        config: Arc<Config>,
+        resolver: Resolver,
+        shared: Arc<Shared>,
+    ) {
+        let Worker {
+            mut poll, inbox, ..
+        } = self;
+        let registry = match poll.registry().try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("worker {id}: {e}");
+                return;
+            }
+        };
+        if let Err(e) = registry.register(&mut listener, LISTENER, Interest::READABLE) {
+            log::error!("worker {id}: cannot watch the listener: {e}");
+            return;
+        }
+        let mut w = Loop {
+            listener: Some(listener),
+            sessions: Vec::new(),
+            free: Vec::new(),
+            again: Vec::new(),
+            generation: 0,
+            accept_paused_until: None,
+            next_sweep: Instant::now() + SWEEP,
+            drain_deadline: None,
+            ctx: Ctx {
+                registry,
+                bufs: BufPool::new(POOLED_BUFFERS),
+                pipes: PipePool::new(MAX_PIPES),
+                idle: IdlePool::default(),
+                dns: DnsCache::default(),
+                resolver,
+                worker: id,
+                now: Instant::now(),
+                rr: id,
+                config,
+                draining: false,
+                shared,
+            },
+        };
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = w.poll_timeout();
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("worker {id}: poll failed: {e}");
+                    break;
+                }
+            }
+            w.ctx.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => w.accept_all(),
+                    WAKER => {
+                        while let Ok(m) = inbox.try_recv() {
+                            match m {
+                                Inbox::Answer(a) => w.answer(a),
+                                Inbox::Drain => w.start_drain(),
+                                Inbox::Stop => return,
+                            }
+                        }
+                    }
+                    Token(t) => {
+                        let (slot, side) = session::side_of(t);
+                        let hup = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+                        let r = ev.is_readable() || hup;
+                        let wr = ev.is_writable() || hup;
+                        w.with_session(slot, |s, ctx| s.ready(side, r, wr, ctx));
+                    }
+                }
+            }
+            w.run_again();
+            if w.accept_paused_until.is_some_and(|t| w.ctx.now >= t) {
+                w.accept_paused_until = None;
+                w.accept_all();
+            }
+            if w.ctx.now >= w.next_sweep {
+                w.sweep();
+            }
+            if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d))
+            {
+                break;
+            }
+        }
+        let n = w.live();
+        if n > 0 {
+            log::info!("worker {id}: closing {n} connections at shutdown");
+        }
+        for i in 0..w.sessions.len() {
+            w.close(i);
+        }
+    }
+}
+
+struct Loop {
+    listener: Option<TcpListener>,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    again: Vec<usize>,
+    generation: u32,
+    accept_paused_until: Option<Instant>,
+    next_sweep: Instant,
+    drain_deadline: Option<Instant>,
+    ctx: Ctx,
+}
+
+impl Loop {
+    fn live(&self) -> usize {
+        self.sessions.len() - self.free.len()
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        if self.live() > 0 || !self.ctx.idle.is_empty() {
+            wake = Some(self.next_sweep);
+        }
+        if let Some(t) = self.accept_paused_until {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        wake.map(|w| w.saturating_duration_since(now))
+    }
+
+    fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                Err(e) if crate::listener::is_fd_exhaustion(&e) => {
+                    log::warn!("accept: {e}; pausing new connections for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(self.ctx.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let max = self.ctx.config.limits.max_connections;
+        let active = self.ctx.shared.active.fetch_add(1, Ordering::Relaxed);
+        if max > 0 && active >= max {
+            self.ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+            // Best effort: the socket is fresh, so a small reply fits its send buffer.
+            let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.sessions.push(None);
+            self.sessions.len() - 1
+        });
+        if let Err(e) = self.ctx.registry.register(
+            &mut stream,
+            session::token(slot, Side::Client),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot watch a new connection: {e}");
+            self.free.push(slot);
+            self.ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        self.sessions[slot] = Some(Session::new(slot, self.generation, stream, peer, &self.ctx));
+    }
+
+    /// Runs `f` on the session in `slot`, catching a panic so that one bad session cannot take
+    /// the worker down; acts on the step it returns.
+    fn with_session(&mut self, slot: usize, f: impl FnOnce(&mut Session, &mut Ctx) -> Step) {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let ctx = &mut self.ctx;
+        let step = match catch_unwind(AssertUnwindSafe(|| f(s, ctx))) {
+            Ok(step) => step,
+            Err(_) => {
+                self.ctx.shared.panics.fetch_add(1, Ordering::Relaxed);
+                log::error!("a session panicked; closing it (the worker goes on)");
+                Step::Close
+            }
+        };
+        match step {
+            Step::Wait => {}
+            Step::Again => self.again.push(slot),
+            Step::Close => self.close(slot),
+        }
+    }
+
+    fn run_again(&mut self) {
+        let list = std::mem::take(&mut self.again);
+        for slot in list {
+            self.with_session(slot, |s, ctx| s.drive(ctx));
+        }
+    }
+
+    fn answer(&mut self, a: Answer) {
+        let slot = a.asker.slot;
+        let matches = matches!(self.sessions.get(slot), Some(Some(s)) if s.generation() == a.asker.generation);
+        if matches {
+            self.with_session(slot, |s, ctx| s.resolved(a, ctx));
+        } else if let Ok(ips) = a.result {
+            self.ctx.dns.put(a.host, ips, self.ctx.now);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::take) {
+            let ctx = &mut self.ctx;
+            if catch_unwind(AssertUnwindSafe(|| s.close(ctx))).is_err() {
+                self.ctx.shared.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            self.free.push(slot);
+            self.ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.next_sweep = self.ctx.now + SWEEP;
+        let now = self.ctx.now;
+        for slot in 0..self.sessions.len() {
+            let due = match &self.sessions[slot] {
+                Some(s) => now >= s.deadline() || (self.ctx.draining && s.is_idle()),
+                None => false,
+            };
+            if due {
+                let draining_idle =
+                    self.ctx.draining && self.sessions[slot].as_ref().is_some_and(|s| s.is_idle());
+                if draining_idle {
+                    self.close(slot);
+                } else {
+                    self.with_session(slot, |s, ctx| s.expire(ctx));
+                }
+            }
+        }
+        let idle = self.ctx.config.limits.idle_timeout;
+        self.ctx.idle.expire(now, idle);
+    }
+
+    fn start_drain(&mut self) {
+        if self.ctx.draining {
+            return;
+        }
+        self.ctx.draining = true;
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.ctx.registry.deregister(&mut l);
+        }
+        self.ctx.idle.clear();
+        self.drain_deadline = Some(self.ctx.now + self.ctx.config.limits.shutdown_timeout);
+        self.sweep();
+    }
+}
