@@ -720,13 +720,17 @@ impl Session {
         // A response that ended before its request did leaves the rest of the request body on
         // the client connection, where it cannot be told from a next request: close.
         let keep_client = ex.client_keep && ex.req_body.is_done();
-        if keep_server {
-            if let (Route::Upstream(_), Some(mut s)) = (ex.route, self.server.take()) {
+        if keep_server && matches!(ex.route, Route::Upstream(_)) {
+            // Upstream connections go to the worker's pool, for any client's next request.
+            if let Some(mut s) = self.server.take() {
                 let _ = ctx.registry.deregister(&mut s.conn.stream);
                 if let ServerTarget::Upstream(url) = &s.target {
                     ctx.idle.put(url, s.conn.stream, ctx.now);
                 }
-            } else if let Some(s) = self.server.as_mut() {
+            }
+        } else if keep_server {
+            // An origin connection stays with this client for its next request there.
+            if let Some(s) = self.server.as_mut() {
                 s.reused = false;
             }
         } else {

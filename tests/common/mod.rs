@@ -1,0 +1,371 @@
+//! Test fixtures: the real ferry binary started on port 0, scripted fake origins and fake
+//! upstream proxies that tag every reply (`X-Served-By: <tag>`) and record what reached them,
+//! and a small HTTP/1.1 client that works at the byte level.
+#![allow(dead_code)]
+
+pub mod wire;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+pub use wire::{Response, Wire};
+
+/// How long any single wait in a test may take before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ferry-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The deterministic body served by `/size/N`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8).collect()
+}
+
+/// Polls `f` until it is true or the timeout passes.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + TIMEOUT;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A running ferry process.
+pub struct Ferry {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub dir: PathBuf,
+}
+
+impl Ferry {
+    /// Starts ferry with `yaml` (which must not set `listen`; it listens on 127.0.0.1:0).
+    pub fn start(yaml: &str) -> Ferry {
+        let dir = scratch_dir();
+        let path = dir.join("ferry.yaml");
+        std::fs::write(&path, format!("listen: \"127.0.0.1:0\"\nworkers: 2\n{yaml}")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--config")
+            .arg(&path)
+            .env("FERRY_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let l2 = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(TIMEOUT) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ferry did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        Ferry { child, addr, logs, dir }
+    }
+
+    /// A new raw client connection to ferry.
+    pub fn client(&self) -> Wire {
+        Wire::connect(self.addr)
+    }
+
+    /// All log lines so far, joined.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal to the ferry process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: kill(1) by PID of the process this test started.
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for exit and returns the exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let end = Instant::now() + TIMEOUT;
+        while Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ferry did not exit");
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a fake server plays.
+#[derive(Clone)]
+enum Role {
+    Origin,
+    /// An HTTP proxy that serves absolute-form requests itself and relays CONNECT; with
+    /// `auth`, only clients sending exactly that `Proxy-Authorization` are served.
+    Proxy { auth: Option<String> },
+}
+
+/// A scripted origin or upstream proxy on 127.0.0.1 that tags its replies.
+pub struct Fake {
+    pub addr: SocketAddr,
+    pub tag: String,
+    /// Every request head received, in order.
+    pub heads: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
+}
+
+impl Fake {
+    pub fn origin(tag: &str) -> Fake {
+        Fake::start(tag, Role::Origin)
+    }
+
+    pub fn proxy(tag: &str, auth: Option<&str>) -> Fake {
+        Fake::start(
+            tag,
+            Role::Proxy {
+                auth: auth.map(String::from),
+            },
+        )
+    }
+
+    fn start(tag: &str, role: Role) -> Fake {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (h, c, t) = (heads.clone(), conns.clone(), tag.to_string());
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (h, t, role) = (h.clone(), t.clone(), role.clone());
+                thread::spawn(move || serve(s, &t, &role, &h));
+            }
+        });
+        Fake {
+            addr,
+            tag: tag.to_string(),
+            heads,
+            conns,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
+    let _ = s.set_read_timeout(Some(TIMEOUT));
+    let mut w = Wire::from_stream(s);
+    loop {
+        let Some(head) = w.read_head() else { return };
+        let text = String::from_utf8_lossy(&head).into_owned();
+        heads.lock().unwrap().push(text.clone());
+        let req = wire::parse_request(&head);
+        if let Role::Proxy { auth: Some(want) } = role {
+            if req.header("proxy-authorization") != Some(want.as_str()) {
+                let _ = w.stream.write_all(
+                    format!("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"{tag}\"\r\nX-Served-By: {tag}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                );
+                continue;
+            }
+        }
+        if req.method == "CONNECT" {
+            if let Role::Proxy { .. } = role {
+                return relay_connect(w, &req.target, tag);
+            }
+        }
+        let path = match role {
+            Role::Proxy { .. } => req
+                .target
+                .splitn(4, '/')
+                .nth(3)
+                .map(|p| format!("/{p}"))
+                .unwrap_or_else(|| "/".into()),
+            Role::Origin => req.target.clone(),
+        };
+        if !respond(&mut w, &req, &path, tag) {
+            return;
+        }
+    }
+}
+
+/// Answers one request by its path; false when the connection must end.
+fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    let mut close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) || req.minor == 0;
+    if path == "/continue" && req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        let _ = w.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let body = w.read_body(req);
+    let head_only = req.method == "HEAD";
+    let mut extra = String::new();
+    let (status, payload): (u16, Vec<u8>) = if let Some(n) = path.strip_prefix("/size/") {
+        (200, pattern(n.parse().unwrap()))
+    } else if let Some(n) = path.strip_prefix("/status/") {
+        let code: u16 = n.parse().unwrap();
+        (code, format!("status {code}").into_bytes())
+    } else if path == "/echo" || path == "/continue" {
+        extra = format!("X-Method: {}\r\n", req.method);
+        (200, body)
+    } else if path == "/headers" {
+        (200, req.raw.clone())
+    } else if path == "/chunked" {
+        let _ = w.stream.write_all(
+            format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\nTransfer-Encoding: chunked\r\n\r\n11;ext=1\r\nhello 0\r\n\r\n world\r\n5\r\n0\r\n\r\n\r\n3\r\nend\r\n0\r\nX-Trailer: t\r\n\r\n").as_bytes(),
+        );
+        return !close;
+    } else if path == "/close" {
+        let _ = w.stream.write_all(format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\n\r\nuntil close").as_bytes());
+        return false;
+    } else if path == "/ws" {
+        let _ = w.stream.write_all(
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Served-By: {tag}\r\n\r\n").as_bytes(),
+        );
+        // Echo upper-cased until EOF, then close.
+        let mut buf = [0u8; 4096];
+        let pending = w.take_buffered();
+        let _ = w.stream.write_all(&pending.to_ascii_uppercase());
+        loop {
+            match w.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    let _ = w.stream.write_all(&buf[..n].to_ascii_uppercase());
+                }
+            }
+        }
+    } else {
+        (404, b"no such path".to_vec())
+    };
+    if path.starts_with("/status/") && status >= 500 {
+        close = close || false;
+    }
+    let no_body = status == 204 || status == 304 || (100..200).contains(&status);
+    let mut out = format!("HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\n{extra}");
+    if status == 304 {
+        // A 304 may carry the length of the representation it stands for; no body follows.
+        out.push_str("Content-Length: 100\r\n");
+    } else if !no_body {
+        out.push_str(&format!("Content-Length: {}\r\n", payload.len()));
+    }
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if !no_body && !head_only {
+        bytes.extend_from_slice(&payload);
+    }
+    if w.stream.write_all(&bytes).is_err() {
+        return false;
+    }
+    !close
+}
+
+fn relay_connect(mut w: Wire, target: &str, tag: &str) {
+    let Ok(up) = TcpStream::connect(target) else {
+        let _ = w.stream.write_all(format!("HTTP/1.1 502 Bad Gateway\r\nX-Served-By: {tag}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        return;
+    };
+    let _ = w.stream.write_all(format!("HTTP/1.1 200 Connection established\r\nX-Served-By: {tag}\r\n\r\n").as_bytes());
+    let pending = w.take_buffered();
+    pipe_both(w.stream, up, pending);
+}
+
+/// Relays bytes both ways, passing each EOF on as a half-close.
+pub fn pipe_both(a: TcpStream, b: TcpStream, a_to_b_first: Vec<u8>) {
+    let _ = a.set_read_timeout(None);
+    let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let t = thread::spawn(move || {
+        let mut b1 = b2.try_clone().unwrap();
+        let _ = b1.write_all(&a_to_b_first);
+        let _ = std::io::copy(&mut a2, &mut b1);
+        let _ = b2.shutdown(Shutdown::Write);
+    });
+    let (mut a3, mut b3) = (a, b);
+    let _ = std::io::copy(&mut b3, &mut a3);
+    let _ = a3.shutdown(Shutdown::Write);
+    let _ = t.join();
+}
+
+/// A raw TCP server that speaks first (`banner`), then echoes what it gets, upper-cased.
+pub fn banner_server(banner: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let _ = s.write_all(banner);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.write_all(b"<eof>");
+                            let _ = s.shutdown(Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            let _ = s.write_all(&buf[..n].to_ascii_uppercase());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP port on 127.0.0.1 with nothing listening (bound, then released).
+pub fn dead_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
