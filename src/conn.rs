@@ -25,6 +25,9 @@ pub struct Conn {
     pub stream: TcpStream,
     pub readable: bool,
     pub writable: bool,
+    /// The poll reported the peer's FIN: a read that drains the data must still go on to see
+    /// EOF, because no new edge will announce it.
+    pub read_closed: bool,
 }
 
 impl Conn {
@@ -33,6 +36,7 @@ impl Conn {
             stream,
             readable: false,
             writable: false,
+            read_closed: false,
         }
     }
 
@@ -50,8 +54,9 @@ impl Conn {
                 Ok(n) => {
                     buf.filled(n);
                     total += n;
-                    if n < want {
-                        // A short read drained the socket: any later data brings a new edge.
+                    if n < want && !self.read_closed {
+                        // A short read drained the socket: later data brings a new edge. (Not
+                        // so for a FIN that is already queued: then read on to see it.)
                         self.readable = false;
                         return (total, Io::WouldBlock);
                     }

@@ -181,10 +181,15 @@ impl Worker {
                     }
                     Token(t) => {
                         let (slot, side) = session::side_of(t);
+                        // Errors and hang-ups are made readable and writable so that the next
+                        // I/O call reports them.
                         let hup = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
-                        let r = ev.is_readable() || hup;
-                        let wr = ev.is_writable() || hup;
-                        w.with_session(slot, |s, ctx| s.ready(side, r, wr, ctx));
+                        let rd = session::Readiness {
+                            readable: ev.is_readable() || hup,
+                            writable: ev.is_writable() || hup,
+                            read_closed: ev.is_read_closed() || ev.is_error(),
+                        };
+                        w.with_session(slot, |s, ctx| s.ready(side, rd, ctx));
                     }
                 }
             }

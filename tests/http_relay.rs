@@ -14,7 +14,12 @@ fn methods_and_statuses_pass_through_unchanged() {
     let a = origin.addr;
     let mut c = ferry.client();
     for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
-        let r = c.roundtrip(format!("{method} http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: 3\r\n\r\nabc").as_bytes());
+        let r = c.roundtrip(
+            format!(
+                "{method} http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: 3\r\n\r\nabc"
+            )
+            .as_bytes(),
+        );
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-method"), Some(method));
         assert_eq!(r.body, b"abc");
@@ -33,13 +38,23 @@ fn bodies_from_empty_to_ten_mebibytes_arrive_intact() {
     let ferry = Ferry::start("");
     let a = origin.addr;
     let mut c = ferry.client();
-    for n in [0usize, 1, 100, 16 * 1024 - 1, 16 * 1024 + 1, 1 << 20, 10 << 20] {
+    for n in [
+        0usize,
+        1,
+        100,
+        16 * 1024 - 1,
+        16 * 1024 + 1,
+        1 << 20,
+        10 << 20,
+    ] {
         let r = c.roundtrip(&get(a, &format!("/size/{n}")));
         assert_eq!(r.status, 200);
         assert!(r.body == pattern(n), "GET body of {n} bytes differs");
         // and the same size uploaded
         let body = pattern(n);
-        let mut req = format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+        let mut req =
+            format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: {n}\r\n\r\n")
+                .into_bytes();
         req.extend_from_slice(&body);
         let r = c.roundtrip(&req);
         assert!(r.body == body, "POST body of {n} bytes differs");
@@ -68,8 +83,19 @@ fn chunked_request_bodies_arriving_with_the_head_and_slowly() {
     let r = c.roundtrip(format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\n0\r\n\r\n\r\n0\r\n\r\n").as_bytes());
     assert_eq!(r.body, b"0\r\n\r\n");
     // piece by piece
-    c.send(format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes());
-    for piece in [&b"3\r"[..], b"\nabc", b"\r\n", b"4\r\ndefg\r\n", b"0\r\n", b"Trailer: x\r\n", b"\r\n"] {
+    c.send(
+        format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    );
+    for piece in [
+        &b"3\r"[..],
+        b"\nabc",
+        b"\r\n",
+        b"4\r\ndefg\r\n",
+        b"0\r\n",
+        b"Trailer: x\r\n",
+        b"\r\n",
+    ] {
         thread::sleep(Duration::from_millis(30));
         c.send(piece);
     }
@@ -118,9 +144,15 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
     assert_eq!(r.header("connection"), Some("close"));
     assert!(c.closed());
     let mut c = ferry.client();
-    let r = c.roundtrip(format!("GET http://{a}/size/5 HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n").as_bytes());
+    let r = c.roundtrip(
+        format!("GET http://{a}/size/5 HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n")
+            .as_bytes(),
+    );
     assert_eq!(r.header("connection"), Some("keep-alive"));
-    let r = c.roundtrip(format!("GET http://{a}/size/6 HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n").as_bytes());
+    let r = c.roundtrip(
+        format!("GET http://{a}/size/6 HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n")
+            .as_bytes(),
+    );
     assert_eq!(r.body, pattern(6));
 }
 
@@ -134,7 +166,10 @@ fn pipelined_requests_are_answered_in_order() {
     for n in [3, 1, 4, 1, 5] {
         all.extend(get(a, &format!("/size/{n}")));
     }
-    all.extend(format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\nhi").as_bytes());
+    all.extend(
+        format!("POST http://{a}/echo HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\nhi")
+            .as_bytes(),
+    );
     all.extend(get(a, "/size/9"));
     c.send(&all);
     for n in [3, 1, 4, 1, 5] {
@@ -180,7 +215,13 @@ fn hop_by_hop_fields_and_client_credentials_never_reach_the_origin() {
     let seen = r.text();
     assert!(seen.starts_with("GET /headers?q=1 HTTP/1.1\r\n"), "{seen}");
     assert!(seen.contains("X-Kept: yes"));
-    for gone in ["Proxy-Authorization", "c2VjcmV0", "Proxy-Connection", "X-Private", "TE:"] {
+    for gone in [
+        "Proxy-Authorization",
+        "c2VjcmV0",
+        "Proxy-Connection",
+        "X-Private",
+        "TE:",
+    ] {
         assert!(!seen.contains(gone), "{gone} leaked: {seen}");
     }
 }
@@ -201,7 +242,10 @@ fn smuggling_shapes_are_refused_and_never_forwarded() {
         assert_eq!(r.header("connection"), Some("close"));
         assert!(c.closed());
     }
-    assert!(origin.heads().is_empty(), "a refused request reached the origin");
+    assert!(
+        origin.heads().is_empty(),
+        "a refused request reached the origin"
+    );
 }
 
 #[test]
@@ -211,7 +255,9 @@ fn oversized_head_gets_431_and_long_request_line_414() {
     let a = origin.addr;
     let mut c = ferry.client();
     let big = "x".repeat(5000);
-    let r = c.roundtrip(format!("GET http://{a}/ HTTP/1.1\r\nHost: {a}\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let r = c.roundtrip(
+        format!("GET http://{a}/ HTTP/1.1\r\nHost: {a}\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
     assert_eq!(r.status, 431);
     let ferry = Ferry::start("");
     let mut c = ferry.client();
@@ -224,7 +270,11 @@ fn oversized_head_gets_431_and_long_request_line_414() {
 #[test]
 fn malformed_and_unroutable_requests_get_400_and_dead_targets_502() {
     let ferry = Ferry::start("");
-    for bad in [&b"GARBAGE\r\n\r\n"[..], b"GET /local HTTP/1.1\r\nHost: x\r\n\r\n", b"GET https://127.0.0.1/ HTTP/1.1\r\n\r\n"] {
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /local HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET https://127.0.0.1/ HTTP/1.1\r\n\r\n",
+    ] {
         let mut c = ferry.client();
         assert_eq!(c.roundtrip(bad).status, 400);
     }
@@ -241,7 +291,10 @@ fn hostnames_are_resolved_off_the_worker() {
     let ferry = Ferry::start("");
     let mut c = ferry.client();
     let port = origin.addr.port();
-    let r = c.roundtrip(format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes());
+    let r = c.roundtrip(
+        format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+            .as_bytes(),
+    );
     // localhost may resolve to ::1 first; the fake listens on 127.0.0.1, so this also shows
     // that each resolved address is tried in turn.
     assert_eq!(r.body, pattern(3));
@@ -255,4 +308,21 @@ fn access_log_has_one_line_per_request() {
     c.roundtrip(&get(origin.addr, "/size/10"));
     let want = format!("GET http://{}/size/10 via=direct status=200", origin.addr);
     common::wait_until("the access log line", || ferry.log_text().contains(&want));
+}
+
+#[test]
+fn pipelined_requests_then_half_close_all_get_answers() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("");
+    let mut c = ferry.client();
+    let mut all = Vec::new();
+    for n in [2, 7, 1] {
+        all.extend(get(origin.addr, &format!("/size/{n}")));
+    }
+    c.send(&all);
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    for n in [2, 7, 1] {
+        assert_eq!(c.response().body, pattern(n));
+    }
+    assert!(c.closed());
 }

@@ -326,4 +326,62 @@ mod tests {
         st.advance(b"a").unwrap();
         assert!(!st.finish_on_eof());
     }
+
+    /// A small deterministic generator, so the property test needs no crate and is repeatable.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % below.max(1)
+        }
+    }
+
+    /// Encodes `body` as chunks of random sizes with random extensions and trailers.
+    fn encode(body: &[u8], rng: &mut Lcg) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            let n = (rng.next(300) + 1).min(body.len() - at);
+            out.extend(format!("{n:x}").as_bytes());
+            if rng.next(3) == 0 {
+                out.extend(b";ext=\"v\"");
+            }
+            out.extend(b"\r\n");
+            out.extend(&body[at..at + n]);
+            out.extend(b"\r\n");
+            at += n;
+        }
+        out.extend(b"0\r\n");
+        if rng.next(2) == 0 {
+            out.extend(b"X-Trailer: 0\r\n");
+        }
+        out.extend(b"\r\n");
+        out
+    }
+
+    #[test]
+    fn property_random_chunked_bodies_end_exactly_wherever_reads_split() {
+        let mut rng = Lcg(0x5eed);
+        for _ in 0..2000 {
+            let len = rng.next(2000);
+            // bodies full of CR, LF and '0' to look like terminators
+            let body: Vec<u8> = (0..len).map(|_| b"0\r\n;x"[rng.next(5)]).collect();
+            let enc = encode(&body, &mut rng);
+            let mut input = enc.clone();
+            input.extend(b"GET / HTTP/1.1\r\n\r\n"); // the next message must be left alone
+            let step = rng.next(64) + 1;
+            assert_eq!(feed(Framing::Chunked, &input, step), Ok((enc.len(), true)));
+            // any single corrupted byte in the framing is found, never read past
+            let i = rng.next(enc.len());
+            let mut bad = enc.clone();
+            bad[i] = b'g';
+            if let Ok((used, done)) = feed(Framing::Chunked, &bad, step) {
+                assert!(used <= bad.len() && (done || used == bad.len()));
+            }
+        }
+    }
 }

@@ -637,9 +637,10 @@ impl Session {
                         true
                     } else {
                         let framing = resp.framing;
+                        // A client that half-closed after pipelining still gets every answer:
+                        // its EOF is acted on once `cin` runs dry (see `drive_head`).
                         ex.client_keep = ex.keep_alive
                             && !ctx.draining
-                            && !self.client_eof
                             && framing != Framing::UntilClose
                             && ex.kind != MethodKind::Connect;
                         ex.server_keep = resp.keep_alive;

@@ -72,6 +72,15 @@ pub fn token(slot: usize, side: Side) -> Token {
     Token(slot * 2 + (side == Side::Server) as usize)
 }
 
+/// What the poll said about one socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer's FIN has arrived.
+    pub read_closed: bool,
+}
+
 /// The slot and side a token stands for.
 pub fn side_of(token: usize) -> (usize, Side) {
     (
@@ -184,7 +193,7 @@ impl Session {
     }
 
     /// Records readiness from the poll and drives the session.
-    pub fn ready(&mut self, side: Side, readable: bool, writable: bool, ctx: &mut Ctx) -> Step {
+    pub fn ready(&mut self, side: Side, ev: Readiness, ctx: &mut Ctx) -> Step {
         let conn = match side {
             Side::Client => &mut self.client,
             Side::Server => match &mut self.server {
@@ -192,8 +201,9 @@ impl Session {
                 None => return Step::Wait,
             },
         };
-        conn.readable |= readable;
-        conn.writable |= writable;
+        conn.readable |= ev.readable;
+        conn.writable |= ev.writable;
+        conn.read_closed |= ev.read_closed;
         self.drive(ctx)
     }
 
@@ -301,9 +311,14 @@ impl Session {
 
     fn drive_head(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = self.flush_client(ctx)?;
-        // An idle kept origin connection that turns readable has closed or sent junk: drop it.
-        if self.server.as_ref().is_some_and(|s| s.conn.readable) {
-            self.drop_server(ctx);
+        // An idle kept origin connection with something to read has closed or sent junk: drop
+        // it. (The flag alone can be left over from the last response's read.)
+        if let Some(s) = self.server.as_mut().filter(|s| s.conn.readable) {
+            let mut b = [0u8; 1];
+            match s.conn.stream.peek(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.conn.readable = false,
+                _ => self.drop_server(ctx),
+            }
         }
         let was_empty = self.cin.as_ref().map_or(true, |b| b.is_empty());
         progress |= self.fill_cin(ctx)?;
@@ -441,6 +456,10 @@ impl Session {
     fn drive_closing(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = self.flush_client(ctx)?;
         if self.cout.as_ref().is_some_and(|b| !b.is_empty()) {
+            // A slow reader gets the idle timeout per write, not the linger time.
+            if progress {
+                self.deadline = ctx.now + self.config.limits.idle_timeout;
+            }
             return Ok(progress);
         }
         let Phase::Closing { shut } = &mut self.phase else {
@@ -450,6 +469,7 @@ impl Session {
             self.client.shutdown_write();
             *shut = true;
             progress = true;
+            self.deadline = ctx.now + LINGER;
         }
         // Linger: read and drop what the client still sends until it closes too.
         if self.client.readable {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-pub use wire::{Response, Wire};
+pub use wire::Wire;
 
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,7 +33,9 @@ pub fn scratch_dir() -> PathBuf {
 
 /// The deterministic body served by `/size/N`.
 pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8).collect()
+    (0..n)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8)
+        .collect()
 }
 
 /// Polls `f` until it is true or the timeout passes.
@@ -59,9 +61,18 @@ pub struct Ferry {
 impl Ferry {
     /// Starts ferry with `yaml` (which must not set `listen`; it listens on 127.0.0.1:0).
     pub fn start(yaml: &str) -> Ferry {
+        Ferry::start_with(2, yaml)
+    }
+
+    /// Starts ferry with `workers` worker threads.
+    pub fn start_with(workers: usize, yaml: &str) -> Ferry {
         let dir = scratch_dir();
         let path = dir.join("ferry.yaml");
-        std::fs::write(&path, format!("listen: \"127.0.0.1:0\"\nworkers: 2\n{yaml}")).unwrap();
+        std::fs::write(
+            &path,
+            format!("listen: \"127.0.0.1:0\"\nworkers: {workers}\n{yaml}"),
+        )
+        .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .arg("--config")
             .arg(&path)
@@ -91,7 +102,12 @@ impl Ferry {
                 panic!("ferry did not start: {:?}", logs.lock().unwrap());
             }
         };
-        Ferry { child, addr, logs, dir }
+        Ferry {
+            child,
+            addr,
+            logs,
+            dir,
+        }
     }
 
     /// A new raw client connection to ferry.
@@ -143,7 +159,9 @@ enum Role {
     Origin,
     /// An HTTP proxy that serves absolute-form requests itself and relays CONNECT; with
     /// `auth`, only clients sending exactly that `Proxy-Authorization` are served.
-    Proxy { auth: Option<String> },
+    Proxy {
+        auth: Option<String>,
+    },
 }
 
 /// A scripted origin or upstream proxy on 127.0.0.1 that tags its replies.
@@ -241,8 +259,15 @@ fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
 /// Answers one request by its path; false when the connection must end.
 fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
     let path = path.split('?').next().unwrap_or("");
-    let mut close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) || req.minor == 0;
-    if path == "/continue" && req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+    let close = req
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        || req.minor == 0;
+    if path == "/continue"
+        && req
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
         let _ = w.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let body = w.read_body(req);
@@ -264,7 +289,9 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
         );
         return !close;
     } else if path == "/close" {
-        let _ = w.stream.write_all(format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\n\r\nuntil close").as_bytes());
+        let _ = w.stream.write_all(
+            format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\n\r\nuntil close").as_bytes(),
+        );
         return false;
     } else if path == "/ws" {
         let _ = w.stream.write_all(
@@ -285,9 +312,6 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
     } else {
         (404, b"no such path".to_vec())
     };
-    if path.starts_with("/status/") && status >= 500 {
-        close = close || false;
-    }
     let no_body = status == 204 || status == 304 || (100..200).contains(&status);
     let mut out = format!("HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\n{extra}");
     if status == 304 {
@@ -312,10 +336,15 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
 
 fn relay_connect(mut w: Wire, target: &str, tag: &str) {
     let Ok(up) = TcpStream::connect(target) else {
-        let _ = w.stream.write_all(format!("HTTP/1.1 502 Bad Gateway\r\nX-Served-By: {tag}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        let _ = w.stream.write_all(
+            format!("HTTP/1.1 502 Bad Gateway\r\nX-Served-By: {tag}\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
         return;
     };
-    let _ = w.stream.write_all(format!("HTTP/1.1 200 Connection established\r\nX-Served-By: {tag}\r\n\r\n").as_bytes());
+    let _ = w.stream.write_all(
+        format!("HTTP/1.1 200 Connection established\r\nX-Served-By: {tag}\r\n\r\n").as_bytes(),
+    );
     let pending = w.take_buffered();
     pipe_both(w.stream, up, pending);
 }
@@ -323,7 +352,7 @@ fn relay_connect(mut w: Wire, target: &str, tag: &str) {
 /// Relays bytes both ways, passing each EOF on as a half-close.
 pub fn pipe_both(a: TcpStream, b: TcpStream, a_to_b_first: Vec<u8>) {
     let _ = a.set_read_timeout(None);
-    let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let (mut a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
     let t = thread::spawn(move || {
         let mut b1 = b2.try_clone().unwrap();
         let _ = b1.write_all(&a_to_b_first);

@@ -20,7 +20,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -34,7 +37,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -58,7 +64,12 @@ pub fn parse_request(head: &[u8]) -> Request {
         headers: r
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         raw: head.to_vec(),
     }
@@ -136,7 +147,8 @@ impl Wire {
         loop {
             let line = self.read_line();
             let size_txt = String::from_utf8_lossy(&line);
-            let size = usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16).expect("chunk size");
+            let size = usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16)
+                .expect("chunk size");
             if size == 0 {
                 while !self.read_line().is_empty() {}
                 return out;
@@ -154,7 +166,10 @@ impl Wire {
 
     /// Reads a request body framed by its head.
     pub fn read_body(&mut self, req: &Request) -> Vec<u8> {
-        if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked")) {
+        if req
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
+        {
             self.read_chunked()
         } else if let Some(n) = req.header("content-length") {
             self.read_exact_n(n.trim().parse().unwrap())
@@ -173,7 +188,12 @@ impl Wire {
         let headers: Vec<(String, String)> = r
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         let mut resp = Response {
             status,
@@ -183,7 +203,10 @@ impl Wire {
         if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
             return resp;
         }
-        if resp.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked")) {
+        if resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
+        {
             resp.body = self.read_chunked();
         } else if let Some(n) = resp.header("content-length") {
             resp.body = self.read_exact_n(n.trim().parse().unwrap());
@@ -212,7 +235,8 @@ impl Wire {
     /// True when the peer closes (read returns 0) before the timeout.
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0)) || matches!(self.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        matches!(self.stream.read(&mut b), Ok(0))
+            || matches!(self.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 }
 

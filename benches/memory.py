@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Measures ferry's memory on loopback: RSS idle, with N idle keep-alive client connections,
+and with N idle CONNECT tunnels. Prints a markdown table.
+
+Usage: benches/memory.py [--ferry target/release/ferry] [--n 1000] [--workers 2]
+Everything listens on 127.0.0.1; the script stops what it started.
+"""
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def origin(reader, writer):
+    """Keep-alive HTTP origin answering every request with 2 bytes; or an echo after CONNECT."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        writer.close()
+
+
+async def echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    writer.close()
+
+
+def start_ferry(binary, workers):
+    d = tempfile.mkdtemp(prefix="ferry-mem-")
+    cfg = os.path.join(d, "ferry.yaml")
+    with open(cfg, "w") as f:
+        f.write(f'listen: "127.0.0.1:0"\nworkers: {workers}\nlog_level: info\n'
+                'limits:\n  idle_timeout_secs: 600\n')
+    p = subprocess.Popen([binary, "--config", cfg], stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "listening on" in line:
+            addr = line.split("listening on ")[1].split()[0]
+            host, port = addr.rsplit(":", 1)
+            return p, (host, int(port))
+    raise RuntimeError("ferry did not start")
+
+
+async def measure(binary, n, workers, kind):
+    srv = await asyncio.start_server(origin if kind == "keepalive" else echo, "127.0.0.1", 0)
+    oport = srv.sockets[0].getsockname()[1]
+    p, addr = start_ferry(binary, workers)
+    try:
+        await asyncio.sleep(0.5)
+        idle = rss_kib(p.pid)
+        conns = []
+        for i in range(n):
+            r, w = await asyncio.open_connection(*addr)
+            if kind == "keepalive":
+                w.write(f"GET http://127.0.0.1:{oport}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                await w.drain()
+                await r.readuntil(b"\r\n\r\n")
+                await r.readexactly(2)
+            else:
+                w.write(f"CONNECT 127.0.0.1:{oport} HTTP/1.1\r\n\r\n".encode())
+                await w.drain()
+                await r.readuntil(b"\r\n\r\n")
+                w.write(b"ping")
+                await w.drain()
+                assert await r.readexactly(4) == b"ping"
+            conns.append((r, w))
+        await asyncio.sleep(1.0)
+        loaded = rss_kib(p.pid)
+        for _, w in conns:
+            w.close()
+        return idle, loaded
+    finally:
+        p.terminate()
+        p.wait()
+        srv.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ferry", default="target/release/ferry")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"| what ({a.workers} workers, {a.n} connections) | RSS idle KiB | RSS loaded KiB | per connection |")
+    print("|---|---|---|---|")
+    for kind in ["keepalive", "tunnel"]:
+        idle, loaded = asyncio.run(measure(a.ferry, a.n, a.workers, kind))
+        per = (loaded - idle) * 1024 / a.n
+        label = "idle keep-alive client connections" if kind == "keepalive" else "idle CONNECT tunnels"
+        print(f"| {label} | {idle} | {loaded} | {per:.0f} B |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+//! Black-box tests of CONNECT tunnels and protocol upgrades, direct and through an upstream.
+
+mod common;
+
+use common::{banner_server, Fake, Ferry};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+use std::process::{Command, Stdio};
+
+fn connect_line(target: std::net::SocketAddr) -> Vec<u8> {
+    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn bytes_sent_with_connect_and_a_banner_after_200_both_arrive() {
+    let server = banner_server(b"220 banner\r\n");
+    let up = Fake::proxy("up1", None);
+    for yaml in [String::new(), format!("upstream:\n  - url: {}\n", up.url())] {
+        let ferry = Ferry::start(&yaml);
+        let mut c = ferry.client();
+        // The CONNECT and the first tunnel bytes in one write.
+        let mut req = connect_line(server);
+        req.extend_from_slice(b"early bytes\n");
+        c.send(&req);
+        let head = c.read_head().unwrap();
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let want = b"220 banner\r\nEARLY BYTES\n";
+        let got = c.read_exact_n(want.len());
+        assert_eq!(got, want, "config: {yaml}");
+    }
+}
+
+#[test]
+fn half_close_is_carried_through_the_tunnel() {
+    let server = banner_server(b"hi\n");
+    let ferry = Ferry::start("");
+    let mut c = ferry.client();
+    c.send(&connect_line(server));
+    c.read_head().unwrap();
+    c.send(b"last words");
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    // The server sees EOF only after our bytes, answers "<eof>" and closes its side.
+    let rest = c.read_to_end();
+    assert_eq!(rest, b"hi\nLAST WORDS<eof>");
+}
+
+#[test]
+fn connect_to_ipv6_literal_and_refused_target() {
+    let ferry = Ferry::start("");
+    let mut c = ferry.client();
+    let dead = common::dead_port();
+    c.send(&connect_line(dead));
+    let r = c.response();
+    assert_eq!(r.status, 502);
+    // An IPv6 literal target parses; where ::1 is not configured the answer is 502, never 400.
+    let mut c = ferry.client();
+    c.send(b"CONNECT [::1]:1 HTTP/1.1\r\nHost: [::1]:1\r\n\r\n");
+    assert_eq!(c.response().status, 502);
+}
+
+#[test]
+fn websocket_style_upgrade_becomes_a_tunnel() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("");
+    let a = origin.addr;
+    let mut c = ferry.client();
+    c.send(format!("GET http://{a}/ws HTTP/1.1\r\nHost: {a}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe1").as_bytes());
+    let r = c.response_to(false);
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    assert_eq!(c.read_exact_n(6), b"FRAME1");
+    c.send(b"frame2");
+    assert_eq!(c.read_exact_n(6), b"FRAME2");
+    // The origin saw the upgrade fields.
+    let head = &origin.heads()[0];
+    assert!(
+        head.contains("Upgrade: websocket") && head.contains("Connection: Upgrade"),
+        "{head}"
+    );
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+        || Command::new(tool)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+}
+
+/// Starts the Python TLS origin with a fresh self-signed certificate; returns it and its port.
+fn tls_origin() -> (std::process::Child, u16) {
+    assert!(
+        have("openssl") && have("python3"),
+        "openssl and python3 are needed (.ci/run installs them)"
+    );
+    let dir = common::scratch_dir();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl could not make a certificate");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tls_origin.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (
+        child,
+        line.trim().parse().expect("the TLS origin prints its port"),
+    )
+}
+
+#[test]
+fn tls_end_to_end_through_connect_direct_and_via_upstream() {
+    assert!(have("curl"), "curl is needed (.ci/run installs it)");
+    let (mut origin, port) = tls_origin();
+    let up = Fake::proxy("up1", None);
+    for yaml in [String::new(), format!("upstream:\n  - url: {}\n", up.url())] {
+        let ferry = Ferry::start(&yaml);
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--max-time", "15", "--noproxy", ""])
+            .arg("-x")
+            .arg(format!("http://{}", ferry.addr))
+            .arg(format!("https://127.0.0.1:{port}/"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello over tls\n",
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(up
+        .heads()
+        .iter()
+        .any(|h| h.starts_with(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1"))));
+    let _ = origin.kill();
+    let _ = origin.wait();
+}
+
+#[test]
+fn a_large_tunnel_transfer_arrives_intact_both_ways() {
+    // An echo through the banner server upper-cases; send only bytes that survive that.
+    let server = banner_server(b"");
+    let ferry = Ferry::start("");
+    let mut c = ferry.client();
+    c.send(&connect_line(server));
+    c.read_head().unwrap();
+    let data: Vec<u8> = (0..4 << 20).map(|i| b'A' + (i % 26) as u8).collect();
+    let mut w = c.stream.try_clone().unwrap();
+    let d2 = data.clone();
+    let t = std::thread::spawn(move || {
+        w.write_all(&d2).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.stream.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    assert_eq!(got.len(), data.len() + 5);
+    assert!(got[..data.len()] == data[..]);
+    assert_eq!(&got[data.len()..], b"<eof>");
+}
