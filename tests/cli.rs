@@ -114,5 +114,6 @@ fn sigterm_drains_and_exits_zero() {
     f.signal(15);
     assert_eq!(f.wait_exit(), Some(0));
     assert!(idle.closed());
-    assert!(f.log_text().contains("draining"));
+    // stderr is read on another thread: poll for the line rather than race it
+    common::wait_until("the drain log line", || f.log_text().contains("draining"));
 }

@@ -232,11 +232,17 @@ impl Wire {
         self.response()
     }
 
-    /// True when the peer closes (read returns 0) before the timeout.
+    /// True when the peer closes (EOF, or a reset) before the timeout, with nothing more sent.
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0))
-            || matches!(self.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+            Ok(_) => false,
+        }
     }
 }
 
