@@ -144,3 +144,42 @@ fn a_dead_upstream_gets_the_client_a_502_that_says_why() {
     assert_eq!(r.status, 502);
     assert!(r.text().contains("upstream proxy"), "{}", r.text());
 }
+
+#[test]
+fn a_reused_upstream_connection_that_dies_is_retried_on_a_fresh_one() {
+    let up = Fake::proxy("up1", None);
+    let ferry = Ferry::start_with(1, &pool_yaml(&[(&up, None)]));
+    let mut c = ferry.client();
+    assert_eq!(
+        c.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n")
+            .status,
+        200
+    );
+    // The next request reuses the pooled connection, which the upstream drops unanswered.
+    let mut c = ferry.client();
+    let r = c.roundtrip(
+        b"GET http://o.test/size/4 HTTP/1.1\r\nHost: o.test\r\nX-Die-On-Reuse: 1\r\n\r\n",
+    );
+    assert_eq!((r.status, r.body), (200, pattern(4)));
+    assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_request_with_a_body_is_not_replayed() {
+    let up = Fake::proxy("up1", None);
+    let ferry = Ferry::start_with(1, &pool_yaml(&[(&up, None)]));
+    let mut c = ferry.client();
+    assert_eq!(
+        c.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n")
+            .status,
+        200
+    );
+    let mut c = ferry.client();
+    let r = c.roundtrip(b"POST http://o.test/echo HTTP/1.1\r\nHost: o.test\r\nX-Die-On-Reuse: 1\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        up.conns.load(Ordering::SeqCst),
+        1,
+        "the POST was sent again"
+    );
+}

@@ -240,6 +240,7 @@ fn parse_absolute(raw: &str) -> Result<Target<'_>, HeadError> {
 
 /// `host[:port]` or `[v6]:port`; `default_port` None means the port is required (CONNECT).
 pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_>, HeadError> {
+    let bracketed = raw.starts_with('[');
     let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
         let close = rest
             .find(']')
@@ -261,7 +262,8 @@ pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_
             None => (raw, None),
         }
     };
-    if !host.contains(':') && !valid_host(host) {
+    // Only a bracketed literal may contain ':' (found by fuzzing: `h:h:80` is not IPv6).
+    if !bracketed && !valid_host(host) {
         return Err(HeadError::Malformed("invalid host"));
     }
     let port = match port {
@@ -342,6 +344,9 @@ mod tests {
         assert!(p(b"CONNECT host HTTP/1.1\r\n\r\n").is_err());
         assert!(p(b"CONNECT host:0 HTTP/1.1\r\n\r\n").is_err());
         assert!(p(b"CONNECT host:70000 HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"CONNECT h:h:80 HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"GET http://h:h:8080/x HTTP/1.1\r\n\r\n").is_err());
+        assert!(p(b"GET http://::1/x HTTP/1.1\r\n\r\n").is_err());
     }
 
     #[test]

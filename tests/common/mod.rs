@@ -223,11 +223,17 @@ impl Fake {
 fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let mut w = Wire::from_stream(s);
+    let mut served = 0;
     loop {
         let Some(head) = w.read_head() else { return };
         let text = String::from_utf8_lossy(&head).into_owned();
         heads.lock().unwrap().push(text.clone());
         let req = wire::parse_request(&head);
+        served += 1;
+        if served > 1 && req.header("x-die-on-reuse").is_some() {
+            // Plays an upstream that dropped an idle connection just as it was reused.
+            return;
+        }
         if let Role::Proxy { auth: Some(want) } = role {
             if req.header("proxy-authorization") != Some(want.as_str()) {
                 let _ = w.stream.write_all(
