@@ -90,6 +90,13 @@ impl Buf {
         self.end += n;
     }
 
+    /// Keeps only the first `len` waiting bytes.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.end = self.start + len;
+        }
+    }
+
     /// Makes the buffer hold at least `cap` bytes in all.
     pub fn grow_to(&mut self, cap: usize) {
         if cap <= self.data.len() {

@@ -47,10 +47,11 @@ pub fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(h);
     }
-    let route = if config.upstreams.is_empty() {
+    let upstreams = config.upstreams().count();
+    let route = if upstreams == 0 {
         "direct".to_string()
     } else {
-        format!("{} upstream proxies", config.upstreams.len())
+        format!("{upstreams} upstream proxies")
     };
     log::info!("listening on {addr} with {n} workers ({route})");
     for h in handles {

@@ -80,8 +80,8 @@ pub struct Ctx {
     pub worker: usize,
     /// The time at the top of this loop turn.
     pub now: Instant,
-    /// Round-robin cursor for upstream picks.
-    pub rr: usize,
+    /// This worker's upstream selection state.
+    pub select: crate::upstream::select::Selector,
     pub config: Arc<Config>,
     pub draining: bool,
     pub shared: Arc<Shared>,
@@ -151,7 +151,7 @@ impl Worker {
                 resolver,
                 worker: id,
                 now: Instant::now(),
-                rr: id,
+                select: crate::upstream::select::Selector::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
                 config,
                 draining: false,
                 shared,

@@ -4,7 +4,7 @@
 
 use ferry::buffer::Buf;
 use ferry::http::request::{self, MAX_HEADERS};
-use ferry::http::rewrite::{request_head, TargetForm};
+use ferry::http::rewrite::{finish_request_head, request_head, TargetForm};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Some(req)) = request::parse(&data[..end], &mut hs) else { return };
     for form in [TargetForm::Origin, TargetForm::Absolute] {
         let mut out = Buf::with_capacity(256);
-        request_head(&mut out, &req, form, Some("Basic dTpw"));
+        request_head(&mut out, &req, form);
+        finish_request_head(&mut out, Some("Basic dTpw"));
         let mut hs2 = [httparse::EMPTY_HEADER; MAX_HEADERS + 4];
         let again = request::parse(out.bytes(), &mut hs2);
         match again {

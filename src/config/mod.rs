@@ -4,13 +4,17 @@
 
 mod schema;
 
-pub use schema::{LogLevel, Mode, PolicyMode};
-use schema::{RawConfig, RawUpstream};
+pub use schema::{HashKey, LogLevel, Mode, OnAllDown, PolicyMode};
+use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};
 
 use crate::route::domain::DomainSet;
+use crate::route::rules::{RuleSet, Via};
+use crate::upstream::UpstreamState;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where ferry looks for its config when `--config` is not given.
@@ -61,23 +65,45 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
-    pub mode: Mode,
     pub reload_interval_secs: u64,
     pub access_log: bool,
-    pub health_check: HealthCheck,
     pub limits: Limits,
     pub domain_policy: DomainPolicy,
-    pub upstreams: Vec<UpstreamSpec>,
+    /// Pool 0 is `default` (the top-level `upstream` list, possibly empty); then the named
+    /// `pools` in name order.
+    pub pools: Vec<PoolSpec>,
+    pub rules: RuleSet,
     /// Worker threads (already resolved from 0 = one per core).
     pub workers: usize,
     pub log_level: LogLevel,
 }
 
-/// Active health probing of upstreams.
+/// Active health probing of a pool's upstreams.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
     pub interval: Duration,
     pub timeout: Duration,
+    /// The absolute `http://` URL requested through each upstream.
+    pub url: String,
+    /// Its authority, for the `Host` field.
+    pub host: String,
+    pub expect_status: u16,
+    pub fall: u32,
+    pub rise: u32,
+    pub probe_online: bool,
+}
+
+/// A pool of upstreams and how it is used.
+#[derive(Debug)]
+pub struct PoolSpec {
+    pub name: String,
+    pub members: Vec<UpstreamSpec>,
+    pub mode: Mode,
+    pub hash_key: HashKey,
+    /// Attempts per request across members.
+    pub retries: usize,
+    pub on_all_down: OnAllDown,
+    pub health: HealthCheck,
 }
 
 /// Connection limits and the timeouts of each phase.
@@ -94,7 +120,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-/// Which hosts use the upstream pool.
+/// Which hosts use the default pool.
 #[derive(Debug)]
 pub struct DomainPolicy {
     pub mode: PolicyMode,
@@ -102,7 +128,7 @@ pub struct DomainPolicy {
 }
 
 /// One upstream HTTP proxy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamSpec {
     /// `http://host:port` as configured, the upstream's identity.
     pub url: String,
@@ -113,15 +139,21 @@ pub struct UpstreamSpec {
     pub username: Option<String>,
     /// `Basic …` for `Proxy-Authorization`, when credentials are set.
     pub auth: Option<String>,
+    /// Shared health and load, the same `Arc` for the same URL everywhere.
+    pub state: Arc<UpstreamState>,
 }
 
 impl UpstreamSpec {
-    /// The URL with credentials, the password masked: for logs, status and labels.
+    /// The URL with the username and a masked password: for logs, status and labels.
     pub fn display(&self) -> String {
-        match &self.username {
-            Some(u) => format!("http://{u}:***@{}", &self.url["http://".len()..]),
-            None => self.url.clone(),
-        }
+        self.state.name.clone()
+    }
+}
+
+impl fmt::Debug for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credentials.
+        write!(f, "UpstreamSpec({})", self.display())
     }
 }
 
@@ -131,9 +163,9 @@ impl Config {
         parse(EMBEDDED_DEFAULT, None).expect("the embedded default config is valid")
     }
 
-    /// True when requests to `host` go through the upstream pool rather than direct.
-    pub fn uses_pool(&self, host: &str) -> bool {
-        if self.upstreams.is_empty() {
+    /// True when the default pool serves `host` by `domain_policy` (rules aside).
+    pub fn policy_uses_pool(&self, host: &str) -> bool {
+        if self.pools[0].members.is_empty() {
             return false;
         }
         match self.domain_policy.mode {
@@ -141,6 +173,11 @@ impl Config {
             PolicyMode::Blacklist => !self.domain_policy.domains.matches(host),
             PolicyMode::Whitelist => self.domain_policy.domains.matches(host),
         }
+    }
+
+    /// Every upstream of every pool (an upstream in two pools appears twice).
+    pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamSpec> {
+        self.pools.iter().flat_map(|p| p.members.iter())
     }
 }
 
@@ -187,13 +224,8 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         None => None,
         Some(s) => socket_addr(s).map_err(|m| err("admin_listen", m)).ok(),
     };
-    let hc = &raw.health_check;
-    if hc.interval_secs == 0 {
-        err("health_check.interval_secs", "must be at least 1".into());
-    }
-    if hc.timeout_secs == 0 {
-        err("health_check.timeout_secs", "must be at least 1".into());
-    }
+    let defaults =
+        health(&raw.health_check, None).map_err(|(k, m)| err(&format!("health_check.{k}"), m));
     let l = &raw.limits;
     for (key, v) in [
         ("limits.connect_timeout_secs", l.connect_timeout_secs),
@@ -213,25 +245,123 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
     if raw.workers > 256 {
         err("workers", format!("{} is more than 256", raw.workers));
     }
+    let workers = match raw.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let mut domains = DomainSet::default();
     for (i, d) in raw.domain_policy.domains.iter().enumerate() {
         if let Err(m) = domains.add(d) {
             err(&format!("domain_policy.domains[{i}]"), m.to_string());
         }
     }
-    let mut upstreams: Vec<UpstreamSpec> = Vec::new();
-    for (i, u) in raw.upstream.iter().enumerate() {
-        match upstream(u) {
-            Ok(spec) => {
-                if upstreams.iter().any(|o| o.url == spec.url) {
-                    err(
-                        &format!("upstream[{i}].url"),
-                        format!("{} is listed twice", spec.url),
-                    );
-                }
-                upstreams.push(spec);
+
+    // Pools: `default` from the top-level keys, then the named ones. One state per URL.
+    let mut states: HashMap<String, Arc<UpstreamState>> = HashMap::new();
+    let mut pools = Vec::new();
+    let top = RawPool {
+        upstream: raw.upstream,
+        mode: Some(raw.mode),
+        hash_key: raw.hash_key,
+        retries: raw.retries,
+        on_all_down: raw.on_all_down,
+        health_check: RawHealthCheck::default(),
+    };
+    let mut named: Vec<(String, RawPool)> = vec![("default".to_string(), top)];
+    for (name, p) in raw.pools {
+        if name == "default" || name == "direct" || name == "reject" {
+            err(
+                &format!("pools.{name}"),
+                "this name is reserved (the top-level upstream list is the pool named default)"
+                    .into(),
+            );
+            continue;
+        }
+        named.push((name, p));
+    }
+    for (name, p) in &named {
+        let at = |key: &str| {
+            if name == "default" {
+                key.to_string()
+            } else {
+                format!("pools.{name}.{key}")
             }
-            Err((key, m)) => err(&format!("upstream[{i}].{key}"), m),
+        };
+        let hc = match (&defaults, name.as_str()) {
+            (Ok(d), "default") => Some(d.clone()),
+            (Ok(d), _) => health(&p.health_check, Some(d))
+                .map_err(|(k, m)| err(&at(&format!("health_check.{k}")), m))
+                .ok(),
+            (Err(_), _) => None,
+        };
+        let mut members: Vec<UpstreamSpec> = Vec::new();
+        for (i, u) in p.upstream.iter().enumerate() {
+            match upstream(u, workers, &mut states) {
+                Ok(spec) => {
+                    if members.iter().any(|o| o.url == spec.url) {
+                        err(
+                            &at(&format!("upstream[{i}].url")),
+                            format!("{} is listed twice", spec.url),
+                        );
+                    }
+                    members.push(spec);
+                }
+                Err((key, m)) => err(&at(&format!("upstream[{i}].{key}")), m),
+            }
+        }
+        let retries = match p.retries {
+            None => members.len().clamp(1, 3),
+            Some(n @ 1..=10) => n as usize,
+            Some(n) => {
+                err(&at("retries"), format!("{n} is out of range 1..=10"));
+                1
+            }
+        };
+        if name != "default" && p.upstream.is_empty() {
+            err(
+                &at("upstream"),
+                "a named pool needs at least one upstream".into(),
+            );
+        }
+        if let Some(health) = hc {
+            pools.push(PoolSpec {
+                name: name.clone(),
+                members,
+                mode: p.mode.unwrap_or_default(),
+                hash_key: p.hash_key.unwrap_or_default(),
+                retries,
+                on_all_down: p.on_all_down.unwrap_or_default(),
+                health,
+            });
+        }
+    }
+    let mut rules = RuleSet::default();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let via = match r.via.as_str() {
+            "direct" => Some(Via::Direct),
+            "reject" => Some(Via::Reject),
+            name => match named.iter().position(|(n, _)| n == name) {
+                Some(0) if named[0].1.upstream.is_empty() => {
+                    err(
+                        &format!("rules[{i}].via"),
+                        "the default pool has no upstreams".into(),
+                    );
+                    None
+                }
+                Some(p) => Some(Via::Pool(p)),
+                None => {
+                    err(
+                        &format!("rules[{i}].via"),
+                        format!("{name:?} is not direct, reject or a pool name"),
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(via) = via {
+            if let Err((j, m)) = rules.push(&r.exprs, via) {
+                err(&format!("rules[{i}].match[{j}]"), m);
+            }
         }
     }
 
@@ -239,21 +369,12 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         return Err(ConfigErrors(errs));
     }
     let secs = Duration::from_secs;
-    let workers = match raw.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     Ok(Config {
         source: source.map(Path::to_path_buf),
         listen: listen.expect("checked above"),
         admin_listen,
-        mode: raw.mode,
         reload_interval_secs: raw.reload_interval_secs,
         access_log: raw.access_log,
-        health_check: HealthCheck {
-            interval: secs(hc.interval_secs),
-            timeout: secs(hc.timeout_secs),
-        },
         limits: Limits {
             max_connections: l.max_connections,
             request_timeout: (l.request_timeout_secs > 0).then(|| secs(l.request_timeout_secs)),
@@ -267,9 +388,80 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             mode: raw.domain_policy.mode,
             domains,
         },
-        upstreams,
+        pools,
+        rules,
         workers,
         log_level: raw.log_level,
+    })
+}
+
+/// The probe URL gstatic answers with 204; sent through each upstream, never fetched by ferry.
+pub const DEFAULT_PROBE_URL: &str = "http://connectivitycheck.gstatic.com/generate_204";
+
+/// Health settings from `raw`, each missing key taken from `base` (or the defaults).
+fn health(
+    raw: &RawHealthCheck,
+    base: Option<&HealthCheck>,
+) -> Result<HealthCheck, (&'static str, String)> {
+    let interval = raw
+        .interval_secs
+        .or(base.map(|b| b.interval.as_secs()))
+        .unwrap_or(30);
+    let timeout = raw
+        .timeout_secs
+        .or(base.map(|b| b.timeout.as_secs()))
+        .unwrap_or(5);
+    if interval == 0 {
+        return Err(("interval_secs", "must be at least 1".into()));
+    }
+    if timeout == 0 {
+        return Err(("timeout_secs", "must be at least 1".into()));
+    }
+    let url = raw
+        .url
+        .clone()
+        .or(base.map(|b| b.url.clone()))
+        .unwrap_or_else(|| DEFAULT_PROBE_URL.to_string());
+    let host = match url.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("http://") => {
+            let rest = &url[7..];
+            let auth = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            crate::http::request::parse_authority(auth, Some(80))
+                .map_err(|_| ("url", format!("{url:?} has no valid host")))?;
+            auth.to_string()
+        }
+        _ => return Err(("url", format!("{url:?}: the probe URL must be http://"))),
+    };
+    let expect_status = raw
+        .expect_status
+        .or(base.map(|b| b.expect_status))
+        .unwrap_or(204);
+    if !(100..=599).contains(&expect_status) {
+        return Err((
+            "expect_status",
+            format!("{expect_status} is not an HTTP status"),
+        ));
+    }
+    let fall = raw.fall.or(base.map(|b| b.fall)).unwrap_or(1);
+    let rise = raw.rise.or(base.map(|b| b.rise)).unwrap_or(1);
+    if !(1..=100).contains(&fall) {
+        return Err(("fall", format!("{fall} is out of range 1..=100")));
+    }
+    if !(1..=100).contains(&rise) {
+        return Err(("rise", format!("{rise} is out of range 1..=100")));
+    }
+    Ok(HealthCheck {
+        interval: Duration::from_secs(interval),
+        timeout: Duration::from_secs(timeout),
+        url,
+        host,
+        expect_status,
+        fall,
+        rise,
+        probe_online: raw
+            .probe_online
+            .or(base.map(|b| b.probe_online))
+            .unwrap_or(false),
     })
 }
 
@@ -292,7 +484,11 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Validates one `upstream[]` entry; the error names the key within the entry.
-fn upstream(u: &RawUpstream) -> Result<UpstreamSpec, (&'static str, String)> {
+fn upstream(
+    u: &RawUpstream,
+    workers: usize,
+    states: &mut HashMap<String, Arc<UpstreamState>>,
+) -> Result<UpstreamSpec, (&'static str, String)> {
     let rest = match u.url.get(..7) {
         Some(s) if s.eq_ignore_ascii_case("http://") => &u.url[7..],
         _ => {
@@ -345,6 +541,14 @@ fn upstream(u: &RawUpstream) -> Result<UpstreamSpec, (&'static str, String)> {
     } else {
         format!("http://{host}:{}", t.port)
     };
+    let display = match &u.username {
+        Some(user) => format!("http://{user}:***@{}", &url["http://".len()..]),
+        None => url.clone(),
+    };
+    let state = states
+        .entry(url.clone())
+        .or_insert_with(|| UpstreamState::new(display, workers))
+        .clone();
     Ok(UpstreamSpec {
         url,
         host,
@@ -353,6 +557,7 @@ fn upstream(u: &RawUpstream) -> Result<UpstreamSpec, (&'static str, String)> {
         priority: u.priority,
         username: u.username.clone(),
         auth,
+        state,
     })
 }
 
@@ -407,10 +612,14 @@ mod tests {
         let c = parse(text, None).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
-        assert_eq!(c.mode, Mode::RoundRobin);
+        assert_eq!(c.pools[0].mode, Mode::RoundRobin);
         assert_eq!(c.domain_policy.mode, PolicyMode::Off);
-        assert_eq!(c.upstreams.len(), 3);
-        let b = &c.upstreams[1];
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!(c.pools[0].members.len(), 3);
+        assert_eq!(c.pools[0].retries, 3);
+        assert_eq!(c.pools[0].health.interval, Duration::from_secs(30));
+        assert_eq!(c.pools[0].health.url, DEFAULT_PROBE_URL);
+        let b = &c.pools[0].members[1];
         assert_eq!((b.weight, b.priority), (2, 20));
         assert_eq!(b.auth.as_deref(), Some("Basic YWxpY2U6czNjcjpldA=="));
         assert_eq!(b.display(), "http://alice:***@proxy-b.example.net:3128");
@@ -422,8 +631,8 @@ mod tests {
     fn embedded_default_is_a_direct_proxy_on_loopback() {
         let c = Config::embedded();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert!(c.upstreams.is_empty());
-        assert!(!c.uses_pool("example.com"));
+        assert_eq!(c.upstreams().count(), 0);
+        assert!(!c.policy_uses_pool("example.com"));
     }
 
     #[test]
@@ -465,15 +674,81 @@ mod tests {
     }
 
     #[test]
+    fn pools_rules_and_health_overrides() {
+        let c = parse(
+            "listen: 127.0.0.1:1\nmode: priority\nhealth_check: {interval_secs: 7, fall: 2}\nupstream: [{url: 'http://a:1'}, {url: 'http://b:1'}]\npools:\n  eu:\n    mode: hash\n    hash_key: host\n    retries: 1\n    on_all_down: direct\n    health_check: {rise: 3}\n    upstream: [{url: 'http://a:1'}, {url: 'http://c:1'}]\nrules:\n  - {match: ['suffix:eu.example', 'port:8443'], via: eu}\n  - {match: ['cidr:192.168.0.0/16'], via: direct}\n  - {match: ['domain:ads.example'], via: reject}\n",
+            None,
+        )
+        .unwrap();
+        let (d, eu) = (&c.pools[0], &c.pools[1]);
+        assert_eq!(
+            (d.mode, d.retries, d.health.fall, d.health.rise),
+            (Mode::Priority, 2, 2, 1)
+        );
+        assert_eq!(
+            (
+                eu.name.as_str(),
+                eu.mode,
+                eu.hash_key,
+                eu.retries,
+                eu.on_all_down
+            ),
+            ("eu", Mode::Hash, HashKey::Host, 1, OnAllDown::Direct)
+        );
+        assert_eq!(
+            (eu.health.interval, eu.health.fall, eu.health.rise),
+            (Duration::from_secs(7), 2, 3)
+        );
+        // the same URL in two pools is one upstream
+        assert!(Arc::ptr_eq(&d.members[0].state, &eu.members[0].state));
+        assert_eq!(c.rules.lookup("x.eu.example", 80), Some(Via::Pool(1)));
+        assert_eq!(c.rules.lookup("192.168.1.1", 80), Some(Via::Direct));
+        assert_eq!(c.rules.lookup("ads.example", 443), Some(Via::Reject));
+        assert_eq!(c.rules.lookup("other.example", 443), None);
+    }
+
+    #[test]
+    fn pool_and_rule_errors_name_their_key() {
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\npools:\n  eu:\n    upstream: [{url: 'http://a'}]\n"),
+            "pools.eu.upstream[0].url: port missing"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nrules:\n  - {match: ['x.example'], via: nowhere}\n"),
+            "rules[0].via: \"nowhere\" is not direct, reject or a pool name"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nrules:\n  - {match: ['x.example', 'cidr:1.2.3.4/40'], via: direct}\n"),
+            "rules[0].match[1]: prefix length \"40\" is not 0..=32"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nrules:\n  - {match: ['x.example'], via: default}\n"),
+            "rules[0].via: the default pool has no upstreams"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nhealth_check: {url: 'https://x/'}\n"),
+            "health_check.url: \"https://x/\": the probe URL must be http://"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\nretries: 0\n"),
+            "retries: 0 is out of range 1..=10"
+        );
+        assert_eq!(
+            errors("listen: 127.0.0.1:1\npools:\n  default: {upstream: [{url: 'http://a:1'}]}\n"),
+            "pools.default: this name is reserved (the top-level upstream list is the pool named default)"
+        );
+    }
+
+    #[test]
     fn domain_policy_routes_hosts() {
         let c = parse(
             "listen: 127.0.0.1:1\nupstream: [{url: 'http://u:1'}]\ndomain_policy:\n  mode: blacklist\n  domains: ['suffix:lan', 'domain:Exact.com']\n",
             None,
         )
         .unwrap();
-        assert!(!c.uses_pool("router.lan"));
-        assert!(!c.uses_pool("exact.com"));
-        assert!(c.uses_pool("sub.exact.com"));
-        assert!(c.uses_pool("example.org"));
+        assert!(!c.policy_uses_pool("router.lan"));
+        assert!(!c.policy_uses_pool("exact.com"));
+        assert!(c.policy_uses_pool("sub.exact.com"));
+        assert!(c.policy_uses_pool("example.org"));
     }
 }

@@ -2,6 +2,7 @@
 //! Unknown keys are errors. `validate` turns this into the `Config` the workers use.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The config file as written.
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,62 @@ pub struct RawConfig {
     /// ferry: log level (`FERRY_LOG` in the environment wins).
     #[serde(default)]
     pub log_level: LogLevel,
+    /// ferry: what `hash` mode hashes.
+    pub hash_key: Option<HashKey>,
+    /// ferry: attempts per request across upstreams.
+    pub retries: Option<u32>,
+    /// ferry: what to do when no upstream of a pool is online.
+    pub on_all_down: Option<OnAllDown>,
+    /// ferry: named pools besides the top-level one (`default`).
+    #[serde(default)]
+    pub pools: BTreeMap<String, RawPool>,
+    /// ferry: ordered routing rules.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// A named pool of upstreams with its own selection and health settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default)]
+    pub upstream: Vec<RawUpstream>,
+    pub mode: Option<Mode>,
+    pub hash_key: Option<HashKey>,
+    pub retries: Option<u32>,
+    pub on_all_down: Option<OnAllDown>,
+    #[serde(default)]
+    pub health_check: RawHealthCheck,
+}
+
+/// One routing rule: any expression matching sends the request `via` a pool, `direct` or
+/// `reject`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(rename = "match")]
+    pub exprs: Vec<String>,
+    pub via: String,
+}
+
+/// What `hash` mode hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    #[default]
+    ClientIp,
+    Host,
+}
+
+/// When no upstream of a pool is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAllDown {
+    /// 502 with `Retry-After`.
+    #[default]
+    Reject,
+    /// Connect to the target directly.
+    Direct,
 }
 
 /// How an upstream is picked from the pool.
@@ -39,6 +96,9 @@ pub enum Mode {
     RoundRobin,
     Best,
     Priority,
+    Random,
+    LeastConn,
+    Hash,
 }
 
 /// Log verbosity.
@@ -54,22 +114,22 @@ pub enum LogLevel {
     Trace,
 }
 
-#[derive(Debug, Deserialize)]
+/// Health probing; every key is optional so that a pool can override only some.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    #[serde(default = "default_hc_interval")]
-    pub interval_secs: u64,
-    #[serde(default = "default_hc_timeout")]
-    pub timeout_secs: u64,
-}
-
-impl Default for RawHealthCheck {
-    fn default() -> Self {
-        RawHealthCheck {
-            interval_secs: default_hc_interval(),
-            timeout_secs: default_hc_timeout(),
-        }
-    }
+    pub interval_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    /// ferry: the URL requested through each upstream.
+    pub url: Option<String>,
+    /// ferry: the status that counts as healthy.
+    pub expect_status: Option<u16>,
+    /// ferry: consecutive failures before offline.
+    pub fall: Option<u32>,
+    /// ferry: consecutive probe successes before online.
+    pub rise: Option<u32>,
+    /// ferry: probe online upstreams too.
+    pub probe_online: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,12 +199,6 @@ pub struct RawUpstream {
 
 fn default_reload_interval() -> u64 {
     60
-}
-fn default_hc_interval() -> u64 {
-    30
-}
-fn default_hc_timeout() -> u64 {
-    5
 }
 fn default_shutdown_timeout() -> u64 {
     30

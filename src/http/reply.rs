@@ -3,21 +3,40 @@
 
 use super::request::HeadError;
 use crate::buffer::Buf;
+use std::borrow::Cow;
 use std::io::Write;
 
 /// The reply to a CONNECT whose tunnel is open.
 pub const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 
+/// Seconds a client is asked to wait when a pool has no upstream online.
+pub const RETRY_AFTER_SECS: u32 = 10;
+
 /// A failure that ferry answers itself, with its status and a short reason for the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
-    pub why: &'static str,
+    pub why: Cow<'static, str>,
+    /// Add `Retry-After` (the pool is down, not the request wrong).
+    pub retry_after: bool,
 }
 
 impl Refusal {
-    pub const fn new(status: u16, why: &'static str) -> Refusal {
-        Refusal { status, why }
+    pub fn new(status: u16, why: impl Into<Cow<'static, str>>) -> Refusal {
+        Refusal {
+            status,
+            why: why.into(),
+            retry_after: false,
+        }
+    }
+
+    /// 502 because no upstream of a pool is online: ask the client to come back.
+    pub fn pool_down(pool: &str) -> Refusal {
+        Refusal {
+            status: 502,
+            why: format!("no upstream proxy of pool {pool} is online").into(),
+            retry_after: true,
+        }
     }
 }
 
@@ -51,12 +70,19 @@ pub fn reason(status: u16) -> &'static str {
 /// Writes a complete error response with a plain-text body saying why, and `Connection: close`
 /// (every refusal ends the client connection: after one, what follows cannot be trusted to be
 /// in sync).
-pub fn write(out: &mut Buf, r: Refusal) {
+pub fn write(out: &mut Buf, r: &Refusal) {
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\n",
         r.status,
-        reason(r.status),
+        reason(r.status)
+    );
+    if r.retry_after {
+        let _ = write!(out, "Retry-After: {RETRY_AFTER_SECS}\r\n");
+    }
+    let _ = write!(
+        out,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}\n",
         r.why.len() + 1,
         r.why
     );
@@ -69,11 +95,16 @@ mod tests {
     #[test]
     fn reply_is_complete_and_closes() {
         let mut b = Buf::with_capacity(8);
-        write(&mut b, Refusal::new(502, "upstream refused"));
+        write(&mut b, &Refusal::new(502, "upstream refused"));
         let s = std::str::from_utf8(b.bytes()).unwrap();
         assert!(s.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
         assert!(s.contains("Content-Length: 17\r\n"));
         assert!(s.ends_with("\r\n\r\nupstream refused\n"));
         assert!(s.contains("Connection: close"));
+        let mut b = Buf::with_capacity(8);
+        write(&mut b, &Refusal::pool_down("default"));
+        assert!(std::str::from_utf8(b.bytes())
+            .unwrap()
+            .contains("\r\nRetry-After: 10\r\n"));
     }
 }

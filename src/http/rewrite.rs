@@ -61,14 +61,9 @@ pub fn write_authority(out: &mut Buf, t: &Target<'_>, default: Option<u16>) {
     }
 }
 
-/// Writes the request head for the next hop. `proxy_auth` is the upstream's own
-/// `Proxy-Authorization` value; the client's is never forwarded.
-pub fn request_head(
-    out: &mut Buf,
-    req: &RequestHead<'_, '_>,
-    form: TargetForm,
-    proxy_auth: Option<&str>,
-) {
+/// Writes the request head for the next hop, all but its end: `finish_request_head` adds the
+/// credentials of the hop it goes to (and can be redone for another upstream on failover).
+pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm) {
     let t = &req.target;
     let default_port = if req.kind == MethodKind::Connect {
         None
@@ -103,6 +98,11 @@ pub fn request_head(
     if req.upgrade {
         out.push(b"Connection: Upgrade\r\n");
     }
+}
+
+/// Ends a head from `request_head`: the upstream's own `Proxy-Authorization` (the client's is
+/// never forwarded), then the blank line.
+pub fn finish_request_head(out: &mut Buf, proxy_auth: Option<&str>) {
     if let Some(auth) = proxy_auth {
         write_field(out, "Proxy-Authorization", auth.as_bytes());
     }
@@ -155,7 +155,8 @@ mod tests {
         let mut hs = [httparse::EMPTY_HEADER; 100];
         let req = request::parse(raw, &mut hs).unwrap().unwrap();
         let mut out = Buf::with_capacity(64);
-        request_head(&mut out, &req, form, auth);
+        request_head(&mut out, &req, form);
+        finish_request_head(&mut out, auth);
         String::from_utf8(out.bytes().to_vec()).unwrap()
     }
 

@@ -14,31 +14,10 @@ pub struct DomainSet {
 impl DomainSet {
     /// Adds one expression.
     pub fn add(&mut self, expr: &str) -> Result<(), &'static str> {
-        let expr = expr.trim();
-        let (exact, name) = if let Some(n) = expr.strip_prefix("domain:") {
-            (true, n)
-        } else if let Some(n) = expr.strip_prefix("suffix:") {
-            (false, n)
-        } else if let Some(n) = expr.strip_prefix("*.") {
-            (false, n)
-        } else if let Some(n) = expr.strip_prefix('.') {
-            (false, n)
-        } else {
-            (false, expr)
+        match parse_expr(expr)? {
+            (true, name) => self.exact.insert(name),
+            (false, name) => self.suffix.insert(name),
         };
-        let name = normalize(name);
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        {
-            return Err("not a domain expression (domain:x, suffix:x, *.x, .x or x)");
-        }
-        if exact {
-            self.exact.insert(name);
-        } else {
-            self.suffix.insert(name);
-        }
         Ok(())
     }
 
@@ -64,7 +43,33 @@ impl DomainSet {
     }
 }
 
-fn normalize(name: &str) -> String {
+/// Parses a domain expression into (exact?, normalized name).
+pub fn parse_expr(expr: &str) -> Result<(bool, String), &'static str> {
+    let expr = expr.trim();
+    let (exact, name) = if let Some(n) = expr.strip_prefix("domain:") {
+        (true, n)
+    } else if let Some(n) = expr.strip_prefix("suffix:") {
+        (false, n)
+    } else if let Some(n) = expr.strip_prefix("*.") {
+        (false, n)
+    } else if let Some(n) = expr.strip_prefix('.') {
+        (false, n)
+    } else {
+        (false, expr)
+    };
+    let name = normalize(name);
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return Err("not a domain expression (domain:x, suffix:x, *.x, .x or x)");
+    }
+    Ok((exact, name))
+}
+
+/// Lower-case, without a trailing dot.
+pub fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 

@@ -1,25 +1,21 @@
-//! Routing: which way a request goes (direct, or through the upstream pool) decided from its
-//! target host by the config's domain policy.
+//! Routing: where a request goes, decided from its target. The `rules` list is asked first
+//! (first match wins); then `domain_policy` decides between the default pool and direct.
+//! Which member of a pool serves it is `upstream::select`'s job.
 
 pub mod domain;
+pub mod rules;
 
 use crate::config::Config;
+pub use rules::Via;
 
-/// Where a request is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Straight to the origin (or CONNECT target).
-    Direct,
-    /// Through the upstream proxy with this index in `Config::upstreams`.
-    Upstream(usize),
-}
-
-/// Decides the route of a request to `host`; `next_rr` is the worker's round-robin cursor.
-pub fn route(config: &Config, host: &str, next_rr: &mut usize) -> Route {
-    if !config.uses_pool(host) {
-        return Route::Direct;
+/// Decides the way of a request to `host:port`.
+pub fn decide(config: &Config, host: &str, port: u16) -> Via {
+    if let Some(via) = config.rules.lookup(host, port) {
+        return via;
     }
-    let i = *next_rr % config.upstreams.len();
-    *next_rr = next_rr.wrapping_add(1);
-    Route::Upstream(i)
+    if config.policy_uses_pool(host) {
+        Via::Pool(0)
+    } else {
+        Via::Direct
+    }
 }

@@ -2,8 +2,13 @@
 //! can), send the rewritten head and the request body as framed, read the response head, relay
 //! 1xx, rewrite the final head, relay its body as framed, then decide what survives.
 //!
-//! A request is replayed on a fresh connection only when a reused connection failed before any
-//! response byte and the request had no body (nothing can have been acted on twice).
+//! Through a pool, an attempt that fails for the upstream's reasons (connect refused or timed
+//! out, reset or EOF before the response head, a malformed head, a CONNECT answered 5xx or 407)
+//! counts against that upstream and the request moves to another member, up to the pool's
+//! `retries`, while nothing has reached the client and the request can be replayed: no body
+//! byte was sent yet, or it has no body. A reused keep-alive connection that dies before any
+//! response byte is first retried once on a fresh connection to the same upstream, without
+//! blame (it was most likely closed while idle).
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
@@ -15,7 +20,9 @@ use crate::http::request::{MethodKind, RequestHead};
 use crate::http::response;
 use crate::http::rewrite::{self, ConnectionField, TargetForm};
 use crate::resolve::{self, Asker};
-use crate::route::{self, Route};
+use crate::route::{self, Via};
+use crate::upstream::select;
+use crate::upstream::state::ActiveGuard;
 use crate::worker::Ctx;
 use mio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +30,17 @@ use std::time::Instant;
 
 /// Largest response head accepted from an origin or upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Where this request is being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    /// Member `member` of pool `pool` (indexes into `Config::pools`).
+    Upstream {
+        pool: usize,
+        member: usize,
+    },
+}
 
 enum Stage {
     Resolving,
@@ -81,7 +99,18 @@ pub struct Exchange {
     stage: Stage,
     /// The rewritten request head; kept until a response head arrives, for a replay.
     head: Option<Buf>,
+    /// Where the head's per-upstream end (credentials, blank line) starts.
+    head_base: usize,
     head_sent: usize,
+    /// Body bytes written to the server in this attempt.
+    body_sent: u64,
+    /// Pool members tried so far.
+    tried: Vec<usize>,
+    /// The retry of a dead reused connection has been spent.
+    stale_retry: bool,
+    /// Holds the upstream's active-connection count while an attempt uses it.
+    guard: Option<ActiveGuard>,
+    attempt_started: Instant,
     req_body: BodyState,
     resp: Resp,
     resp_scanned: usize,
@@ -98,23 +127,45 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Routes a parsed request and renders its head for the next hop.
-    pub fn start(req: &RequestHead<'_, '_>, config: &Config, ctx: &mut Ctx) -> Exchange {
-        let route = route::route(config, req.target.host, &mut ctx.rr);
+    /// Routes a parsed request and renders its head for the next hop. A rule `reject` or a
+    /// pool with nothing online (and `on_all_down: reject`) refuses it here.
+    pub fn start(
+        req: &RequestHead<'_, '_>,
+        peer: SocketAddr,
+        config: &Config,
+        ctx: &mut Ctx,
+    ) -> Result<Exchange, Refusal> {
+        let route = match route::decide(config, req.target.host, req.target.port) {
+            Via::Reject => return Err(Refusal::new(403, "denied by a routing rule")),
+            Via::Direct => Route::Direct,
+            Via::Pool(p) => {
+                let pool = &config.pools[p];
+                let ip = ip_key(peer);
+                let key = select::hash_key(pool.hash_key, &ip, req.target.host);
+                match ctx.select.pick(p, pool, key, &[]) {
+                    Some(member) => Route::Upstream { pool: p, member },
+                    None if pool.on_all_down == crate::config::OnAllDown::Direct => Route::Direct,
+                    None => return Err(Refusal::pool_down(&pool.name)),
+                }
+            }
+        };
+        let mut head_base = 0;
         let head = match (req.kind, route) {
             (MethodKind::Connect, Route::Direct) => None,
             (_, Route::Direct) => {
                 let mut b = ctx.bufs.get();
-                rewrite::request_head(&mut b, req, TargetForm::Origin, None);
+                rewrite::request_head(&mut b, req, TargetForm::Origin);
+                head_base = b.len();
+                rewrite::finish_request_head(&mut b, None);
                 Some(b)
             }
-            (_, Route::Upstream(i)) => {
+            (_, Route::Upstream { pool, member }) => {
                 let mut b = ctx.bufs.get();
-                rewrite::request_head(
+                rewrite::request_head(&mut b, req, TargetForm::Absolute);
+                head_base = b.len();
+                rewrite::finish_request_head(
                     &mut b,
-                    req,
-                    TargetForm::Absolute,
-                    config.upstreams[i].auth.as_deref(),
+                    config.pools[pool].members[member].auth.as_deref(),
                 );
                 Some(b)
             }
@@ -134,11 +185,13 @@ impl Exchange {
                 target: String::from_utf8_lossy(t.bytes()).into_owned(),
                 route: match route {
                     Route::Direct => "direct".into(),
-                    Route::Upstream(i) => config.upstreams[i].display(),
+                    Route::Upstream { pool, member } => {
+                        config.pools[pool].members[member].display()
+                    }
                 },
             }
         });
-        Exchange {
+        Ok(Exchange {
             kind: req.kind,
             minor: req.minor,
             host: req.target.host.to_string(),
@@ -149,7 +202,16 @@ impl Exchange {
             route,
             stage: Stage::Resolving,
             head,
+            head_base,
             head_sent: 0,
+            body_sent: 0,
+            tried: match route {
+                Route::Upstream { member, .. } => vec![member],
+                Route::Direct => Vec::new(),
+            },
+            stale_retry: false,
+            guard: None,
+            attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
             resp: Resp::Head,
             resp_scanned: 0,
@@ -163,7 +225,7 @@ impl Exchange {
             bytes_up: 0,
             bytes_down: 0,
             log,
-        }
+        })
     }
 
     pub fn is_resolving(&self) -> bool {
@@ -183,8 +245,8 @@ impl Exchange {
                 self.port,
                 ServerTarget::Origin(self.host.clone(), self.port),
             ),
-            Route::Upstream(i) => {
-                let u = &config.upstreams[i];
+            Route::Upstream { pool, member } => {
+                let u = &config.pools[pool].members[member];
                 (
                     u.host.clone(),
                     u.port,
@@ -208,6 +270,25 @@ impl Exchange {
         }
     }
 
+    /// The pool and member this attempt goes through, if any.
+    fn upstream<'c>(&self, config: &'c Config) -> Option<(&'c crate::config::PoolSpec, usize)> {
+        match self.route {
+            Route::Upstream { pool, member } => Some((&config.pools[pool], member)),
+            Route::Direct => None,
+        }
+    }
+
+    /// True while a failed attempt can be made again elsewhere: nothing reached the client
+    /// and no body byte left ferry.
+    fn replayable(&self) -> bool {
+        !self.response_started && (!self.has_body || self.body_sent == 0)
+    }
+
+    /// Takes the active-connection guard (a tunnel keeps it for its lifetime).
+    pub fn take_guard(&mut self) -> Option<ActiveGuard> {
+        self.guard.take()
+    }
+
     pub fn release(mut self, ctx: &mut Ctx) {
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
@@ -221,6 +302,7 @@ impl Session {
         let (_, _, target) = ex.server_target(&self.config);
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
         self.phase = Phase::Exchange(Box::new(ex));
+        self.begin_attempt(ctx);
         self.deadline = ctx.now + self.config.limits.connect_timeout;
         let reusable = self
             .server
@@ -247,6 +329,78 @@ impl Session {
             }
         }
         self.resolve_and_connect(ctx)
+    }
+
+    /// Starts the clock and the active-connection count of an attempt through an upstream.
+    fn begin_attempt(&mut self, ctx: &mut Ctx) {
+        let config = self.config.clone();
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        ex.attempt_started = ctx.now;
+        ex.guard = ex
+            .upstream(&config)
+            .map(|(pool, m)| pool.members[m].state.begin(ctx.worker));
+    }
+
+    /// The upstream of this attempt failed before anything reached the client: count it
+    /// against that upstream, then try another member of the pool while the request can be
+    /// replayed and the pool's `retries` allow. A direct request just gets the 502.
+    fn fail_over(&mut self, why: &'static str, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let config = self.config.clone();
+        let peer = self.peer;
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let Some((pool, member)) = ex.upstream(&config) else {
+            return Err(Fail::Refuse(Refusal::new(502, why)));
+        };
+        pool.members[member]
+            .state
+            .passive_failure(ctx.worker, pool.health.fall, why);
+        ex.guard = None;
+        let pool_index = match ex.route {
+            Route::Upstream { pool, .. } => pool,
+            Route::Direct => 0,
+        };
+        if ex.replayable() && ex.tried.len() < pool.retries {
+            let ip = ip_key(peer);
+            let key = select::hash_key(pool.hash_key, &ip, &ex.host);
+            if let Some(next) = ctx.select.pick(pool_index, pool, key, &ex.tried) {
+                log::debug!(
+                    "{peer}: {why} ({}); trying {}",
+                    pool.members[member].display(),
+                    pool.members[next].display()
+                );
+                ex.tried.push(next);
+                ex.route = Route::Upstream {
+                    pool: pool_index,
+                    member: next,
+                };
+                if let Some(h) = ex.head.as_mut() {
+                    h.truncate(ex.head_base);
+                    rewrite::finish_request_head(h, pool.members[next].auth.as_deref());
+                }
+                ex.head_sent = 0;
+                ex.resp = Resp::Head;
+                ex.resp_scanned = 0;
+                ex.server_eof = false;
+                ex.stale_retry = false;
+                self.drop_server(ctx);
+                self.begin_attempt(ctx);
+                self.resolve_and_connect(ctx)?;
+                return Ok(true);
+            }
+        }
+        let n = ex.tried.len();
+        Err(Fail::Refuse(Refusal::new(
+            502,
+            if n > 1 {
+                format!("{n} upstream proxies failed; the last: {why}")
+            } else {
+                why.to_string()
+            },
+        )))
     }
 
     /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
@@ -288,10 +442,15 @@ impl Session {
             ),
             Err(e) => {
                 log::debug!("{}: {e}", self.peer);
-                Err(Fail::Refuse(Refusal::new(
-                    502,
-                    "cannot resolve the target host",
-                )))
+                if ex.route == Route::Direct {
+                    Err(Fail::Refuse(Refusal::new(
+                        502,
+                        "cannot resolve the target host",
+                    )))
+                } else {
+                    self.fail_over("cannot resolve the upstream proxy", ctx)
+                        .map(|_| ())
+                }
             }
         };
         match self.settle(result.map(|_| true), ctx) {
@@ -329,15 +488,19 @@ impl Session {
                 Err(e) => log::debug!("{}: connect to {addr} failed: {e}", self.peer),
             }
         }
-        Err(Fail::Refuse(self.cannot_connect()))
+        self.cannot_connect(ctx).map(|_| ())
     }
 
-    fn cannot_connect(&self) -> Refusal {
+    /// Every address refused or failed.
+    fn cannot_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         match &self.phase {
             Phase::Exchange(ex) if ex.route != Route::Direct => {
-                Refusal::new(502, "cannot connect to the upstream proxy")
+                self.fail_over("cannot connect to the upstream proxy", ctx)
             }
-            _ => Refusal::new(502, "cannot connect to the target"),
+            _ => Err(Fail::Refuse(Refusal::new(
+                502,
+                "cannot connect to the target",
+            ))),
         }
     }
 
@@ -394,7 +557,7 @@ impl Session {
             ctx.bufs.fill(&mut self.cout).push(CONNECT_ESTABLISHED);
             let log = ex.log.take();
             let started = ex.started;
-            self.start_tunnel(log, started, false, ctx);
+            self.start_tunnel(log, started, false, None, ctx);
         }
         Ok(())
     }
@@ -493,6 +656,7 @@ impl Session {
         if let Some(sout) = self.sout.as_mut().filter(|b| !b.is_empty()) {
             if s.conn.writable {
                 let (n, io) = s.conn.write_from(sout);
+                ex.body_sent += n as u64;
                 progress |= n > 0;
                 if let Io::Error(k) = io {
                     return self.server_failed(k, ctx);
@@ -548,13 +712,25 @@ impl Session {
             return Err(Fail::Abort);
         }
         let reused = self.server.as_ref().is_some_and(|s| s.reused);
-        if nothing_back && reused && !ex.has_body && ex.attempts <= 1 {
+        if nothing_back && reused && !ex.has_body && !ex.stale_retry {
+            // Most likely closed while it sat idle: once more on a fresh connection, no blame.
+            ex.stale_retry = true;
             ex.head_sent = 0;
             ex.server_eof = false;
             ex.resp_scanned = 0;
             self.drop_server(ctx);
             self.resolve_and_connect(ctx)?;
             return Ok(true);
+        }
+        if ex.route != Route::Direct {
+            return self.fail_over(
+                if nothing_back {
+                    "the upstream proxy closed the connection without responding"
+                } else {
+                    "the upstream proxy sent an incomplete response"
+                },
+                ctx,
+            );
         }
         Err(Fail::Refuse(if nothing_back {
             Refusal::new(502, "the server closed the connection without responding")
@@ -584,10 +760,7 @@ impl Session {
                             return Err(Fail::Refuse(Refusal::new(502, "response head too large")));
                         }
                         if ex.server_eof {
-                            return Err(Fail::Refuse(Refusal::new(
-                                502,
-                                "the server sent an incomplete response",
-                            )));
+                            return self.server_gone(ctx);
                         }
                         return Ok(progress);
                     };
@@ -600,12 +773,31 @@ impl Session {
                         }
                         Err(why) => {
                             log::debug!("{}: bad response head: {why}", self.peer);
+                            if ex.route != Route::Direct {
+                                return self.fail_over(
+                                    "the upstream proxy sent a malformed response",
+                                    ctx,
+                                );
+                            }
                             return Err(Fail::Refuse(Refusal::new(
                                 502,
                                 "the server sent a malformed response",
                             )));
                         }
                     };
+                    if let Some((pool, member)) = ex.upstream(&self.config) {
+                        if ex.kind == MethodKind::Connect && (resp.code >= 500 || resp.code == 407)
+                        {
+                            // The upstream proxy itself refused: another one may not.
+                            let len = resp.len;
+                            sin.consume(len);
+                            return self.fail_over("the upstream proxy refused the CONNECT", ctx);
+                        }
+                        let ms = ctx.now.duration_since(ex.attempt_started).as_millis();
+                        pool.members[member]
+                            .state
+                            .passive_success(ms.min(u32::MAX as u128) as u32);
+                    }
                     // A response has begun: the request will not be replayed.
                     if let Some(h) = ex.head.take() {
                         ctx.bufs.put(h);
@@ -658,7 +850,8 @@ impl Session {
                     sin.consume(len);
                     if tunnel {
                         let (log, started, eof) = (ex.log.take(), ex.started, ex.server_eof);
-                        self.start_tunnel(log, started, eof, ctx);
+                        let guard = ex.take_guard();
+                        self.start_tunnel(log, started, eof, guard, ctx);
                         return Ok(true);
                     }
                 }
@@ -721,7 +914,7 @@ impl Session {
         // A response that ended before its request did leaves the rest of the request body on
         // the client connection, where it cannot be told from a next request: close.
         let keep_client = ex.client_keep && ex.req_body.is_done();
-        if keep_server && matches!(ex.route, Route::Upstream(_)) {
+        if keep_server && matches!(ex.route, Route::Upstream { .. }) {
             // Upstream connections go to the worker's pool, for any client's next request.
             if let Some(mut s) = self.server.take() {
                 let _ = ctx.registry.deregister(&mut s.conn.stream);
@@ -749,10 +942,15 @@ impl Session {
 
     /// The exchange's timer fired: connect, resolve, idle or request timeout.
     pub(super) fn exchange_timeout(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let config = self.config.clone();
         let Phase::Exchange(ex) = &mut self.phase else {
             return Err(Fail::Abort);
         };
+        let upstream = ex.route != Route::Direct;
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
+            Stage::Resolving if upstream => {
+                self.fail_over("resolving the upstream proxy timed out", ctx)
+            }
             Stage::Resolving => Err(Fail::Refuse(Refusal::new(
                 504,
                 "resolving the target host timed out",
@@ -763,19 +961,37 @@ impl Session {
                     self.connect_to(addrs, next, ctx)?;
                     return Ok(true);
                 }
+                if upstream {
+                    return self.fail_over("connecting to the upstream proxy timed out", ctx);
+                }
                 Err(Fail::Refuse(Refusal::new(504, "connecting timed out")))
             }
             Stage::Connected => {
                 ex.stage = Stage::Connected;
                 if ex.response_started {
-                    Err(Fail::Abort)
-                } else {
-                    Err(Fail::Refuse(Refusal::new(
-                        504,
-                        "the server did not answer in time",
-                    )))
+                    return Err(Fail::Abort);
                 }
+                // Not replayed: the request may be being acted on.
+                if let Some((pool, m)) = ex.upstream(&config) {
+                    pool.members[m].state.passive_failure(
+                        ctx.worker,
+                        pool.health.fall,
+                        "no response in time",
+                    );
+                }
+                Err(Fail::Refuse(Refusal::new(
+                    504,
+                    "the server did not answer in time",
+                )))
             }
         }
+    }
+}
+
+/// The client's address as 16 bytes (IPv4 mapped), the `client_ip` hash key.
+fn ip_key(peer: SocketAddr) -> [u8; 16] {
+    match peer.ip() {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
     }
 }

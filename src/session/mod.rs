@@ -120,6 +120,8 @@ enum Phase {
 struct TunnelState {
     relay: Tunnel,
     started: Instant,
+    /// Counts the tunnel as an active connection of its upstream while it lives.
+    _guard: Option<crate::upstream::state::ActiveGuard>,
     /// What the access log says about it, set when it was a CONNECT.
     log: Option<exchange::LogLine>,
 }
@@ -292,7 +294,7 @@ impl Session {
             return;
         }
         log::debug!("{}: {} {}", self.peer, r.status, r.why);
-        reply::write(ctx.bufs.fill(&mut self.cout), r);
+        reply::write(ctx.bufs.fill(&mut self.cout), &r);
         self.enter_closing(ctx, true);
     }
 
@@ -370,11 +372,11 @@ impl Session {
                 }
                 Err(e) => return Err(Fail::Refuse(e.into())),
                 Ok(Some(req)) => {
-                    let ex = Exchange::start(&req, &self.config, ctx);
+                    let started = Exchange::start(&req, self.peer, &self.config, ctx);
                     let len = req.len;
                     cin.consume(len);
                     self.scanned = 0;
-                    self.begin_exchange(ex, ctx)?;
+                    self.begin_exchange(started.map_err(Fail::Refuse)?, ctx)?;
                     return Ok(true);
                 }
             }
@@ -390,6 +392,7 @@ impl Session {
         log: Option<exchange::LogLine>,
         started: Instant,
         server_eof: bool,
+        guard: Option<crate::upstream::state::ActiveGuard>,
         ctx: &mut Ctx,
     ) {
         let mut down = self.cout.take();
@@ -421,6 +424,7 @@ impl Session {
             Phase::Tunnel(Box::new(TunnelState {
                 relay,
                 started,
+                _guard: guard,
                 log,
             })),
         );
@@ -562,10 +566,8 @@ impl Session {
         if let Some(mut s) = self.server.take() {
             let _ = ctx.registry.deregister(&mut s.conn.stream);
         }
+        // `sout` stays: body bytes not yet sent go to the next attempt.
         if let Some(b) = self.sin.take() {
-            ctx.bufs.put(b);
-        }
-        if let Some(b) = self.sout.take() {
             ctx.bufs.put(b);
         }
     }
@@ -601,7 +603,10 @@ impl Session {
         let old = mem::replace(&mut self.phase, Phase::Closing { shut: true });
         self.release_phase(old, ctx);
         self.drop_server(ctx);
-        for b in [self.cin.take(), self.cout.take()].into_iter().flatten() {
+        for b in [self.cin.take(), self.cout.take(), self.sout.take()]
+            .into_iter()
+            .flatten()
+        {
             ctx.bufs.put(b);
         }
         let _ = ctx.registry.deregister(&mut self.client.stream);

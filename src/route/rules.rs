@@ -1,0 +1,195 @@
+//! The ordered `rules` list, compiled once per config into look-up tables so that matching a
+//! request costs one hash look-up per label of its host (plus one per `cidr:` rule for IP
+//! literal targets), not one test per rule. First match wins: each table keeps, for each key,
+//! the lowest rule index that names it.
+
+use super::domain::{normalize, parse_expr};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Where a matched request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The pool with this index in `Config::pools`.
+    Pool(usize),
+    Direct,
+    /// Refused with 403.
+    Reject,
+}
+
+/// Compiled rules.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    exact: HashMap<String, usize>,
+    suffix: HashMap<String, usize>,
+    cidrs: Vec<(IpAddr, u8, usize)>,
+    ports: HashMap<u16, usize>,
+    vias: Vec<Via>,
+}
+
+impl RuleSet {
+    /// Adds the next rule: any of `exprs` matching sends the request `via`.
+    pub fn push(&mut self, exprs: &[String], via: Via) -> Result<(), (usize, String)> {
+        let idx = self.vias.len();
+        if exprs.is_empty() {
+            return Err((0, "a rule needs at least one expression".into()));
+        }
+        for (i, e) in exprs.iter().enumerate() {
+            let e = e.trim();
+            if let Some(c) = e.strip_prefix("cidr:") {
+                let (net, len) = parse_cidr(c).map_err(|m| (i, m))?;
+                self.cidrs.push((net, len, idx));
+            } else if let Some(p) = e.strip_prefix("port:") {
+                let port: u16 = p
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or((i, format!("{p:?} is not a port")))?;
+                self.ports.entry(port).or_insert(idx);
+            } else {
+                let (exact, name) = parse_expr(e).map_err(|m| (i, m.to_string()))?;
+                let table = if exact {
+                    &mut self.exact
+                } else {
+                    &mut self.suffix
+                };
+                table.entry(name).or_insert(idx);
+            }
+        }
+        self.vias.push(via);
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vias.is_empty()
+    }
+
+    /// The first rule that matches a request to `host:port`, if any.
+    pub fn lookup(&self, host: &str, port: u16) -> Option<Via> {
+        if self.vias.is_empty() {
+            return None;
+        }
+        let mut best = self.ports.get(&port).copied().unwrap_or(usize::MAX);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            for &(net, len, idx) in &self.cidrs {
+                if idx < best && in_cidr(ip, net, len) {
+                    best = idx;
+                }
+            }
+        }
+        if !self.exact.is_empty() || !self.suffix.is_empty() {
+            let host = normalize(host);
+            if let Some(&i) = self.exact.get(&host) {
+                best = best.min(i);
+            }
+            let mut rest = host.as_str();
+            loop {
+                if let Some(&i) = self.suffix.get(rest) {
+                    best = best.min(i);
+                }
+                match rest.find('.') {
+                    Some(i) => rest = &rest[i + 1..],
+                    None => break,
+                }
+            }
+        }
+        self.vias.get(best).copied()
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = s
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (a.b.c.d/n)"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|&l| l <= max)
+        .ok_or_else(|| format!("prefix length {len:?} is not 0..={max}"))?;
+    Ok((ip, len))
+}
+
+/// True when `ip` is inside `net/len` (IPv4-mapped IPv6 addresses count as IPv4).
+pub fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(list: &[(&[&str], Via)]) -> RuleSet {
+        let mut r = RuleSet::default();
+        for (exprs, via) in list {
+            let v: Vec<String> = exprs.iter().map(|s| s.to_string()).collect();
+            r.push(&v, *via).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn first_match_wins_across_kinds() {
+        let r = rules(&[
+            (&["domain:blocked.example"], Via::Reject),
+            (&["port:25"], Via::Reject),
+            (&["suffix:example", "cidr:10.0.0.0/8"], Via::Direct),
+            (&["*.example", "port:443"], Via::Pool(1)),
+        ]);
+        assert_eq!(r.lookup("blocked.example", 443), Some(Via::Reject));
+        assert_eq!(r.lookup("a.example", 25), Some(Via::Reject));
+        assert_eq!(r.lookup("a.b.example", 443), Some(Via::Direct));
+        assert_eq!(r.lookup("10.1.2.3", 80), Some(Via::Direct));
+        assert_eq!(r.lookup("11.1.2.3", 443), Some(Via::Pool(1)));
+        assert_eq!(r.lookup("other.test", 80), None);
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_cidr(ip("192.168.1.7"), ip("192.168.0.0"), 16));
+        assert!(!in_cidr(ip("192.169.1.7"), ip("192.168.0.0"), 16));
+        assert!(in_cidr(ip("::ffff:10.0.0.1"), ip("10.0.0.0"), 8));
+        assert!(in_cidr(ip("fd00::1"), ip("fc00::"), 7));
+        assert!(in_cidr(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn bad_expressions_name_their_position() {
+        let mut r = RuleSet::default();
+        assert_eq!(
+            r.push(
+                &["ok.example".into(), "cidr:10.0.0.0/33".into()],
+                Via::Direct
+            )
+            .unwrap_err()
+            .0,
+            1
+        );
+        assert!(r.push(&["port:0".into()], Via::Direct).is_err());
+        assert!(r.push(&[], Via::Direct).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Upstream proxies: their shared health state, the pools they form, how one is picked for a
+//! request, and each worker's idle keep-alive connections to them.
+
+mod idle;
+pub mod select;
+pub mod state;
+
+pub use idle::IdlePool;
+pub use state::UpstreamState;

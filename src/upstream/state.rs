@@ -1,0 +1,228 @@
+//! The state of one upstream proxy that every worker and the control thread share: online or
+//! not, consecutive failures and probe successes, latency EMA, active connections, and
+//! per-worker request/failure counters. All atomics of at most 32 bits (32-bit MIPS has no
+//! 64-bit atomics); no lock. The same `Arc` is carried across reloads by URL.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Marks "no latency sample yet".
+const NO_SAMPLE: u32 = u32::MAX;
+
+/// A counter on its own cache line, so workers bumping their own do not contend.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct Padded(pub AtomicUsize);
+
+/// Shared state of one upstream.
+pub struct UpstreamState {
+    /// The URL with the password masked, for logs.
+    pub name: String,
+    online: AtomicBool,
+    consecutive_failures: AtomicU32,
+    consecutive_successes: AtomicU32,
+    latency_ema_ms: AtomicU32,
+    active: AtomicU32,
+    requests: Box<[Padded]>,
+    failures: Box<[Padded]>,
+}
+
+impl UpstreamState {
+    /// A new upstream starts online.
+    pub fn new(name: String, workers: usize) -> Arc<UpstreamState> {
+        let counters = |n: usize| {
+            (0..n.max(1))
+                .map(|_| Padded::default())
+                .collect::<Vec<_>>()
+                .into_boxed_slice()
+        };
+        Arc::new(UpstreamState {
+            name,
+            online: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            consecutive_successes: AtomicU32::new(0),
+            latency_ema_ms: AtomicU32::new(NO_SAMPLE),
+            active: AtomicU32::new(0),
+            requests: counters(workers),
+            failures: counters(workers),
+        })
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Latency EMA in ms (0 before the first sample).
+    pub fn latency_ms(&self) -> u32 {
+        match self.latency_ema_ms.load(Ordering::Relaxed) {
+            NO_SAMPLE => 0,
+            v => v,
+        }
+    }
+
+    /// Connections in use now (requests and tunnels through it).
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent to it, summed over workers.
+    pub fn requests(&self) -> usize {
+        self.requests
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Failed attempts, summed over workers.
+    pub fn failures(&self) -> usize {
+        self.failures
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Counts one use and holds an active connection until the guard drops.
+    pub fn begin(self: &Arc<Self>, worker: usize) -> ActiveGuard {
+        if let Some(c) = self.requests.get(worker) {
+            c.0.fetch_add(1, Ordering::Relaxed);
+        }
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+
+    /// A response head (or CONNECT 2xx) arrived after `ms`: the upstream works. The EMA has
+    /// α = 0.25 and is fed only this time, never a tunnel's lifetime.
+    pub fn passive_success(&self, ms: u32) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let ms = ms.min(NO_SAMPLE - 1);
+        // A bounded CAS loop: lost races just retry with the newer value.
+        let mut cur = self.latency_ema_ms.load(Ordering::Relaxed);
+        for _ in 0..8 {
+            let next = if cur == NO_SAMPLE {
+                ms
+            } else {
+                ((cur as u64 * 3 + ms as u64) / 4) as u32
+            };
+            match self.latency_ema_ms.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    /// An attempt through it failed for a reason that is the upstream's; after `fall`
+    /// consecutive failures it goes offline. Returns true when this call took it offline.
+    pub fn passive_failure(&self, worker: usize, fall: u32, why: &str) -> bool {
+        if let Some(c) = self.failures.get(worker) {
+            c.0.fetch_add(1, Ordering::Relaxed);
+        }
+        self.consecutive_successes.store(0, Ordering::Relaxed);
+        let n = self
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if n >= fall && self.online.swap(false, Ordering::Relaxed) {
+            log::warn!(
+                "upstream {} is offline after {n} consecutive failures (last: {why})",
+                self.name
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The result of one active probe; `rise` successes bring an offline upstream back,
+    /// `fall` failures take an online one out (when online upstreams are probed).
+    pub fn probe_result(&self, ok: bool, rise: u32, fall: u32, why: &str) {
+        if ok {
+            let n = self
+                .consecutive_successes
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
+                log::info!("upstream {} is online again ({n} good probes)", self.name);
+            }
+        } else {
+            self.consecutive_successes.store(0, Ordering::Relaxed);
+            let n = self
+                .consecutive_failures
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if n >= fall && self.online.swap(false, Ordering::Relaxed) {
+                log::warn!(
+                    "upstream {} is offline: probe failed {n} times (last: {why})",
+                    self.name
+                );
+            }
+        }
+    }
+}
+
+/// Holds one active connection of an upstream; dropping it (on every path: success, error,
+/// timeout, panic unwinding) gives it back, so the count cannot get stuck.
+pub struct ActiveGuard(Arc<UpstreamState>);
+
+impl ActiveGuard {
+    pub fn state(&self) -> &Arc<UpstreamState> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ema_starts_at_the_first_sample_and_moves_a_quarter() {
+        let s = UpstreamState::new("u".into(), 1);
+        assert_eq!(s.latency_ms(), 0);
+        s.passive_success(100);
+        assert_eq!(s.latency_ms(), 100);
+        s.passive_success(0);
+        assert_eq!(s.latency_ms(), 75);
+    }
+
+    #[test]
+    fn fall_and_rise_hysteresis() {
+        let s = UpstreamState::new("u".into(), 2);
+        assert!(!s.passive_failure(0, 2, "x"));
+        assert!(s.is_online());
+        assert!(s.passive_failure(1, 2, "x"));
+        assert!(!s.is_online());
+        assert_eq!(s.failures(), 2);
+        s.probe_result(true, 2, 2, "");
+        assert!(!s.is_online());
+        s.probe_result(false, 2, 2, "503");
+        s.probe_result(true, 2, 2, "");
+        assert!(!s.is_online());
+        s.probe_result(true, 2, 2, "");
+        assert!(s.is_online());
+    }
+
+    #[test]
+    fn guards_return_active_connections() {
+        let s = UpstreamState::new("u".into(), 1);
+        let a = s.begin(0);
+        let b = s.begin(0);
+        assert_eq!((s.active(), s.requests()), (2, 2));
+        drop(a);
+        drop(b);
+        assert_eq!(s.active(), 0);
+    }
+}
