@@ -34,7 +34,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let resolver = Resolver::start(RESOLVERS, delivers)
         .map_err(|e| format!("cannot start resolver threads: {e}"))?;
     let shared = Arc::new(Shared::default());
-    crate::control::start(outboxes, shared.clone())
+    crate::control::start(config.clone(), outboxes, shared.clone())
         .map_err(|e| format!("cannot watch signals: {e}"))?;
 
     let mut handles = Vec::with_capacity(n);

@@ -109,6 +109,32 @@ pub fn finish_request_head(out: &mut Buf, proxy_auth: Option<&str>) {
     out.push(b"\r\n");
 }
 
+/// Turns the absolute-form request line of a head written by `request_head` (the first `base`
+/// bytes of `head`) into origin-form, for a request that falls back from a pool to going
+/// direct. Returns the new `base`. CONNECT heads are left as they are.
+pub fn to_origin_form(head: &mut Buf, base: usize) -> usize {
+    let bytes = &head.bytes()[..base];
+    let Some(sp) = bytes.iter().position(|&b| b == b' ') else {
+        return base;
+    };
+    let target = &bytes[sp + 1..];
+    if !target.starts_with(b"http://") {
+        return base;
+    }
+    // `request_head` always writes a path that starts with '/'.
+    let Some(slash) = target[7..].iter().position(|&b| b == b'/') else {
+        return base;
+    };
+    let cut = sp + 1..sp + 1 + 7 + slash;
+    let mut out = Vec::with_capacity(base);
+    out.extend_from_slice(&bytes[..cut.start]);
+    out.extend_from_slice(&bytes[cut.end..]);
+    let new_base = out.len();
+    head.truncate(0);
+    head.push(&out);
+    new_base
+}
+
 /// Writes the response head for the client, with ferry's `Connection` field.
 pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, conn: ConnectionField) {
     let _ = write!(out, "HTTP/1.1 {} ", resp.code);
@@ -181,6 +207,23 @@ mod tests {
         assert_eq!(
             rewrite(raw, TargetForm::Absolute, None),
             "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        let raw = b"GET http://h:8080/a?b HTTP/1.1\r\nX: y\r\n\r\n";
+        let mut hs = [httparse::EMPTY_HEADER; 8];
+        let req = request::parse(raw, &mut hs).unwrap().unwrap();
+        let mut out = Buf::with_capacity(64);
+        request_head(&mut out, &req, TargetForm::Absolute);
+        let len = out.len();
+        let base = to_origin_form(&mut out, len);
+        finish_request_head(&mut out, None);
+        assert_eq!(base, out.len() - 2);
+        assert_eq!(
+            std::str::from_utf8(out.bytes()).unwrap(),
+            "GET /a?b HTTP/1.1\r\nHost: h:8080\r\nX: y\r\n\r\n"
         );
     }
 

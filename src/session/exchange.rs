@@ -12,7 +12,7 @@
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
-use crate::config::Config;
+use crate::config::{Config, OnAllDown};
 use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
 use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
@@ -144,7 +144,7 @@ impl Exchange {
                 let key = select::hash_key(pool.hash_key, &ip, req.target.host);
                 match ctx.select.pick(p, pool, key, &[]) {
                     Some(member) => Route::Upstream { pool: p, member },
-                    None if pool.on_all_down == crate::config::OnAllDown::Direct => Route::Direct,
+                    None if pool.on_all_down == OnAllDown::Direct => Route::Direct,
                     None => return Err(Refusal::pool_down(&pool.name)),
                 }
             }
@@ -391,6 +391,27 @@ impl Session {
                 self.resolve_and_connect(ctx)?;
                 return Ok(true);
             }
+        }
+        if ex.replayable()
+            && pool.on_all_down == OnAllDown::Direct
+            && pool.members.iter().all(|m| !m.state.is_online())
+        {
+            // The pool is down and says to go direct: the head loses the upstream's
+            // credentials and its request line becomes origin-form.
+            log::debug!("{peer}: pool {} is down; going direct", pool.name);
+            ex.route = Route::Direct;
+            if let Some(h) = ex.head.as_mut() {
+                h.truncate(ex.head_base);
+                ex.head_base = rewrite::to_origin_form(h, ex.head_base);
+                rewrite::finish_request_head(h, None);
+            }
+            ex.head_sent = 0;
+            ex.resp = Resp::Head;
+            ex.resp_scanned = 0;
+            ex.server_eof = false;
+            self.drop_server(ctx);
+            self.resolve_and_connect(ctx)?;
+            return Ok(true);
         }
         let n = ex.tried.len();
         Err(Fail::Refuse(Refusal::new(

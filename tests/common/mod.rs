@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -164,6 +164,19 @@ enum Role {
     },
 }
 
+/// Switches a test flips while a fake runs.
+#[derive(Default)]
+pub struct Knobs {
+    /// Plays dead: every connection is closed at once, unanswered.
+    pub down: AtomicBool,
+    /// The status a health probe (`GET .../generate_204`) gets; 0 means 204.
+    pub probe_status: AtomicU16,
+    /// The status a CONNECT gets instead of a tunnel; 0 means a tunnel.
+    pub connect_status: AtomicU16,
+    /// Milliseconds to wait before answering any request (not probes).
+    pub delay_ms: AtomicU32,
+}
+
 /// A scripted origin or upstream proxy on 127.0.0.1 that tags its replies.
 pub struct Fake {
     pub addr: SocketAddr,
@@ -172,6 +185,7 @@ pub struct Fake {
     pub heads: Arc<Mutex<Vec<String>>>,
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
+    pub knobs: Arc<Knobs>,
 }
 
 impl Fake {
@@ -193,13 +207,18 @@ impl Fake {
         let addr = l.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
-        let (h, c, t) = (heads.clone(), conns.clone(), tag.to_string());
+        let knobs = Arc::new(Knobs::default());
+        let (h, c, t, k) = (heads.clone(), conns.clone(), tag.to_string(), knobs.clone());
         thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (h, t, role) = (h.clone(), t.clone(), role.clone());
-                thread::spawn(move || serve(s, &t, &role, &h));
+                if k.down.load(Ordering::SeqCst) {
+                    drop(s);
+                    continue;
+                }
+                let (h, t, role, k) = (h.clone(), t.clone(), role.clone(), k.clone());
+                thread::spawn(move || serve(s, &t, &role, &h, &k));
             }
         });
         Fake {
@@ -207,6 +226,7 @@ impl Fake {
             tag: tag.to_string(),
             heads,
             conns,
+            knobs,
         }
     }
 
@@ -218,9 +238,30 @@ impl Fake {
     pub fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
+
+    /// Request heads received that were not health probes.
+    pub fn requests(&self) -> usize {
+        self.heads()
+            .iter()
+            .filter(|h| !h.contains("generate_204"))
+            .count()
+    }
+
+    /// Health probes received.
+    pub fn probes(&self) -> Vec<String> {
+        self.heads()
+            .into_iter()
+            .filter(|h| h.contains("generate_204"))
+            .collect()
+    }
+
+    /// Makes the fake play dead (true) or come back (false).
+    pub fn set_down(&self, down: bool) {
+        self.knobs.down.store(down, Ordering::SeqCst);
+    }
 }
 
-fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
+fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>, knobs: &Knobs) {
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let mut w = Wire::from_stream(s);
     let mut served = 0;
@@ -228,6 +269,9 @@ fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
         let Some(head) = w.read_head() else { return };
         let text = String::from_utf8_lossy(&head).into_owned();
         heads.lock().unwrap().push(text.clone());
+        if knobs.down.load(Ordering::SeqCst) {
+            return;
+        }
         let req = wire::parse_request(&head);
         served += 1;
         if served > 1 && req.header("x-die-on-reuse").is_some() {
@@ -244,8 +288,30 @@ fn serve(s: TcpStream, tag: &str, role: &Role, heads: &Mutex<Vec<String>>) {
         }
         if req.method == "CONNECT" {
             if let Role::Proxy { .. } = role {
+                let status = knobs.connect_status.load(Ordering::SeqCst);
+                if status != 0 {
+                    let _ = w.stream.write_all(
+                        format!("HTTP/1.1 {status} Refused\r\nX-Served-By: {tag}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                    );
+                    continue;
+                }
                 return relay_connect(w, &req.target, tag);
             }
+        }
+        if req.target.ends_with("/generate_204") {
+            let status = match knobs.probe_status.load(Ordering::SeqCst) {
+                0 => 204,
+                s => s,
+            };
+            let body = if status == 204 { "" } else { "probe" };
+            let _ = w.stream.write_all(
+                format!("HTTP/1.1 {status} Probe\r\nX-Served-By: {tag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            );
+            return;
+        }
+        let delay = knobs.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            thread::sleep(Duration::from_millis(delay as u64));
         }
         let path = match role {
             Role::Proxy { .. } => req
@@ -277,6 +343,10 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
         let _ = w.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let body = w.read_body(req);
+    if path == "/drop" {
+        // Took the whole request, then hangs up without a word.
+        return false;
+    }
     let head_only = req.method == "HEAD";
     let mut extra = String::new();
     let (status, payload): (u16, Vec<u8>) = if let Some(n) = path.strip_prefix("/size/") {
@@ -284,6 +354,9 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
     } else if let Some(n) = path.strip_prefix("/status/") {
         let code: u16 = n.parse().unwrap();
         (code, format!("status {code}").into_bytes())
+    } else if let Some(ms) = path.strip_prefix("/sleep/") {
+        thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        (200, b"slept".to_vec())
     } else if path == "/echo" || path == "/continue" {
         extra = format!("X-Method: {}\r\n", req.method);
         (200, body)

@@ -1,0 +1,279 @@
+//! Active health probes, run on the control thread with non-blocking sockets: many at once,
+//! each with its own deadline, so a slow upstream never delays the others.
+//!
+//! Every `health_check.interval_secs`, each offline upstream (and, with `probe_online`, each
+//! online one) is sent `GET <health_check.url>` as a proxy request, with its credentials. The
+//! status `expect_status` is a success; anything else, a broken connection or `timeout_secs`
+//! is a failure. `rise` successes bring an upstream online, `fall` failures take it offline.
+//! The probe goes to the upstream proxy; ferry itself never connects to the probe URL's host.
+
+use crate::config::{Config, HealthCheck, UpstreamSpec};
+use crate::upstream::UpstreamState;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Tokens below this are the control loop's own.
+const FIRST_TOKEN: usize = 16;
+/// How much of a probe's answer is read (the status line is all that matters).
+const MAX_ANSWER: usize = 1024;
+
+/// One upstream to probe, with its schedule.
+struct Target {
+    state: Arc<UpstreamState>,
+    addr: (String, u16),
+    auth: Option<String>,
+    health: HealthCheck,
+    next: Instant,
+    running: bool,
+}
+
+enum Step {
+    Connecting,
+    Writing(usize),
+    Reading(Vec<u8>),
+}
+
+struct Probe {
+    target: usize,
+    stream: TcpStream,
+    request: Vec<u8>,
+    step: Step,
+    deadline: Instant,
+}
+
+/// The probes of one config.
+pub struct Prober {
+    targets: Vec<Target>,
+    probes: Vec<Option<Probe>>,
+}
+
+impl Prober {
+    pub fn new(config: Arc<Config>, now: Instant) -> Prober {
+        let mut targets: Vec<Target> = Vec::new();
+        for pool in &config.pools {
+            for m in &pool.members {
+                // An upstream listed in two pools is probed once, by the first pool's rules.
+                if targets.iter().any(|t| Arc::ptr_eq(&t.state, &m.state)) {
+                    continue;
+                }
+                targets.push(target(m, &pool.health, now));
+            }
+        }
+        Prober {
+            targets,
+            probes: Vec::new(),
+        }
+    }
+
+    /// When the loop must wake next: the earliest schedule or probe deadline.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let due = self.targets.iter().filter(|t| !t.running).map(|t| t.next);
+        let deadlines = self.probes.iter().flatten().map(|p| p.deadline);
+        due.chain(deadlines).min()
+    }
+
+    /// Starts the probes that are due and ends those past their deadline.
+    pub fn tick(&mut self, registry: &Registry, now: Instant) {
+        for i in 0..self.probes.len() {
+            if self.probes[i].as_ref().is_some_and(|p| now >= p.deadline) {
+                self.finish(i, registry, false, "timed out");
+            }
+        }
+        for t in 0..self.targets.len() {
+            let target = &mut self.targets[t];
+            if target.running || now < target.next {
+                continue;
+            }
+            target.next = now + target.health.interval;
+            if target.state.is_online() && !target.health.probe_online {
+                continue;
+            }
+            self.start(t, registry, now);
+        }
+    }
+
+    /// A probe socket is ready.
+    pub fn ready(&mut self, token: Token, registry: &Registry) {
+        let Some(i) = token.0.checked_sub(FIRST_TOKEN) else {
+            return;
+        };
+        let Some(Some(p)) = self.probes.get_mut(i) else {
+            return;
+        };
+        match advance(p) {
+            Ok(None) => {}
+            Ok(Some(status)) => {
+                let want = self.targets[p.target].health.expect_status;
+                let why = format!("probe answered {status}, not {want}");
+                self.finish(i, registry, status == want, &why);
+            }
+            Err(why) => self.finish(i, registry, false, &why),
+        }
+    }
+
+    fn start(&mut self, t: usize, registry: &Registry, now: Instant) {
+        let target = &self.targets[t];
+        let addr = match resolve(&target.addr) {
+            Some(a) => a,
+            None => {
+                let why = format!("cannot resolve {}", target.addr.0);
+                self.record(t, false, &why);
+                return;
+            }
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                self.record(t, false, &format!("connect: {e}"));
+                return;
+            }
+        };
+        let slot = self
+            .probes
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.probes.push(None);
+                self.probes.len() - 1
+            });
+        if let Err(e) = registry.register(
+            &mut stream,
+            Token(FIRST_TOKEN + slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot watch a probe connection: {e}");
+            return;
+        }
+        let h = &target.health;
+        let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", h.url, h.host).into_bytes();
+        if let Some(auth) = &target.auth {
+            request.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
+        }
+        request.extend_from_slice(b"User-Agent: ferry-probe\r\nConnection: close\r\n\r\n");
+        self.probes[slot] = Some(Probe {
+            target: t,
+            stream,
+            request,
+            step: Step::Connecting,
+            deadline: now + h.timeout,
+        });
+        self.targets[t].running = true;
+    }
+
+    fn finish(&mut self, i: usize, registry: &Registry, ok: bool, why: &str) {
+        if let Some(mut p) = self.probes[i].take() {
+            let _ = registry.deregister(&mut p.stream);
+            self.targets[p.target].running = false;
+            self.record(p.target, ok, why);
+        }
+    }
+
+    fn record(&self, t: usize, ok: bool, why: &str) {
+        let target = &self.targets[t];
+        log::debug!(
+            "probe of {}: {}",
+            target.state.name,
+            if ok { "ok" } else { why }
+        );
+        target
+            .state
+            .probe_result(ok, target.health.rise, target.health.fall, why);
+    }
+}
+
+fn target(m: &UpstreamSpec, health: &HealthCheck, now: Instant) -> Target {
+    Target {
+        state: m.state.clone(),
+        addr: (m.host.clone(), m.port),
+        auth: m.auth.clone(),
+        health: health.clone(),
+        // The first round comes one interval after start: new upstreams start online.
+        next: now + health.interval,
+        running: false,
+    }
+}
+
+/// The upstream's address: an IP literal directly, a name by a (blocking, rare) look-up.
+fn resolve((host, port): &(String, u16)) -> Option<SocketAddr> {
+    if let Some(a) = crate::resolve::literal(host, *port) {
+        return Some(a);
+    }
+    (host.as_str(), *port).to_socket_addrs().ok()?.next()
+}
+
+/// Moves a probe on as far as the socket allows; `Ok(Some(status))` when the status line is in.
+fn advance(p: &mut Probe) -> Result<Option<u16>, String> {
+    loop {
+        match &mut p.step {
+            Step::Connecting => {
+                if let Ok(Some(e)) | Err(e) = p.stream.take_error() {
+                    return Err(format!("connect: {e}"));
+                }
+                match p.stream.peer_addr() {
+                    Ok(_) => p.step = Step::Writing(0),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(None),
+                    Err(e) => return Err(format!("connect: {e}")),
+                }
+            }
+            Step::Writing(off) => match p.stream.write(&p.request[*off..]) {
+                Ok(n) => {
+                    *off += n;
+                    if *off == p.request.len() {
+                        p.step = Step::Reading(Vec::new());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(format!("send: {e}")),
+            },
+            Step::Reading(buf) => {
+                let mut b = [0u8; 512];
+                match p.stream.read(&mut b) {
+                    Ok(0) => {
+                        return status_of(buf)
+                            .map(Some)
+                            .ok_or_else(|| "closed before answering".to_string())
+                    }
+                    Ok(n) => {
+                        buf.extend_from_slice(&b[..n]);
+                        if let Some(s) = status_of(buf) {
+                            return Ok(Some(s));
+                        }
+                        if buf.len() > MAX_ANSWER {
+                            return Err("no status line".into());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(format!("receive: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// The status code of a complete `HTTP/1.x NNN ...` line at the start of `buf`.
+fn status_of(buf: &[u8]) -> Option<u16> {
+    let line_end = buf.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&buf[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return Some(0);
+    }
+    Some(parts.next()?.trim().parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_of(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_of(b"HTTP/1.0 503 x\r\n"), Some(503));
+        assert_eq!(status_of(b"HTTP/1.1 204"), None);
+        assert_eq!(status_of(b"SSH-2.0-x\r\n"), Some(0));
+    }
+}
