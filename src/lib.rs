@@ -20,6 +20,7 @@ pub mod control;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod relay;
 pub mod resolve;
 pub mod route;

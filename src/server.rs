@@ -33,9 +33,9 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect();
     let resolver = Resolver::start(RESOLVERS, delivers)
         .map_err(|e| format!("cannot start resolver threads: {e}"))?;
-    let shared = Arc::new(Shared::default());
-    crate::control::start(config.clone(), outboxes, shared.clone())
-        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let shared = Arc::new(Shared::new(n));
+    let admin = crate::control::start(config.clone(), outboxes, shared.clone())
+        .map_err(|e| e.to_string())?;
 
     let mut handles = Vec::with_capacity(n);
     for (id, (worker, listener)) in workers.into_iter().zip(listeners).enumerate() {
@@ -54,6 +54,9 @@ pub fn run(config: Config) -> Result<(), String> {
         format!("{upstreams} upstream proxies")
     };
     log::info!("listening on {addr} with {n} workers ({route})");
+    if let Some(a) = admin {
+        log::info!("admin listening on {a}");
+    }
     for h in handles {
         let _ = h.join();
     }

@@ -39,13 +39,25 @@ pub enum Inbox {
 }
 
 /// State shared by all workers and the control thread.
-#[derive(Default)]
 pub struct Shared {
     /// Client connections open, across workers (for `max_connections`).
     pub active: AtomicUsize,
     /// Sessions that panicked and were closed.
     pub panics: AtomicUsize,
     pub draining: AtomicBool,
+    /// Counters, one set per worker.
+    pub stats: crate::metrics::Stats,
+}
+
+impl Shared {
+    pub fn new(workers: usize) -> Shared {
+        Shared {
+            active: AtomicUsize::new(0),
+            panics: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            stats: crate::metrics::Stats::new(workers),
+        }
+    }
 }
 
 /// A worker's mailbox: a channel plus the waker that interrupts its poll.
@@ -85,6 +97,13 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub draining: bool,
     pub shared: Arc<Shared>,
+}
+
+impl Ctx {
+    /// This worker's counters.
+    pub fn stats(&self) -> &crate::metrics::WorkerStats {
+        self.shared.stats.worker(self.worker)
+    }
 }
 
 /// A worker before it runs: its poll and mailbox exist so that others can be given the outbox.

@@ -65,6 +65,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// When set, admin requests need `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
     pub reload_interval_secs: u64,
     pub access_log: bool,
     pub limits: Limits,
@@ -242,6 +244,17 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             format!("{} is out of range 1024..=1048576", l.max_header_bytes),
         );
     }
+    if raw
+        .admin
+        .token
+        .as_deref()
+        .is_some_and(|t| t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()))
+    {
+        err(
+            "admin.token",
+            "must be non-empty printable ASCII without spaces".into(),
+        );
+    }
     if raw.workers > 256 {
         err("workers", format!("{} is more than 256", raw.workers));
     }
@@ -373,6 +386,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         source: source.map(Path::to_path_buf),
         listen: listen.expect("checked above"),
         admin_listen,
+        admin_token: raw.admin.token,
         reload_interval_secs: raw.reload_interval_secs,
         access_log: raw.access_log,
         limits: Limits {

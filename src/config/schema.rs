@@ -42,6 +42,17 @@ pub struct RawConfig {
     /// ferry: ordered routing rules.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// ferry: admin server settings.
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// Admin server settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// When set, admin requests need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// A named pool of upstreams with its own selection and health settings.

@@ -4,7 +4,10 @@
 //! that a reload request never kills the process. Signals arrive through signal-hook's
 //! self-pipe, so the loop never blocks on anything but its poll.
 
+mod admin;
 mod probe;
+
+pub use admin::constant_time_eq;
 
 use crate::config::Config;
 use crate::worker::{Inbox, Outbox, Shared};
@@ -19,13 +22,24 @@ use std::time::Instant;
 const STOP: Token = Token(0);
 const HUP: Token = Token(1);
 
-/// Starts the control thread.
+/// Starts the control thread; binds the admin server first, so that a bad address stops
+/// start-up. Returns the admin server's address, if there is one.
 pub fn start(
     config: Arc<Config>,
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<std::net::SocketAddr>> {
     let mut poll = Poll::new()?;
+    let mut admin = match config.admin_listen {
+        Some(addr) => Some(admin::Admin::bind(addr, poll.registry()).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (admin_listen): {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
     let mut stop = signal_pipe(&[SIGTERM, SIGINT])?;
     let mut hup = signal_pipe(&[SIGHUP])?;
     poll.registry()
@@ -36,10 +50,11 @@ pub fn start(
         .name("ferry-control".into())
         .stack_size(128 * 1024)
         .spawn(move || {
-            let mut prober = probe::Prober::new(config, Instant::now());
+            let mut prober = probe::Prober::new(config.clone(), shared.clone(), Instant::now());
             let mut events = Events::with_capacity(64);
             loop {
-                let timeout = prober.next_wake().map(|t| t.saturating_duration_since(Instant::now()));
+                let wake = [prober.next_wake(), admin.as_ref().and_then(|a| a.next_wake())].into_iter().flatten().min();
+                let timeout = wake.map(|t| t.saturating_duration_since(Instant::now()));
                 if let Err(e) = poll.poll(&mut events, timeout) {
                     if e.kind() != std::io::ErrorKind::Interrupted {
                         log::error!("control: poll failed: {e}");
@@ -56,13 +71,22 @@ pub fn start(
                             drain_pipe(&mut hup);
                             log::warn!("SIGHUP: hot reload is not part of this build yet; restart ferry to apply a new config");
                         }
+                        t if admin::Admin::owns(t) => {
+                            if let Some(a) = admin.as_mut() {
+                                a.ready(t, poll.registry(), &config, &shared);
+                            }
+                        }
                         t => prober.ready(t, poll.registry()),
                     }
                 }
-                prober.tick(poll.registry(), Instant::now());
+                let now = Instant::now();
+                prober.tick(poll.registry(), now);
+                if let Some(a) = admin.as_mut() {
+                    a.expire(poll.registry(), now);
+                }
             }
         })?;
-    Ok(())
+    Ok(admin_addr)
 }
 
 fn on_stop(outboxes: &[Outbox], shared: &Shared) {

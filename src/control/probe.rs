@@ -9,10 +9,12 @@
 
 use crate::config::{Config, HealthCheck, UpstreamSpec};
 use crate::upstream::UpstreamState;
+use crate::worker::Shared;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,10 +51,11 @@ struct Probe {
 pub struct Prober {
     targets: Vec<Target>,
     probes: Vec<Option<Probe>>,
+    shared: Arc<Shared>,
 }
 
 impl Prober {
-    pub fn new(config: Arc<Config>, now: Instant) -> Prober {
+    pub fn new(config: Arc<Config>, shared: Arc<Shared>, now: Instant) -> Prober {
         let mut targets: Vec<Target> = Vec::new();
         for pool in &config.pools {
             for m in &pool.members {
@@ -66,6 +69,7 @@ impl Prober {
         Prober {
             targets,
             probes: Vec::new(),
+            shared,
         }
     }
 
@@ -179,6 +183,11 @@ impl Prober {
             target.state.name,
             if ok { "ok" } else { why }
         );
+        let stats = &self.shared.stats;
+        stats.health_checks.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            stats.health_checks_ok.fetch_add(1, Ordering::Relaxed);
+        }
         target
             .state
             .probe_result(ok, target.health.rise, target.health.fall, why);

@@ -256,8 +256,9 @@ impl Exchange {
         }
     }
 
-    /// Logs a request that ferry answered itself.
-    pub fn log_refusal(&mut self, r: &Refusal, peer: SocketAddr, _config: &Config) {
+    /// Counts and logs a request that ferry answered itself.
+    pub fn refused(&mut self, r: &Refusal, peer: SocketAddr, ctx: &Ctx) {
+        self.count(ctx, false);
         if let Some(l) = self.log.take() {
             l.request(
                 peer,
@@ -268,6 +269,25 @@ impl Exchange {
                 self.started.elapsed().as_millis(),
             );
         }
+    }
+
+    /// Counts the request as ended.
+    fn count(&self, ctx: &Ctx, ok: bool) {
+        ctx.stats().request_done(
+            self.kind == MethodKind::Connect,
+            self.route == Route::Direct,
+            ok,
+            self.bytes_up,
+            self.bytes_down,
+        );
+    }
+
+    /// Whether it is a CONNECT, and goes direct (for the tunnel it becomes).
+    pub fn tunnel_kind(&self) -> (bool, bool) {
+        (
+            self.kind == MethodKind::Connect,
+            self.route == Route::Direct,
+        )
     }
 
     /// The pool and member this attempt goes through, if any.
@@ -918,6 +938,7 @@ impl Session {
         let request_sent = ex.req_body.is_done()
             && ex.head.as_ref().map_or(true, |h| ex.head_sent >= h.len())
             && self.sout.as_ref().map_or(true, |b| b.is_empty());
+        ex.count(ctx, true);
         if let Some(l) = ex.log.take() {
             l.request(
                 self.peer,
@@ -963,7 +984,6 @@ impl Session {
 
     /// The exchange's timer fired: connect, resolve, idle or request timeout.
     pub(super) fn exchange_timeout(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
-        let config = self.config.clone();
         let Phase::Exchange(ex) = &mut self.phase else {
             return Err(Fail::Abort);
         };
@@ -992,14 +1012,8 @@ impl Session {
                 if ex.response_started {
                     return Err(Fail::Abort);
                 }
-                // Not replayed: the request may be being acted on.
-                if let Some((pool, m)) = ex.upstream(&config) {
-                    pool.members[m].state.passive_failure(
-                        ctx.worker,
-                        pool.health.fall,
-                        "no response in time",
-                    );
-                }
+                // Not replayed (the request may be being acted on), and not held against the
+                // upstream: a slow origin behind a healthy proxy is not the proxy's fault.
                 Err(Fail::Refuse(Refusal::new(
                     504,
                     "the server did not answer in time",

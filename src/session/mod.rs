@@ -122,6 +122,9 @@ struct TunnelState {
     started: Instant,
     /// Counts the tunnel as an active connection of its upstream while it lives.
     _guard: Option<crate::upstream::state::ActiveGuard>,
+    /// A CONNECT (not an upgrade), and direct (not through an upstream): for the counters.
+    connect: bool,
+    direct: bool,
     /// What the access log says about it, set when it was a CONNECT.
     log: Option<exchange::LogLine>,
 }
@@ -283,10 +286,14 @@ impl Session {
     fn refuse(&mut self, r: Refusal, ctx: &mut Ctx) {
         let started = match &mut self.phase {
             Phase::Exchange(ex) => {
-                ex.log_refusal(&r, self.peer, &self.config);
+                ex.refused(&r, self.peer, ctx);
                 ex.response_started()
             }
-            _ => false,
+            // A head that could not be parsed is a request too.
+            _ => {
+                ctx.stats().request_done(false, false, false, 0, 0);
+                false
+            }
         };
         self.drop_server(ctx);
         if started {
@@ -395,6 +402,10 @@ impl Session {
         guard: Option<crate::upstream::state::ActiveGuard>,
         ctx: &mut Ctx,
     ) {
+        let (connect, direct) = match &self.phase {
+            Phase::Exchange(ex) => ex.tunnel_kind(),
+            _ => (true, true),
+        };
         let mut down = self.cout.take();
         if let Some(sin) = self.sin.take() {
             if !sin.is_empty() {
@@ -425,6 +436,8 @@ impl Session {
                 relay,
                 started,
                 _guard: guard,
+                connect,
+                direct,
                 log,
             })),
         );
@@ -577,6 +590,13 @@ impl Session {
         match old {
             Phase::Exchange(ex) => ex.release(ctx),
             Phase::Tunnel(t) => {
+                ctx.stats().request_done(
+                    t.connect,
+                    t.direct,
+                    true,
+                    t.relay.up.bytes,
+                    t.relay.down.bytes,
+                );
                 if let Some(log) = &t.log {
                     log.tunnel(
                         self.peer,

@@ -115,6 +115,37 @@ impl Ferry {
         Wire::connect(self.addr)
     }
 
+    /// The admin server's address (the config must set `admin_listen: 127.0.0.1:0`).
+    pub fn admin(&self) -> SocketAddr {
+        let mut addr = None;
+        wait_until("the admin listening line", || {
+            addr = self.logs.lock().unwrap().iter().find_map(|l| {
+                l.split("admin listening on ")
+                    .nth(1)
+                    .map(|a| a.trim().to_string())
+            });
+            addr.is_some()
+        });
+        addr.unwrap().parse().unwrap()
+    }
+
+    /// One admin request (`GET /path` etc.) on a fresh connection, with extra head lines.
+    pub fn admin_get(&self, method: &str, path: &str, extra: &str) -> wire::Response {
+        let mut w = Wire::connect(self.admin());
+        w.send(format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{extra}\r\n").as_bytes());
+        w.response_to(method == "HEAD")
+    }
+
+    /// The value of one un-labelled metric, or one labelled sample given as `name{...}`.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.admin_get("GET", "/metrics", "").text();
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(|v| v.parse().unwrap())
+        })
+    }
+
     /// All log lines so far, joined.
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")

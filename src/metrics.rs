@@ -1,0 +1,413 @@
+//! Counters and their two renderings: Prometheus text (format 0.0.4) for `/metrics` and JSON
+//! for `/status`.
+//!
+//! Every counter a request bumps lives in its worker's own `WorkerStats` (one writer, on its
+//! own cache line) and is summed when read. Counters are 64-bit values kept as two 32-bit
+//! halves behind a sequence number, because 32-bit MIPS has no 64-bit atomics and a byte
+//! counter passes 4 GiB quickly.
+
+use crate::config::Config;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// A 64-bit counter with one writer and any number of readers, from 32-bit atomics only.
+#[derive(Default)]
+pub struct Counter64 {
+    seq: AtomicU32,
+    lo: AtomicU32,
+    hi: AtomicU32,
+}
+
+impl Counter64 {
+    /// Adds `n`. Only the owning thread may call this.
+    pub fn add(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let v = self.get_unsynced() + n;
+        // An odd sequence number tells readers a write is under way (a seqlock).
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.lo.store(v as u32, Ordering::Release);
+        self.hi.store((v >> 32) as u32, Ordering::Release);
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn get_unsynced(&self) -> u64 {
+        (self.hi.load(Ordering::Relaxed) as u64) << 32 | self.lo.load(Ordering::Relaxed) as u64
+    }
+
+    /// The current value, from any thread.
+    pub fn get(&self) -> u64 {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 % 2 == 0 {
+                let v = (self.hi.load(Ordering::Acquire) as u64) << 32
+                    | self.lo.load(Ordering::Acquire) as u64;
+                if self.seq.load(Ordering::Acquire) == s1 {
+                    return v;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// One worker's counters.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct WorkerStats {
+    pub requests: Counter64,
+    pub success: Counter64,
+    pub failed: Counter64,
+    pub connect: Counter64,
+    pub http: Counter64,
+    pub direct: Counter64,
+    pub bytes_received: Counter64,
+    pub bytes_sent: Counter64,
+}
+
+impl WorkerStats {
+    /// Counts one request or tunnel when it ends. `ok`: a response from the upstream or origin
+    /// (any status), or a tunnel, reached the client; otherwise ferry answered with an error.
+    pub fn request_done(&self, connect: bool, direct: bool, ok: bool, received: u64, sent: u64) {
+        self.requests.add(1);
+        if ok { &self.success } else { &self.failed }.add(1);
+        if connect { &self.connect } else { &self.http }.add(1);
+        if direct {
+            self.direct.add(1);
+        }
+        self.bytes_received.add(received);
+        self.bytes_sent.add(sent);
+    }
+}
+
+/// Process-wide statistics.
+pub struct Stats {
+    pub started: Instant,
+    pub workers: Box<[WorkerStats]>,
+    /// Written by the control thread only.
+    pub health_checks: AtomicUsize,
+    pub health_checks_ok: AtomicUsize,
+    pub reloads: AtomicUsize,
+    pub reload_failures: AtomicUsize,
+}
+
+impl Stats {
+    pub fn new(workers: usize) -> Stats {
+        Stats {
+            started: Instant::now(),
+            workers: (0..workers.max(1))
+                .map(|_| WorkerStats::default())
+                .collect(),
+            health_checks: AtomicUsize::new(0),
+            health_checks_ok: AtomicUsize::new(0),
+            reloads: AtomicUsize::new(0),
+            reload_failures: AtomicUsize::new(0),
+        }
+    }
+
+    /// The counters of worker `id`.
+    pub fn worker(&self, id: usize) -> &WorkerStats {
+        &self.workers[id.min(self.workers.len() - 1)]
+    }
+
+    fn sum(&self, f: impl Fn(&WorkerStats) -> &Counter64) -> u64 {
+        self.workers.iter().map(|w| f(w).get()).sum()
+    }
+}
+
+/// Everything `/metrics` and `/status` show, read once.
+pub struct Snapshot<'a> {
+    pub stats: &'a Stats,
+    pub config: &'a Config,
+    pub active: usize,
+    pub panics: usize,
+    pub draining: bool,
+}
+
+/// Escapes a label value (Prometheus text format: backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Escapes a JSON string's contents.
+fn json(v: &str) -> String {
+    let mut o = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+impl Snapshot<'_> {
+    /// Prometheus text format 0.0.4: one `# HELP`/`# TYPE` group per family.
+    pub fn prometheus(&self) -> String {
+        let s = self.stats;
+        let mut o = String::with_capacity(4096);
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(o, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        family(
+            "ferry_uptime_seconds",
+            "gauge",
+            "Seconds since ferry started.",
+            &one(s.started.elapsed().as_secs().to_string()),
+        );
+        family(
+            "ferry_requests_total",
+            "counter",
+            "Requests and tunnels, counted when they end.",
+            &one(s.sum(|w| &w.requests).to_string()),
+        );
+        family(
+            "ferry_requests_success_total",
+            "counter",
+            "Requests whose response (any status) or tunnel reached the client.",
+            &one(s.sum(|w| &w.success).to_string()),
+        );
+        family(
+            "ferry_requests_failed_total",
+            "counter",
+            "Requests that ferry answered with an error.",
+            &one(s.sum(|w| &w.failed).to_string()),
+        );
+        family(
+            "ferry_connect_requests_total",
+            "counter",
+            "CONNECT requests.",
+            &one(s.sum(|w| &w.connect).to_string()),
+        );
+        family(
+            "ferry_http_requests_total",
+            "counter",
+            "Plain HTTP requests.",
+            &one(s.sum(|w| &w.http).to_string()),
+        );
+        family(
+            "ferry_direct_requests_total",
+            "counter",
+            "Requests sent directly rather than through an upstream.",
+            &one(s.sum(|w| &w.direct).to_string()),
+        );
+        family(
+            "ferry_bytes_received_total",
+            "counter",
+            "Bytes received from clients.",
+            &one(s.sum(|w| &w.bytes_received).to_string()),
+        );
+        family(
+            "ferry_bytes_sent_total",
+            "counter",
+            "Bytes sent to clients.",
+            &one(s.sum(|w| &w.bytes_sent).to_string()),
+        );
+        family(
+            "ferry_active_connections",
+            "gauge",
+            "Client connections open.",
+            &one(self.active.to_string()),
+        );
+        family(
+            "ferry_health_checks_total",
+            "counter",
+            "Active health probes finished.",
+            &one(s.health_checks.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "ferry_health_checks_success_total",
+            "counter",
+            "Active health probes that succeeded.",
+            &one(s.health_checks_ok.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "ferry_reloads_total",
+            "counter",
+            "Configuration reloads applied.",
+            &one(s.reloads.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "ferry_reload_failures_total",
+            "counter",
+            "Configuration reloads refused.",
+            &one(s.reload_failures.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "ferry_panics_total",
+            "counter",
+            "Sessions closed after a panic.",
+            &one(self.panics.to_string()),
+        );
+        let ups: Vec<_> = self.unique_upstreams();
+        let per = |f: &dyn Fn(&crate::config::UpstreamSpec) -> String| -> Vec<(String, String)> {
+            ups.iter()
+                .map(|u| (format!("{{url=\"{}\"}}", label(&u.display())), f(u)))
+                .collect()
+        };
+        family(
+            "ferry_upstream_online",
+            "gauge",
+            "1 when the upstream is online.",
+            &per(&|u| (u.state.is_online() as u8).to_string()),
+        );
+        family(
+            "ferry_upstream_active_connections",
+            "gauge",
+            "Requests and tunnels using the upstream now.",
+            &per(&|u| u.state.active().to_string()),
+        );
+        family(
+            "ferry_upstream_latency_ms",
+            "gauge",
+            "EMA of the time to the upstream's response head, in ms.",
+            &per(&|u| u.state.latency_ms().to_string()),
+        );
+        family(
+            "ferry_upstream_consecutive_failures",
+            "gauge",
+            "Failures since the last success.",
+            &per(&|u| u.state.consecutive_failures().to_string()),
+        );
+        family(
+            "ferry_upstream_requests_total",
+            "counter",
+            "Attempts sent through the upstream.",
+            &per(&|u| u.state.requests().to_string()),
+        );
+        family(
+            "ferry_upstream_failures_total",
+            "counter",
+            "Attempts through the upstream that failed by its fault.",
+            &per(&|u| u.state.failures().to_string()),
+        );
+        o
+    }
+
+    /// Each upstream once (one listed in two pools shares its state).
+    fn unique_upstreams(&self) -> Vec<&crate::config::UpstreamSpec> {
+        let mut out: Vec<&crate::config::UpstreamSpec> = Vec::new();
+        for u in self.config.upstreams() {
+            if !out
+                .iter()
+                .any(|o| std::sync::Arc::ptr_eq(&o.state, &u.state))
+            {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// `/status`: at least http-proxy-lb's fields, plus pools.
+    pub fn status_json(&self) -> String {
+        let s = self.stats;
+        let mut o = String::with_capacity(2048);
+        let _ = write!(
+            o,
+            "{{\"status\":\"{}\",\"uptime_secs\":{},\"total_requests\":{},\"success_requests\":{},\"failed_requests\":{},\"connect_requests\":{},\"http_requests\":{},\"direct_requests\":{},\"bytes_received\":{},\"bytes_sent\":{},\"active_connections\":{},\"panics\":{},\"health_checks\":{},\"health_checks_success\":{},\"reloads\":{},",
+            if self.draining { "draining" } else { "ok" },
+            s.started.elapsed().as_secs(),
+            s.sum(|w| &w.requests),
+            s.sum(|w| &w.success),
+            s.sum(|w| &w.failed),
+            s.sum(|w| &w.connect),
+            s.sum(|w| &w.http),
+            s.sum(|w| &w.direct),
+            s.sum(|w| &w.bytes_received),
+            s.sum(|w| &w.bytes_sent),
+            self.active,
+            self.panics,
+            s.health_checks.load(Ordering::Relaxed),
+            s.health_checks_ok.load(Ordering::Relaxed),
+            s.reloads.load(Ordering::Relaxed),
+        );
+        o.push_str("\"pools\":[");
+        for (pi, p) in self.config.pools.iter().enumerate() {
+            if pi > 0 {
+                o.push(',');
+            }
+            let online = p.members.iter().filter(|m| m.state.is_online()).count();
+            let _ = write!(
+                o,
+                "{{\"name\":\"{}\",\"mode\":\"{:?}\",\"online\":{online},\"upstreams\":[",
+                json(&p.name),
+                p.mode
+            );
+            for (i, u) in p.members.iter().enumerate() {
+                if i > 0 {
+                    o.push(',');
+                }
+                let st = &u.state;
+                let _ = write!(
+                    o,
+                    "{{\"url\":\"{}\",\"online\":{},\"active_connections\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"weight\":{},\"priority\":{},\"requests\":{},\"failures\":{}}}",
+                    json(&u.display()),
+                    st.is_online(),
+                    st.active(),
+                    st.latency_ms(),
+                    st.consecutive_failures(),
+                    u.weight,
+                    u.priority,
+                    st.requests(),
+                    st.failures()
+                );
+            }
+            o.push_str("]}");
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter64_carries_past_32_bits() {
+        let c = Counter64::default();
+        c.add(u32::MAX as u64);
+        c.add(2);
+        assert_eq!(c.get(), u32::MAX as u64 + 2);
+        c.add(5 << 32);
+        assert_eq!(c.get(), (5u64 << 32) + u32::MAX as u64 + 2);
+    }
+
+    #[test]
+    fn counter64_reads_are_consistent_while_written() {
+        let c = std::sync::Arc::new(Counter64::default());
+        let w = c.clone();
+        let t = std::thread::spawn(move || {
+            for _ in 0..200_000 {
+                w.add(0x8000_0000);
+            }
+        });
+        let mut last = 0;
+        for _ in 0..200_000 {
+            let v = c.get();
+            assert!(v >= last, "went backwards: {v} < {last}");
+            assert_eq!(v % 0x8000_0000, 0, "torn read {v:#x}");
+            last = v;
+        }
+        t.join().unwrap();
+        assert_eq!(c.get(), 200_000 * 0x8000_0000);
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(json("a\"b\u{1}"), "a\\\"b\\u0001");
+    }
+}

@@ -1,0 +1,246 @@
+//! Black-box tests of the admin server: paths, methods, token, `/status`, and `/metrics`
+//! checked by a strict parser of the Prometheus text format.
+
+mod common;
+
+use common::wire::get;
+use common::{banner_server, Fake, Ferry};
+use std::collections::HashSet;
+
+const ADMIN: &str = "admin_listen: \"127.0.0.1:0\"\n";
+
+/// Parses Prometheus text format 0.0.4 strictly: each family once, `# HELP` then `# TYPE`
+/// then its samples, names prefixed `ferry_`, counters ending in `_total`, valid label syntax,
+/// numeric values. Returns the samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut families = HashSet::new();
+    let mut current: Option<(String, String)> = None;
+    let mut samples = Vec::new();
+    let mut lines = text.lines().peekable();
+    assert!(text.ends_with('\n'), "the text must end with a newline");
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has a name and a text");
+            assert!(!help.is_empty());
+            assert!(name.starts_with("ferry_"), "{name}");
+            assert!(
+                families.insert(name.to_string()),
+                "family {name} appears twice"
+            );
+            let ty = lines.next().expect("TYPE follows HELP");
+            let kind = ty
+                .strip_prefix(&format!("# TYPE {name} "))
+                .unwrap_or_else(|| panic!("bad TYPE line {ty:?}"));
+            assert!(kind == "counter" || kind == "gauge", "{kind}");
+            if kind == "counter" {
+                assert!(
+                    name.ends_with("_total"),
+                    "counter {name} must end in _total"
+                );
+            }
+            current = Some((name.to_string(), kind.to_string()));
+            continue;
+        }
+        assert!(!line.starts_with('#'), "stray comment {line:?}");
+        let (name, _) = current.as_ref().expect("a sample before any family");
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let metric = series.split('{').next().unwrap();
+        assert_eq!(metric, name, "sample outside its family");
+        if let Some(labels) = series.strip_prefix(name.as_str()).filter(|l| !l.is_empty()) {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .expect("labels in braces");
+            let (k, v) = inner.split_once('=').expect("label=value");
+            assert!(
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{k}"
+            );
+            assert!(
+                v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                "{v}"
+            );
+        }
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.push((series.to_string(), v));
+    }
+    samples
+}
+
+#[test]
+fn every_admin_path_and_method() {
+    let ferry = Ferry::start(ADMIN);
+    let r = ferry.admin_get("GET", "/health", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "{\"status\":\"ok\"}"));
+    assert_eq!(ferry.admin_get("GET", "/readyz", "").status, 200);
+    let r = ferry.admin_get("HEAD", "/status", "");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    for p in ["/healthzzz", "/health/", "/", "/metrics?x"] {
+        assert_eq!(ferry.admin_get("GET", p, "").status, 404, "{p}");
+    }
+    let r = ferry.admin_get("POST", "/health", "Content-Length: 0\r\n");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    // keep-alive: several requests on one connection
+    let mut w = common::Wire::connect(ferry.admin());
+    for _ in 0..3 {
+        assert_eq!(
+            w.roundtrip(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+                .status,
+            200
+        );
+    }
+}
+
+#[test]
+fn a_token_guards_every_path() {
+    let ferry = Ferry::start(&format!("{ADMIN}admin:\n  token: s3cret\n"));
+    let r = ferry.admin_get("GET", "/status", "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        ferry
+            .admin_get("GET", "/metrics", "Authorization: Bearer wrong\r\n")
+            .status,
+        401
+    );
+    assert_eq!(
+        ferry
+            .admin_get("GET", "/status", "Authorization: Bearer s3cret\r\n")
+            .status,
+        200
+    );
+}
+
+#[test]
+fn metrics_parse_strictly_and_count_exactly() {
+    let origin = Fake::origin("origin");
+    let banner = banner_server(b"hi\n");
+    let ferry = Ferry::start(ADMIN);
+    let samples = parse_prometheus(&ferry.admin_get("GET", "/metrics", "").text());
+    for family in [
+        "ferry_uptime_seconds",
+        "ferry_requests_total",
+        "ferry_requests_success_total",
+        "ferry_requests_failed_total",
+        "ferry_connect_requests_total",
+        "ferry_http_requests_total",
+        "ferry_direct_requests_total",
+        "ferry_bytes_received_total",
+        "ferry_bytes_sent_total",
+        "ferry_active_connections",
+        "ferry_health_checks_total",
+        "ferry_health_checks_success_total",
+        "ferry_reloads_total",
+        "ferry_reload_failures_total",
+        "ferry_panics_total",
+    ] {
+        assert!(samples.iter().any(|(s, _)| s == family), "{family} missing");
+    }
+    let mut c = ferry.client();
+    for _ in 0..3 {
+        assert_eq!(c.roundtrip(&get(origin.addr, "/size/100")).status, 200);
+    }
+    assert_eq!(c.roundtrip(&get(origin.addr, "/status/500")).status, 500); // still a success
+    let dead = common::dead_port();
+    assert_eq!(ferry.client().roundtrip(&get(dead, "/")).status, 502); // ferry's own error
+    let mut t = ferry.client();
+    t.send(format!("CONNECT {banner} HTTP/1.1\r\n\r\n").as_bytes());
+    t.read_head().unwrap();
+    assert_eq!(t.read_exact_n(3), b"hi\n");
+    drop(t); // the tunnel ends, and is counted then
+    common::wait_until("the counters", || {
+        ferry.metric("ferry_requests_total") == Some(6.0)
+    });
+    assert_eq!(ferry.metric("ferry_requests_success_total"), Some(5.0));
+    assert_eq!(ferry.metric("ferry_requests_failed_total"), Some(1.0));
+    assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
+    assert_eq!(ferry.metric("ferry_http_requests_total"), Some(5.0));
+    assert_eq!(ferry.metric("ferry_direct_requests_total"), Some(6.0));
+    assert!(ferry.metric("ferry_bytes_sent_total").unwrap() >= 300.0);
+    drop(c);
+    common::wait_until("no active connections", || {
+        ferry.metric("ferry_active_connections") == Some(0.0)
+    });
+}
+
+#[test]
+fn status_and_metrics_show_each_upstream() {
+    let (a, b) = (Fake::proxy("up1", None), Fake::proxy("up2", None));
+    a.set_down(true);
+    let ferry = Ferry::start(&format!(
+        "{ADMIN}upstream:\n  - url: {}\n    weight: 2\n    priority: 5\n  - url: {}\n    username: u\n    password: hunter2\n",
+        a.url(),
+        b.url()
+    ));
+    let mut c = ferry.client();
+    for _ in 0..4 {
+        assert_eq!(
+            c.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n")
+                .served_by(),
+            Some("up2")
+        );
+    }
+    let status = ferry.admin_get("GET", "/status", "").text();
+    let want_a = format!(
+        "{{\"url\":\"{}\",\"online\":false,\"active_connections\":0,",
+        a.url()
+    );
+    assert!(status.contains(&want_a), "{status}");
+    assert!(
+        status.contains("\"consecutive_failures\":1,\"weight\":2,\"priority\":5"),
+        "{status}"
+    );
+    let masked = format!("http://u:***@{}", &b.url()["http://".len()..]);
+    assert!(
+        status.contains(&format!("{{\"url\":\"{masked}\",\"online\":true")),
+        "{status}"
+    );
+    assert!(!status.contains("hunter2"));
+    let metrics = ferry.admin_get("GET", "/metrics", "").text();
+    parse_prometheus(&metrics);
+    assert!(metrics.contains(&format!("ferry_upstream_online{{url=\"{}\"}} 0\n", a.url())));
+    assert!(metrics.contains(&format!("ferry_upstream_online{{url=\"{masked}\"}} 1\n")));
+    assert!(
+        metrics.contains(&format!(
+            "ferry_upstream_requests_total{{url=\"{masked}\"}} 4\n"
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("hunter2"));
+}
+
+#[test]
+fn active_counts_return_to_zero_after_timeouts_errors_and_aborts() {
+    let up = Fake::proxy("slow", None);
+    let ferry = Ferry::start(&format!(
+        "{ADMIN}limits:\n  idle_timeout_secs: 1\nupstream:\n  - url: {}\n",
+        up.url()
+    ));
+    // a timeout: the upstream takes 3 s, the idle timeout is 1 s
+    let r = ferry
+        .client()
+        .roundtrip(b"GET http://o.test/sleep/3000 HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(r.status, 504);
+    // a client that gives up mid-request
+    let mut quitter = ferry.client();
+    quitter.send(b"GET http://o.test/sleep/500 HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    common::wait_until("the request to arrive", || {
+        up.heads().iter().any(|h| h.contains("/sleep/500"))
+    });
+    drop(quitter);
+    // a CONNECT tunnel through it, ended by the client
+    let banner = banner_server(b"x");
+    let mut t = ferry.client();
+    t.send(format!("CONNECT {banner} HTTP/1.1\r\n\r\n").as_bytes());
+    t.read_head().unwrap();
+    drop(t);
+    let url = up.url();
+    common::wait_until("the upstream's active count to return to 0", || {
+        ferry.metric(&format!(
+            "ferry_upstream_active_connections{{url=\"{url}\"}}"
+        )) == Some(0.0)
+            && ferry.metric("ferry_active_connections") == Some(0.0)
+    });
+}
