@@ -147,16 +147,20 @@ fn a_dead_upstream_gets_the_client_a_502_that_says_why() {
     assert!(r.text().contains("upstream proxy"), "{}", r.text());
 }
 
-#[test]
-fn a_reused_upstream_connection_that_dies_is_retried_on_a_fresh_one() {
+/// One worker, one upstream, and one idle connection to it in the worker's pool.
+fn one_pooled_connection() -> (Fake, Ferry) {
     let up = Fake::proxy("up1", None);
     let ferry = Ferry::start_with(1, &pool_yaml(&[(&up, None)]));
-    let mut c = ferry.client();
-    assert_eq!(
-        c.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n")
-            .status,
-        200
-    );
+    let r = ferry
+        .client()
+        .roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(r.status, 200);
+    (up, ferry)
+}
+
+#[test]
+fn a_reused_upstream_connection_that_dies_is_retried_on_a_fresh_one() {
+    let (up, ferry) = one_pooled_connection();
     // The next request reuses the pooled connection, which the upstream drops unanswered.
     let mut c = ferry.client();
     let r = c.roundtrip(
@@ -168,14 +172,7 @@ fn a_reused_upstream_connection_that_dies_is_retried_on_a_fresh_one() {
 
 #[test]
 fn a_request_with_a_body_is_not_replayed() {
-    let up = Fake::proxy("up1", None);
-    let ferry = Ferry::start_with(1, &pool_yaml(&[(&up, None)]));
-    let mut c = ferry.client();
-    assert_eq!(
-        c.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n")
-            .status,
-        200
-    );
+    let (up, ferry) = one_pooled_connection();
     let mut c = ferry.client();
     let r = c.roundtrip(b"POST http://o.test/echo HTTP/1.1\r\nHost: o.test\r\nX-Die-On-Reuse: 1\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(r.status, 502);

@@ -125,6 +125,28 @@ impl UpstreamState {
         if let Some(c) = self.failures.get(worker) {
             c.0.fetch_add(1, Ordering::Relaxed);
         }
+        self.count_failure(fall, "consecutive failures", why)
+    }
+
+    /// The result of one active probe; `rise` successes bring an offline upstream back,
+    /// `fall` failures take an online one out (when online upstreams are probed).
+    pub fn probe_result(&self, ok: bool, rise: u32, fall: u32, why: &str) {
+        if !ok {
+            self.count_failure(fall, "failed probes", why);
+            return;
+        }
+        let n = self
+            .consecutive_successes
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
+            log::info!("upstream {} is online again ({n} good probes)", self.name);
+        }
+    }
+
+    /// One more failure in a row; the `fall`-th takes the upstream offline (true then).
+    fn count_failure(&self, fall: u32, what: &str, why: &str) -> bool {
         self.consecutive_successes.store(0, Ordering::Relaxed);
         let n = self
             .consecutive_failures
@@ -132,39 +154,12 @@ impl UpstreamState {
             .saturating_add(1);
         if n >= fall && self.online.swap(false, Ordering::Relaxed) {
             log::warn!(
-                "upstream {} is offline after {n} consecutive failures (last: {why})",
+                "upstream {} is offline after {n} {what} (last: {why})",
                 self.name
             );
             return true;
         }
         false
-    }
-
-    /// The result of one active probe; `rise` successes bring an offline upstream back,
-    /// `fall` failures take an online one out (when online upstreams are probed).
-    pub fn probe_result(&self, ok: bool, rise: u32, fall: u32, why: &str) {
-        if ok {
-            let n = self
-                .consecutive_successes
-                .fetch_add(1, Ordering::Relaxed)
-                .saturating_add(1);
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
-                log::info!("upstream {} is online again ({n} good probes)", self.name);
-            }
-        } else {
-            self.consecutive_successes.store(0, Ordering::Relaxed);
-            let n = self
-                .consecutive_failures
-                .fetch_add(1, Ordering::Relaxed)
-                .saturating_add(1);
-            if n >= fall && self.online.swap(false, Ordering::Relaxed) {
-                log::warn!(
-                    "upstream {} is offline: probe failed {n} times (last: {why})",
-                    self.name
-                );
-            }
-        }
     }
 }
 
