@@ -32,10 +32,12 @@ const MAX_PIPES: usize = 512;
 /// What other threads tell a worker.
 pub enum Inbox {
     Answer(Answer),
+    /// A reloaded config: new sessions use it; sessions in flight keep theirs.
+    Config(Arc<Config>),
+    /// A new listener (the `listen` address changed): it replaces the old one, which closes.
+    Listener(TcpListener),
     /// Stop accepting, finish what is in flight.
     Drain,
-    /// Exit now.
-    Stop,
 }
 
 /// State shared by all workers and the control thread.
@@ -186,18 +188,20 @@ impl Worker {
                 }
             }
             w.ctx.now = Instant::now();
+            // The inbox first, whatever woke us: a config or listener sent before this turn's
+            // events must apply to them (the waker's event may come after a client's).
+            while let Ok(m) = inbox.try_recv() {
+                match m {
+                    Inbox::Answer(a) => w.answer(a),
+                    Inbox::Config(c) => w.new_config(c),
+                    Inbox::Listener(l) => w.new_listener(l),
+                    Inbox::Drain => w.start_drain(),
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => w.accept_all(),
-                    WAKER => {
-                        while let Ok(m) = inbox.try_recv() {
-                            match m {
-                                Inbox::Answer(a) => w.answer(a),
-                                Inbox::Drain => w.start_drain(),
-                                Inbox::Stop => return,
-                            }
-                        }
-                    }
+                    WAKER => {}
                     Token(t) => {
                         let (slot, side) = session::side_of(t);
                         // Errors and hang-ups are made readable and writable so that the next
@@ -391,6 +395,33 @@ impl Loop {
         }
         let idle = self.ctx.config.limits.idle_timeout;
         self.ctx.idle.expire(now, idle);
+    }
+
+    fn new_config(&mut self, config: Arc<Config>) {
+        self.ctx.config = config;
+        // Pool indexes and members may have changed: forget per-pool selection state, and the
+        // idle connections (upstreams may be gone or have new credentials).
+        self.ctx.select.reset();
+        self.ctx.idle.clear();
+    }
+
+    fn new_listener(&mut self, mut l: TcpListener) {
+        if self.ctx.draining {
+            return;
+        }
+        if let Err(e) = self
+            .ctx
+            .registry
+            .register(&mut l, LISTENER, Interest::READABLE)
+        {
+            log::error!("cannot watch the new listener: {e}");
+            return;
+        }
+        if let Some(mut old) = self.listener.replace(l) {
+            let _ = self.ctx.registry.deregister(&mut old);
+        }
+        // Connections may already wait in the new backlog: edge-triggered, so look now.
+        self.accept_all();
     }
 
     fn start_drain(&mut self) {

@@ -326,3 +326,13 @@ fn pipelined_requests_then_half_close_all_get_answers() {
     }
     assert!(c.closed());
 }
+
+#[test]
+fn a_malformed_request_gets_an_access_log_line_too() {
+    let ferry = Ferry::start("access_log: true\n");
+    let mut c = ferry.client();
+    assert_eq!(c.roundtrip(b"GARBAGE\r\n\r\n").status, 400);
+    common::wait_until("the access line", || {
+        ferry.log_text().contains("via=- status=400")
+    });
+}

@@ -48,6 +48,14 @@ impl Admin {
         })
     }
 
+    /// Closes the listener and every connection.
+    pub fn shutdown(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.listener);
+        for i in 0..self.conns.len() {
+            self.close(i, registry);
+        }
+    }
+
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }

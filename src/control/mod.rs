@@ -1,11 +1,12 @@
 //! The control thread: a mio loop of its own that turns signals into instructions for the
-//! workers and runs the active health probes. SIGTERM or SIGINT starts a drain (listeners
-//! closed, in-flight work finished, then exit); a second one exits at once. SIGHUP is caught so
-//! that a reload request never kills the process. Signals arrive through signal-hook's
+//! workers, reloads the config, runs the active health probes and the admin server. SIGTERM or
+//! SIGINT starts a drain (listeners closed, in-flight work finished, then exit); a second one
+//! exits at once. SIGHUP reloads the config now. Signals arrive through signal-hook's
 //! self-pipe, so the loop never blocks on anything but its poll.
 
 mod admin;
 mod probe;
+mod reload;
 
 pub use admin::constant_time_eq;
 
@@ -29,8 +30,8 @@ pub fn start(
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
 ) -> std::io::Result<Option<std::net::SocketAddr>> {
-    let mut poll = Poll::new()?;
-    let mut admin = match config.admin_listen {
+    let poll = Poll::new()?;
+    let admin = match config.admin_listen {
         Some(addr) => Some(admin::Admin::bind(addr, poll.registry()).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -50,43 +51,134 @@ pub fn start(
         .name("ferry-control".into())
         .stack_size(128 * 1024)
         .spawn(move || {
-            let mut prober = probe::Prober::new(config.clone(), shared.clone(), Instant::now());
-            let mut events = Events::with_capacity(64);
-            loop {
-                let wake = [prober.next_wake(), admin.as_ref().and_then(|a| a.next_wake())].into_iter().flatten().min();
-                let timeout = wake.map(|t| t.saturating_duration_since(Instant::now()));
-                if let Err(e) = poll.poll(&mut events, timeout) {
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        log::error!("control: poll failed: {e}");
+            let now = Instant::now();
+            let control = Control {
+                prober: probe::Prober::new(config.clone(), shared.clone(), now),
+                reloader: reload::Reloader::new(&config, now),
+                poll,
+                config,
+                outboxes,
+                shared,
+                admin,
+                stop,
+                hup,
+            };
+            control.run();
+        })?;
+    Ok(admin_addr)
+}
+
+/// The control thread's state.
+struct Control {
+    poll: Poll,
+    config: Arc<Config>,
+    outboxes: Vec<Outbox>,
+    shared: Arc<Shared>,
+    prober: probe::Prober,
+    reloader: reload::Reloader,
+    admin: Option<admin::Admin>,
+    stop: UnixStream,
+    hup: UnixStream,
+}
+
+impl Control {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let wake = [
+                self.prober.next_wake(),
+                self.admin.as_ref().and_then(|a| a.next_wake()),
+                self.reloader.next_wake(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = wake.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("control: poll failed: {e}");
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    STOP => {
+                        drain_pipe(&mut self.stop);
+                        on_stop(&self.outboxes, &self.shared);
+                    }
+                    HUP => {
+                        drain_pipe(&mut self.hup);
+                        self.reload("SIGHUP");
+                    }
+                    t if admin::Admin::owns(t) => {
+                        if let Some(a) = self.admin.as_mut() {
+                            a.ready(t, self.poll.registry(), &self.config, &self.shared);
+                        }
+                    }
+                    t => self.prober.ready(t, self.poll.registry()),
+                }
+            }
+            let now = Instant::now();
+            if self.reloader.due(&self.config, now) {
+                self.reload("the config file changed");
+            }
+            self.prober.tick(self.poll.registry(), now);
+            if let Some(a) = self.admin.as_mut() {
+                a.expire(self.poll.registry(), now);
+            }
+        }
+    }
+
+    /// Reloads the config file; on any error the running config stays, whole.
+    fn reload(&mut self, why: &str) {
+        if self.shared.draining.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        let Some(new) = self.reloader.load(&self.config, why, &self.shared) else {
+            return;
+        };
+        // Bind a changed admin address before committing anything.
+        let mut new_admin = None;
+        if new.admin_listen != self.config.admin_listen {
+            if let Some(addr) = new.admin_listen {
+                match admin::Admin::bind(addr, self.poll.registry()) {
+                    Ok(a) => new_admin = Some(a),
+                    Err(e) => {
+                        self.shared
+                            .stats
+                            .reload_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        log::error!("{why}: cannot listen on {addr} (admin_listen): {e}; the running config stays");
                         return;
                     }
                 }
-                for ev in events.iter() {
-                    match ev.token() {
-                        STOP => {
-                            drain_pipe(&mut stop);
-                            on_stop(&outboxes, &shared);
-                        }
-                        HUP => {
-                            drain_pipe(&mut hup);
-                            log::warn!("SIGHUP: hot reload is not part of this build yet; restart ferry to apply a new config");
-                        }
-                        t if admin::Admin::owns(t) => {
-                            if let Some(a) = admin.as_mut() {
-                                a.ready(t, poll.registry(), &config, &shared);
-                            }
-                        }
-                        t => prober.ready(t, poll.registry()),
-                    }
-                }
-                let now = Instant::now();
-                prober.tick(poll.registry(), now);
-                if let Some(a) = admin.as_mut() {
-                    a.expire(poll.registry(), now);
+            }
+        }
+        let Some(config) =
+            self.reloader
+                .apply(&self.config, new, why, &self.outboxes, &self.shared, now)
+        else {
+            if let Some(mut a) = new_admin {
+                a.shutdown(self.poll.registry());
+            }
+            return;
+        };
+        if config.admin_listen != self.config.admin_listen {
+            if let Some(mut old) = self.admin.take() {
+                old.shutdown(self.poll.registry());
+            }
+            if let Some(a) = &new_admin {
+                if let Ok(addr) = a.local_addr() {
+                    log::info!("admin listening on {addr}");
                 }
             }
-        })?;
-    Ok(admin_addr)
+            self.admin = new_admin;
+        }
+        self.prober.shutdown(self.poll.registry());
+        self.prober = probe::Prober::new(config.clone(), self.shared.clone(), now);
+        self.config = config;
+    }
 }
 
 fn on_stop(outboxes: &[Outbox], shared: &Shared) {

@@ -73,6 +73,15 @@ impl Prober {
         }
     }
 
+    /// Abandons the probes in flight (the config changed).
+    pub fn shutdown(&mut self, registry: &Registry) {
+        for p in self.probes.iter_mut() {
+            if let Some(mut p) = p.take() {
+                let _ = registry.deregister(&mut p.stream);
+            }
+        }
+    }
+
     /// When the loop must wake next: the earliest schedule or probe deadline.
     pub fn next_wake(&self) -> Option<Instant> {
         let due = self.targets.iter().filter(|t| !t.running).map(|t| t.next);

@@ -61,6 +61,11 @@ impl RuleSet {
         Ok(())
     }
 
+    /// Rules in the set.
+    pub fn len(&self) -> usize {
+        self.vias.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.vias.is_empty()
     }

@@ -292,6 +292,9 @@ impl Session {
             // A head that could not be parsed is a request too.
             _ => {
                 ctx.stats().request_done(false, false, false, 0, 0);
+                if self.config.access_log {
+                    log::info!(target: "access", "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0", self.peer, r.status);
+                }
                 false
             }
         };
@@ -349,6 +352,11 @@ impl Session {
 
     /// Parses a head from `cin` if a whole one is there, and starts its exchange.
     fn try_start_request(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        // Each request starts with the newest config (a reload reaches keep-alive clients at
+        // their next request); the exchange then keeps it to the end.
+        if !Arc::ptr_eq(&self.config, &ctx.config) {
+            self.config = ctx.config.clone();
+        }
         let max = self.config.limits.max_header_bytes;
         let Some(cin) = self.cin.as_mut() else {
             return Ok(false);

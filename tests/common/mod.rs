@@ -146,6 +146,46 @@ impl Ferry {
         })
     }
 
+    /// Replaces the config file (keeping `listen: 127.0.0.1:0` and the worker count unless
+    /// `yaml` says otherwise) and sends SIGHUP; waits until ferry has logged the outcome.
+    pub fn reload(&self, yaml: &str) -> bool {
+        let sets = |key: &str| yaml.lines().any(|l| l.starts_with(key));
+        let workers = if sets("workers:") {
+            String::new()
+        } else {
+            "workers: 2\n".into()
+        };
+        let listen = if sets("listen:") {
+            String::new()
+        } else {
+            "listen: \"127.0.0.1:0\"\n".into()
+        };
+        std::fs::write(
+            self.dir.join("ferry.yaml"),
+            format!("{listen}{workers}{yaml}"),
+        )
+        .unwrap();
+        let count = |s: &str| {
+            self.logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(s))
+                .count()
+        };
+        let (ok0, bad0) = (count("config reloaded"), count("the running config stays"));
+        self.signal(1);
+        let mut ok = false;
+        wait_until("the reload outcome", || {
+            ok = count("config reloaded") > ok0;
+            ok || count("the running config stays") > bad0
+        });
+        if !ok {
+            eprintln!("reload refused; ferry's log:\n{}", self.log_text());
+        }
+        ok
+    }
+
     /// All log lines so far, joined.
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")

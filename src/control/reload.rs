@@ -1,0 +1,193 @@
+//! Hot reload, on the control thread: the config file's mtime is polled every
+//! `reload_interval_secs` (0 = never) and SIGHUP reloads at once. The new file is parsed and
+//! validated whole first; a bad one is logged with its key paths, counted in
+//! `ferry_reload_failures_total`, and the old config keeps running. A good one is applied
+//! whole: upstreams matched by URL keep their state (the same `Arc`), new ones start online,
+//! removed ones get no new requests while their in-flight work finishes; a changed `listen`
+//! binds new listeners before the old ones close; every worker gets the new snapshot, and
+//! sessions in flight finish with the one they started with.
+
+use crate::config::{self, Config};
+use crate::upstream::UpstreamState;
+use crate::worker::{Inbox, Outbox, Shared};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Watches the config file and reloads it.
+pub struct Reloader {
+    path: Option<PathBuf>,
+    mtime: Option<SystemTime>,
+    next_check: Option<Instant>,
+}
+
+impl Reloader {
+    pub fn new(config: &Config, now: Instant) -> Reloader {
+        let path = config.source.clone();
+        let mtime = path.as_ref().and_then(|p| modified(p));
+        let mut r = Reloader {
+            path,
+            mtime,
+            next_check: None,
+        };
+        r.schedule(config, now);
+        r
+    }
+
+    fn schedule(&mut self, config: &Config, now: Instant) {
+        self.next_check = match (config.reload_interval_secs, &self.path) {
+            (0, _) | (_, None) => None,
+            (s, Some(_)) => Some(now + Duration::from_secs(s)),
+        };
+    }
+
+    /// When the file must be looked at next.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.next_check
+    }
+
+    /// True when the poll interval has passed and the file's mtime changed.
+    pub fn due(&mut self, current: &Config, now: Instant) -> bool {
+        if self.next_check.map_or(true, |t| now < t) {
+            return false;
+        }
+        self.schedule(current, now);
+        let m = self.path.as_ref().and_then(|p| modified(p));
+        m.is_some() && m != self.mtime
+    }
+
+    /// Loads and validates the file; `None` when it was refused (counted and logged). `why`
+    /// says what started it, for the log.
+    pub fn load(&mut self, current: &Config, why: &str, shared: &Shared) -> Option<Config> {
+        let Some(path) = self.path.clone() else {
+            log::warn!(
+                "{why}: ferry runs on the embedded default config; there is no file to reload"
+            );
+            return None;
+        };
+        self.mtime = modified(&path);
+        let mut new = match config::load(&path) {
+            Ok(c) => c,
+            Err(errs) => {
+                shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "{why}: {} is invalid; the running config stays:",
+                    path.display()
+                );
+                for e in &errs.0 {
+                    log::error!("  {e}");
+                }
+                return None;
+            }
+        };
+        if new.workers != current.workers {
+            log::warn!(
+                "workers: {} -> {} takes a restart; keeping {}",
+                current.workers,
+                new.workers,
+                current.workers
+            );
+            new.workers = current.workers;
+        }
+        carry_states(current, &mut new);
+        Some(new)
+    }
+
+    /// Applies a loaded config: new listeners first if `listen` changed (a bind failure
+    /// refuses the reload), then the log level, then the snapshot to every worker.
+    pub fn apply(
+        &mut self,
+        current: &Config,
+        new: Config,
+        why: &str,
+        outboxes: &[Outbox],
+        shared: &Shared,
+        now: Instant,
+    ) -> Option<Arc<Config>> {
+        if new.listen != current.listen {
+            match crate::listener::bind(new.listen, outboxes.len()) {
+                Ok(listeners) => {
+                    let bound = listeners[0].local_addr().map_or(new.listen, |a| a);
+                    for (o, l) in outboxes.iter().zip(listeners) {
+                        o.send(Inbox::Listener(l));
+                    }
+                    log::info!("listening on {bound} (moved from {})", current.listen);
+                }
+                Err(e) => {
+                    shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    log::error!("{why}: {e}; the running config stays");
+                    return None;
+                }
+            }
+        }
+        if new.log_level != current.log_level && crate::logging::env_level().is_none() {
+            log::set_max_level(crate::logging::filter(new.log_level));
+        }
+        let new = Arc::new(new);
+        for o in outboxes {
+            o.send(Inbox::Config(new.clone()));
+        }
+        self.schedule(&new, now);
+        shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "{why}: config reloaded from {} ({} upstreams, {} rules)",
+            new.source
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
+            new.upstreams().count(),
+            new.rules.len()
+        );
+        Some(new)
+    }
+}
+
+/// Gives every upstream of `new` that `old` also has (same URL and same name, which includes
+/// the username) the old shared state, so health, latency and counts carry over.
+fn carry_states(old: &Config, new: &mut Config) {
+    let mut by_url: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
+    for u in old.upstreams() {
+        by_url.insert(u.url.as_str(), &u.state);
+    }
+    for pool in &mut new.pools {
+        for m in &mut pool.members {
+            if let Some(s) = by_url.get(m.url.as_str()) {
+                if s.name == m.state.name {
+                    m.state = Arc::clone(s);
+                }
+            }
+        }
+    }
+}
+
+fn modified(p: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_carry_over_by_url() {
+        let old = config::parse(
+            "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:1'}, {url: 'http://b:1'}]\n",
+            None,
+        )
+        .unwrap();
+        old.pools[0].members[0].state.passive_failure(0, 1, "test");
+        let mut new = config::parse(
+            "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:1', weight: 5}, {url: 'http://c:1'}, {url: 'http://b:1', username: u, password: p}]\n",
+            None,
+        )
+        .unwrap();
+        carry_states(&old, &mut new);
+        let m = &new.pools[0].members;
+        assert!(Arc::ptr_eq(&m[0].state, &old.pools[0].members[0].state));
+        assert!(!m[0].state.is_online(), "state came along");
+        assert!(m[1].state.is_online(), "a new upstream starts online");
+        // b's credentials changed: a new identity
+        assert!(!Arc::ptr_eq(&m[2].state, &old.pools[0].members[1].state));
+    }
+}
