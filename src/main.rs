@@ -17,7 +17,8 @@ Options:
   -h, --help         print this help
 
 Environment: FERRY_LOG=off|error|warn|info|debug|trace overrides log_level.
-Signals: SIGTERM/SIGINT drain and exit (a second one exits at once).";
+Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain and exit (a second one
+exits at once).";
 
 fn main() -> ExitCode {
     let mut path: Option<PathBuf> = None;
