@@ -352,7 +352,7 @@ impl Snapshot<'_> {
                 let st = &u.state;
                 let _ = write!(
                     o,
-                    "{{\"url\":\"{}\",\"online\":{},\"active_connections\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"weight\":{},\"priority\":{},\"requests\":{},\"failures\":{}}}",
+                    "{{\"url\":\"{}\",\"online\":{},\"active_connections\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"weight\":{},\"priority\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\"}}",
                     json(&u.display()),
                     st.is_online(),
                     st.active(),
@@ -361,7 +361,8 @@ impl Snapshot<'_> {
                     u.weight,
                     u.priority,
                     st.requests(),
-                    st.failures()
+                    st.failures(),
+                    json(&st.last_failure())
                 );
             }
             o.push_str("]}");

@@ -244,3 +244,24 @@ fn active_counts_return_to_zero_after_timeouts_errors_and_aborts() {
             && ferry.metric("ferry_active_connections") == Some(0.0)
     });
 }
+
+#[test]
+fn status_says_why_an_upstream_is_offline_and_readyz_follows_the_pool() {
+    let a = Fake::proxy("only", None);
+    a.set_down(true);
+    let ferry = Ferry::start(&format!("{ADMIN}upstream:\n  - url: {}\n", a.url()));
+    assert_eq!(ferry.admin_get("GET", "/readyz", "").status, 200);
+    let r = ferry
+        .client()
+        .roundtrip(b"GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(r.status, 502);
+    let status = ferry.admin_get("GET", "/status", "").text();
+    assert!(
+        status.contains(
+            "\"last_failure\":\"the upstream proxy closed the connection without responding\""
+        ),
+        "{status}"
+    );
+    let r = ferry.admin_get("GET", "/readyz", "");
+    assert_eq!((r.status, r.text().as_str()), (503, "{\"ready\":false}"));
+}

@@ -233,3 +233,29 @@ fn a_keep_alive_client_gets_the_new_config_at_its_next_request() {
     assert!(ferry.reload(&format!("upstream:\n  - url: {}\n", b.url())));
     assert_eq!(tag(&mut c), "b");
 }
+
+#[test]
+fn a_new_admin_address_is_bound_and_the_old_one_closed() {
+    let ferry = Ferry::start(ADMIN);
+    let old = ferry.admin();
+    assert!(ferry.reload("admin_listen: \"127.0.0.2:0\"\n"));
+    let line = ferry
+        .log_text()
+        .lines()
+        .find_map(|l| {
+            l.split("admin listening on 127.0.0.2:")
+                .nth(1)
+                .map(String::from)
+        })
+        .unwrap();
+    let new: std::net::SocketAddr = format!("127.0.0.2:{}", line.trim()).parse().unwrap();
+    let mut w = Wire::connect(new);
+    assert_eq!(
+        w.roundtrip(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            .status,
+        200
+    );
+    common::wait_until("the old admin listener to close", || {
+        std::net::TcpStream::connect(old).is_err()
+    });
+}

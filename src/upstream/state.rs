@@ -4,7 +4,7 @@
 //! 64-bit atomics); no lock. The same `Arc` is carried across reloads by URL.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Marks "no latency sample yet".
 const NO_SAMPLE: u32 = u32::MAX;
@@ -25,6 +25,9 @@ pub struct UpstreamState {
     active: AtomicU32,
     requests: Box<[Padded]>,
     failures: Box<[Padded]>,
+    /// Why the last failure happened, for `/status`. Written only when something fails,
+    /// never on a request's success path.
+    last_failure: Mutex<String>,
 }
 
 impl UpstreamState {
@@ -45,6 +48,7 @@ impl UpstreamState {
             active: AtomicU32::new(0),
             requests: counters(workers),
             failures: counters(workers),
+            last_failure: Mutex::new(String::new()),
         })
     }
 
@@ -83,6 +87,14 @@ impl UpstreamState {
             .iter()
             .map(|c| c.0.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The reason of the last failure (empty before any).
+    pub fn last_failure(&self) -> String {
+        self.last_failure
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Counts one use and holds an active connection until the guard drops.
@@ -147,6 +159,10 @@ impl UpstreamState {
 
     /// One more failure in a row; the `fall`-th takes the upstream offline (true then).
     fn count_failure(&self, fall: u32, what: &str, why: &str) -> bool {
+        if let Ok(mut last) = self.last_failure.lock() {
+            last.clear();
+            last.push_str(why);
+        }
         self.consecutive_successes.store(0, Ordering::Relaxed);
         let n = self
             .consecutive_failures
