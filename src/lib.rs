@@ -13,6 +13,7 @@
 //! Around it: [`config`] (schema and validation), [`control`] (signals), [`buffer`] (the pooled
 //! I/O buffers) and [`server`] (start-up and join).
 
+pub mod access;
 pub mod buffer;
 pub mod config;
 pub mod conn;

@@ -34,8 +34,16 @@ pub fn run(config: Config) -> Result<(), String> {
     let resolver = Resolver::start(RESOLVERS, delivers)
         .map_err(|e| format!("cannot start resolver threads: {e}"))?;
     let shared = Arc::new(Shared::new(n));
+    shared
+        .listen_port
+        .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
     let admin = crate::control::start(config.clone(), outboxes, shared.clone())
         .map_err(|e| e.to_string())?;
+    if let Some(a) = admin {
+        shared
+            .admin_port
+            .store(a.port(), std::sync::atomic::Ordering::Relaxed);
+    }
 
     let mut handles = Vec::with_capacity(n);
     for (id, (worker, listener)) in workers.into_iter().zip(listeners).enumerate() {

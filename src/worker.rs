@@ -49,6 +49,9 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Counters, one set per worker.
     pub stats: crate::metrics::Stats,
+    /// The ports ferry listens on now (0 = none), to refuse requests aimed at itself.
+    pub listen_port: std::sync::atomic::AtomicU16,
+    pub admin_port: std::sync::atomic::AtomicU16,
 }
 
 impl Shared {
@@ -58,6 +61,8 @@ impl Shared {
             panics: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             stats: crate::metrics::Stats::new(workers),
+            listen_port: std::sync::atomic::AtomicU16::new(0),
+            admin_port: std::sync::atomic::AtomicU16::new(0),
         }
     }
 }
@@ -298,6 +303,12 @@ impl Loop {
     }
 
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        if !self.ctx.config.access.allows(peer.ip()) {
+            // Refused before anything else happens; best effort, the socket is fresh.
+            log::debug!("{peer}: not in access.allow");
+            let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 33\r\nConnection: close\r\n\r\nthis client may not use the proxy\n");
+            return;
+        }
         let max = self.ctx.config.limits.max_connections;
         let active = self.ctx.shared.active.fetch_add(1, Ordering::Relaxed);
         if max > 0 && active >= max {

@@ -67,6 +67,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    pub access: Access,
     pub reload_interval_secs: u64,
     pub access_log: bool,
     pub limits: Limits,
@@ -78,6 +79,39 @@ pub struct Config {
     /// Worker threads (already resolved from 0 = one per core).
     pub workers: usize,
     pub log_level: LogLevel,
+}
+
+/// The default `access.allow`: loopback and the private ranges.
+pub const DEFAULT_ALLOW: &[&str] = &[
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+/// Who may use the proxy.
+#[derive(Debug)]
+pub struct Access {
+    /// Client networks allowed.
+    pub allow: Vec<(std::net::IpAddr, u8)>,
+    /// The `Proxy-Authorization` values accepted (`Basic …`), one per user; empty = no
+    /// authentication.
+    pub credentials: Vec<String>,
+    /// CONNECT target ports allowed; `None` = any.
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+impl Access {
+    /// True when a client at `ip` may connect.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allow
+            .iter()
+            .any(|&(net, len)| crate::route::rules::in_cidr(ip, net, len))
+    }
 }
 
 /// Active health probing of a pool's upstreams.
@@ -255,6 +289,36 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
             "must be non-empty printable ASCII without spaces".into(),
         );
     }
+    let mut allow = Vec::new();
+    let allow_raw: Vec<String> = match &raw.access.allow {
+        Some(list) => list.clone(),
+        None => DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
+    };
+    for (i, c) in allow_raw.iter().enumerate() {
+        match crate::route::rules::parse_cidr(c) {
+            Ok(net) => allow.push(net),
+            Err(m) => err(&format!("access.allow[{i}]"), m),
+        }
+    }
+    let mut credentials = Vec::new();
+    for (i, u) in raw.access.users.iter().enumerate() {
+        if u.username.is_empty() || u.username.contains(':') {
+            err(
+                &format!("access.users[{i}].username"),
+                "must be non-empty and without ':'".into(),
+            );
+        } else {
+            credentials.push(format!(
+                "Basic {}",
+                base64(format!("{}:{}", u.username, u.password).as_bytes())
+            ));
+        }
+    }
+    if let Some(ports) = &raw.access.connect_ports {
+        if ports.contains(&0) {
+            err("access.connect_ports", "0 is not a port".into());
+        }
+    }
     if raw.workers > 256 {
         err("workers", format!("{} is more than 256", raw.workers));
     }
@@ -387,6 +451,11 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigError
         listen: listen.expect("checked above"),
         admin_listen,
         admin_token: raw.admin.token,
+        access: Access {
+            allow,
+            credentials,
+            connect_ports: raw.access.connect_ports,
+        },
         reload_interval_secs: raw.reload_interval_secs,
         access_log: raw.access_log,
         limits: Limits {

@@ -45,6 +45,30 @@ pub struct RawConfig {
     /// ferry: admin server settings.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// ferry: who may use the proxy, and for what.
+    #[serde(default)]
+    pub access: RawAccess,
+}
+
+/// Client access control.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    /// Client CIDRs allowed; unset = loopback and private ranges.
+    pub allow: Option<Vec<String>>,
+    /// When set, clients must authenticate with `Proxy-Authorization: Basic`.
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    /// CONNECT target ports allowed; unset = any.
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+/// One client account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub username: String,
+    pub password: String,
 }
 
 /// Admin server settings.

@@ -168,10 +168,13 @@ impl Control {
             if let Some(mut old) = self.admin.take() {
                 old.shutdown(self.poll.registry());
             }
-            if let Some(a) = &new_admin {
-                if let Ok(addr) = a.local_addr() {
-                    log::info!("admin listening on {addr}");
-                }
+            let port = new_admin
+                .as_ref()
+                .and_then(|a| a.local_addr().ok())
+                .map_or(0, |a| a.port());
+            self.shared.admin_port.store(port, Ordering::Relaxed);
+            if let Some(Ok(addr)) = new_admin.as_ref().map(|a| a.local_addr()) {
+                log::info!("admin listening on {addr}");
             }
             self.admin = new_admin;
         }

@@ -110,6 +110,7 @@ impl Reloader {
             match crate::listener::bind(new.listen, outboxes.len()) {
                 Ok(listeners) => {
                     let bound = listeners[0].local_addr().map_or(new.listen, |a| a);
+                    shared.listen_port.store(bound.port(), Ordering::Relaxed);
                     for (o, l) in outboxes.iter().zip(listeners) {
                         o.send(Inbox::Listener(l));
                     }

@@ -19,6 +19,8 @@ pub struct Refusal {
     pub why: Cow<'static, str>,
     /// Add `Retry-After` (the pool is down, not the request wrong).
     pub retry_after: bool,
+    /// Add `Proxy-Authenticate: Basic realm="ferry"` (a 407).
+    pub proxy_authenticate: bool,
 }
 
 impl Refusal {
@@ -27,6 +29,7 @@ impl Refusal {
             status,
             why: why.into(),
             retry_after: false,
+            proxy_authenticate: false,
         }
     }
 
@@ -36,6 +39,7 @@ impl Refusal {
             status: 502,
             why: format!("no upstream proxy of pool {pool} is online").into(),
             retry_after: true,
+            proxy_authenticate: false,
         }
     }
 }
@@ -79,6 +83,9 @@ pub fn write(out: &mut Buf, r: &Refusal) {
     );
     if r.retry_after {
         let _ = write!(out, "Retry-After: {RETRY_AFTER_SECS}\r\n");
+    }
+    if r.proxy_authenticate {
+        out.push(b"Proxy-Authenticate: Basic realm=\"ferry\"\r\n");
     }
     let _ = write!(
         out,

@@ -103,7 +103,8 @@ impl RuleSet {
     }
 }
 
-fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+/// Parses `a.b.c.d/n` or `v6::/n`.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (ip, len) = s
         .trim()
         .split_once('/')

@@ -511,9 +511,14 @@ impl Session {
             return Err(Fail::Abort);
         };
         let (_, _, target) = ex.server_target(&self.config);
+        let direct = matches!(ex.route, Route::Direct);
         while next < addrs.len() {
             let addr = addrs[next];
             next += 1;
+            if direct && crate::access::is_self(addr, &self.config, &ctx.shared) {
+                // A name that resolves to ferry itself: no loops, no admin API by the back door.
+                return Err(Fail::Refuse(crate::access::refuse_self()));
+            }
             match TcpStream::connect(addr) {
                 Ok(stream) => {
                     if let Err(e) = self.attach_server(stream, target.clone(), false, false, ctx) {

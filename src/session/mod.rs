@@ -387,7 +387,8 @@ impl Session {
                 }
                 Err(e) => return Err(Fail::Refuse(e.into())),
                 Ok(Some(req)) => {
-                    let started = Exchange::start(&req, self.peer, &self.config, ctx);
+                    let started = crate::access::check_request(&self.config, &ctx.shared, &req)
+                        .and_then(|()| Exchange::start(&req, self.peer, &self.config, ctx));
                     let len = req.len;
                     cin.consume(len);
                     self.scanned = 0;

@@ -1,0 +1,78 @@
+//! Admission: who may use the proxy and for what, checked before anything else happens. The
+//! client's address against `access.allow` (at accept), its `Proxy-Authorization` against
+//! `access.users` (compared in constant time, against every account), CONNECT ports against
+//! `access.connect_ports`, and targets that are ferry itself (its listener or admin server)
+//! refused, so it cannot loop or be used to reach its own admin API.
+
+use crate::config::Config;
+use crate::control::constant_time_eq;
+use crate::http::reply::Refusal;
+use crate::http::request::{MethodKind, RequestHead};
+use crate::worker::Shared;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// Checks a parsed request against `access.users` and `access.connect_ports`, and an IP
+/// literal target against ferry's own addresses.
+pub fn check_request(
+    config: &Config,
+    shared: &Shared,
+    req: &RequestHead<'_, '_>,
+) -> Result<(), Refusal> {
+    let creds = &config.access.credentials;
+    if !creds.is_empty() {
+        let given = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+            .map(|h| crate::http::trim(h.value));
+        // Every account is compared, so timing does not tell which one was close.
+        let mut ok = false;
+        if let Some(given) = given {
+            for c in creds {
+                ok |= constant_time_eq(given, c.as_bytes());
+            }
+        }
+        if !ok {
+            let mut r = Refusal::new(407, "proxy authentication required");
+            r.proxy_authenticate = true;
+            return Err(r);
+        }
+    }
+    if req.kind == MethodKind::Connect {
+        if let Some(ports) = &config.access.connect_ports {
+            if !ports.contains(&req.target.port) {
+                return Err(Refusal::new(403, "CONNECT to this port is not allowed"));
+            }
+        }
+    }
+    if let Ok(ip) = req.target.host.parse::<IpAddr>() {
+        if is_self(SocketAddr::new(ip, req.target.port), config, shared) {
+            return Err(refuse_self());
+        }
+    }
+    Ok(())
+}
+
+/// The refusal for a request whose target is ferry itself.
+pub fn refuse_self() -> Refusal {
+    Refusal::new(403, "the target is this proxy")
+}
+
+/// True when `addr` is ferry's own listener or admin server (as bound now).
+pub fn is_self(addr: SocketAddr, config: &Config, shared: &Shared) -> bool {
+    let matches = |ip: IpAddr, port: u16| {
+        port != 0
+            && addr.port() == port
+            && (addr.ip() == ip
+                || addr.ip().is_unspecified()
+                || (ip.is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+                || (ip.is_loopback() && addr.ip().is_loopback()))
+    };
+    matches(
+        config.listen.ip(),
+        shared.listen_port.load(Ordering::Relaxed),
+    ) || config
+        .admin_listen
+        .is_some_and(|a| matches(a.ip(), shared.admin_port.load(Ordering::Relaxed)))
+}

@@ -1,0 +1,130 @@
+//! Black-box tests of access control: client networks, client credentials, CONNECT ports,
+//! requests aimed at ferry itself, and secrets kept out of logs, status and metrics.
+
+mod common;
+
+use common::wire::get;
+use common::{banner_server, pattern, Fake, Ferry, Wire};
+use std::net::SocketAddr;
+
+/// A client connection from `from` (another loopback address) to `to`.
+fn connect_from(from: &str, to: SocketAddr) -> Wire {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    Wire::from_stream(s)
+}
+
+#[test]
+fn a_client_outside_allow_gets_403_and_is_closed() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("access:\n  allow: [\"127.0.0.1/32\"]\n");
+    let mut outsider = connect_from("127.0.0.2", ferry.addr);
+    let r = outsider.response();
+    assert_eq!(r.status, 403);
+    assert!(outsider.closed());
+    let mut insider = connect_from("127.0.0.1", ferry.addr);
+    assert_eq!(
+        insider.roundtrip(&get(origin.addr, "/size/3")).body,
+        pattern(3)
+    );
+    assert!(origin.heads().len() == 1);
+}
+
+#[test]
+fn users_need_valid_credentials() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("access:\n  users:\n    - {username: alice, password: \"s3cr:et\"}\n    - {username: bob, password: pw}\n");
+    let r = ferry.client().roundtrip(&get(origin.addr, "/size/1"));
+    assert_eq!(
+        (r.status, r.header("proxy-authenticate")),
+        (407, Some("Basic realm=\"ferry\""))
+    );
+    let a = origin.addr;
+    // bob:wrong, then alice:s3cr:et (YWxpY2U6czNjcjpldA==)
+    let r = ferry.client().roundtrip(format!("GET http://{a}/size/1 HTTP/1.1\r\nHost: {a}\r\nProxy-Authorization: Basic Ym9iOndyb25n\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 407);
+    let r = ferry.client().roundtrip(format!("GET http://{a}/headers HTTP/1.1\r\nHost: {a}\r\nProxy-Authorization: Basic YWxpY2U6czNjcjpldA==\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().contains("YWxpY2U6"),
+        "the client's credentials reached the origin"
+    );
+    let mut t = ferry.client();
+    t.send(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n");
+    assert_eq!(t.response().status, 407);
+}
+
+#[test]
+fn connect_ports_limit_tunnels() {
+    let banner = banner_server(b"hi\n");
+    let ferry = Ferry::start(&format!(
+        "access:\n  connect_ports: [443, {}]\n",
+        banner.port() + 1
+    ));
+    let mut t = ferry.client();
+    t.send(format!("CONNECT {banner} HTTP/1.1\r\n\r\n").as_bytes());
+    let r = t.response();
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("port is not allowed"));
+}
+
+#[test]
+fn requests_aimed_at_ferry_itself_are_refused() {
+    let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");
+    let admin = ferry.admin();
+    let mut t = ferry.client();
+    t.send(format!("CONNECT {admin} HTTP/1.1\r\n\r\n").as_bytes());
+    assert_eq!(t.response().status, 403);
+    let me = ferry.addr;
+    assert_eq!(ferry.client().roundtrip(&get(me, "/")).status, 403);
+    // by name, found out after resolution
+    let r = ferry.client().roundtrip(
+        format!(
+            "GET http://localhost:{}/status HTTP/1.1\r\nHost: x\r\n\r\n",
+            admin.port()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("the target is this proxy"));
+}
+
+#[test]
+fn passwords_never_appear_in_logs_status_metrics_or_error_pages() {
+    let up = Fake::proxy("up", Some("Basic dTpodW50ZXIy"));
+    let ferry = Ferry::start(&format!(
+        "admin_listen: \"127.0.0.1:0\"\naccess_log: true\naccess:\n  users: [{{username: c, password: cl13ntpw}}]\nupstream:\n  - {{url: {}, username: u, password: hunter2}}\n",
+        up.url()
+    ));
+    // Y2w6Y2wxM250cHc= is c:cl13ntpw
+    let auth = "Proxy-Authorization: Basic YzpjbDEzbnRwdw==\r\n";
+    let r = ferry.client().roundtrip(
+        format!("GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n{auth}\r\n").as_bytes(),
+    );
+    assert_eq!(r.served_by(), Some("up"));
+    up.set_down(true);
+    let r = ferry.client().roundtrip(
+        format!("GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n{auth}\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 502);
+    let everything = [
+        r.text(),
+        ferry.admin_get("GET", "/status", "").text(),
+        ferry.admin_get("GET", "/metrics", "").text(),
+        ferry.log_text(),
+    ]
+    .join("\n");
+    common::wait_until("the access log", || {
+        ferry.log_text().contains("via=http://u:***@")
+    });
+    for secret in ["hunter2", "dTpodW50ZXIy", "cl13ntpw", "YzpjbDEzbnRwdw"] {
+        assert!(
+            !everything.contains(secret) && !ferry.log_text().contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
