@@ -37,6 +37,7 @@ pub fn run(config: Config) -> Result<(), String> {
     shared
         .listen_port
         .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
+    shared.set_latest_config(config.clone());
     let admin = crate::control::start(config.clone(), outboxes, shared.clone())
         .map_err(|e| e.to_string())?;
     if let Some(a) = admin {

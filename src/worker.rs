@@ -12,8 +12,11 @@ use crate::upstream::IdlePool;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +55,8 @@ pub struct Shared {
     /// The ports ferry listens on now (0 = none), to refuse requests aimed at itself.
     pub listen_port: std::sync::atomic::AtomicU16,
     pub admin_port: std::sync::atomic::AtomicU16,
+    /// The config in force, for a worker that restarts after a crash (read only then).
+    latest: std::sync::Mutex<Option<Arc<Config>>>,
 }
 
 impl Shared {
@@ -63,7 +68,24 @@ impl Shared {
             stats: crate::metrics::Stats::new(workers),
             listen_port: std::sync::atomic::AtomicU16::new(0),
             admin_port: std::sync::atomic::AtomicU16::new(0),
+            latest: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records the config in force (start-up and every reload).
+    pub fn set_latest_config(&self, c: Arc<Config>) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = Some(c);
+        }
+    }
+
+    /// The config in force.
+    pub fn latest_config(&self) -> Arc<Config> {
+        self.latest
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .expect("the config is recorded at start-up")
     }
 }
 
@@ -88,6 +110,43 @@ impl Deliver for Outbox {
     }
 }
 
+/// Connects a worker may have in progress at once, and one client of them: a flood of
+/// CONNECTs to targets that never answer is held to this (each for at most
+/// `connect_timeout_secs`) and refused with 503 beyond it, without shutting other clients out.
+const MAX_PENDING_CONNECTS: usize = 256;
+const MAX_PENDING_CONNECTS_PER_CLIENT: usize = MAX_PENDING_CONNECTS / 4;
+
+/// The connects in progress of one worker, in all and by client address.
+#[derive(Default)]
+pub struct PendingConnects {
+    total: usize,
+    by_client: HashMap<std::net::IpAddr, usize>,
+}
+
+impl PendingConnects {
+    /// Takes a slot for `client`; false when the worker or the client is at its bound.
+    pub fn take(&mut self, client: std::net::IpAddr) -> bool {
+        let mine = self.by_client.entry(client).or_insert(0);
+        if self.total >= MAX_PENDING_CONNECTS || *mine >= MAX_PENDING_CONNECTS_PER_CLIENT {
+            return false;
+        }
+        *mine += 1;
+        self.total += 1;
+        true
+    }
+
+    /// Gives a slot back.
+    pub fn release(&mut self, client: std::net::IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_client.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_client.remove(&client);
+            }
+        }
+    }
+}
+
 /// What sessions use of their worker.
 pub struct Ctx {
     pub registry: Registry,
@@ -104,6 +163,11 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub draining: bool,
     pub shared: Arc<Shared>,
+    /// Connects in progress in this worker (held by each `Connecting` stage).
+    pub connecting: Rc<RefCell<PendingConnects>>,
+    /// test-hooks: the loop panics at the end of this turn.
+    #[cfg(feature = "test-hooks")]
+    pub crash: bool,
 }
 
 impl Ctx {
@@ -137,10 +201,13 @@ impl Worker {
     }
 
     /// Runs the event loop until drained or stopped.
+    /// Runs the event loop until drained. If the loop itself panics (a session's panic is
+    /// caught closer to it), its connections are dropped and it starts again with the same
+    /// poll and inbox, the latest config and a listener rebound on the same port.
     pub fn run(
         self,
         id: usize,
-        mut listener: TcpListener,
+        listener: TcpListener,
         config: Arc<Config>,
         resolver: Resolver,
         shared: Arc<Shared>,
@@ -148,99 +215,153 @@ impl Worker {
         let Worker {
             mut poll, inbox, ..
         } = self;
-        let registry = match poll.registry().try_clone() {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("worker {id}: {e}");
-                return;
-            }
-        };
-        if let Err(e) = registry.register(&mut listener, LISTENER, Interest::READABLE) {
-            log::error!("worker {id}: cannot watch the listener: {e}");
-            return;
-        }
-        let mut w = Loop {
-            listener: Some(listener),
-            sessions: Vec::new(),
-            free: Vec::new(),
-            again: Vec::new(),
-            generation: 0,
-            accept_paused_until: None,
-            next_sweep: Instant::now() + SWEEP,
-            drain_deadline: None,
-            ctx: Ctx {
-                registry,
-                bufs: BufPool::new(POOLED_BUFFERS),
-                pipes: PipePool::new(MAX_PIPES),
-                idle: IdlePool::default(),
-                dns: DnsCache::default(),
-                resolver,
-                worker: id,
-                now: Instant::now(),
-                select: crate::upstream::select::Selector::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
-                config,
-                draining: false,
-                shared,
-            },
-        };
-        let mut events = Events::with_capacity(256);
+        let mut listener = Some(listener);
+        let mut config = config;
         loop {
-            let timeout = w.poll_timeout();
-            if let Err(e) = poll.poll(&mut events, timeout) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    log::error!("worker {id}: poll failed: {e}");
-                    break;
-                }
-            }
-            w.ctx.now = Instant::now();
-            // The inbox first, whatever woke us: a config or listener sent before this turn's
-            // events must apply to them (the waker's event may come after a client's).
-            while let Ok(m) = inbox.try_recv() {
-                match m {
-                    Inbox::Answer(a) => w.answer(a),
-                    Inbox::Config(c) => w.new_config(c),
-                    Inbox::Listener(l) => w.new_listener(l),
-                    Inbox::Drain => w.start_drain(),
-                }
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => w.accept_all(),
-                    WAKER => {}
-                    Token(t) => {
-                        let (slot, side) = session::side_of(t);
-                        // Errors and hang-ups are made readable and writable so that the next
-                        // I/O call reports them.
-                        let hup = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
-                        let rd = session::Readiness {
-                            readable: ev.is_readable() || hup,
-                            writable: ev.is_writable() || hup,
-                            read_closed: ev.is_read_closed() || ev.is_error(),
-                        };
-                        w.with_session(slot, |s, ctx| s.ready(side, rd, ctx));
+            let l = match listener.take() {
+                Some(l) => l,
+                None => {
+                    let port = shared.listen_port.load(Ordering::Relaxed);
+                    let addr = std::net::SocketAddr::new(config.listen.ip(), port);
+                    match crate::listener::bind(addr, 1) {
+                        Ok(mut ls) => ls.remove(0),
+                        Err(e) => {
+                            log::error!("worker {id}: cannot listen again after a crash: {e}");
+                            return;
+                        }
                     }
                 }
+            };
+            let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                run_loop(id, &mut poll, &inbox, l, c, r, sh)
+            }));
+            match outcome {
+                Ok(()) => return,
+                Err(_) => {
+                    shared.panics.fetch_add(1, Ordering::Relaxed);
+                    if shared.draining.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    log::error!("worker {id} crashed; restarting it (its connections were closed)");
+                    config = shared.latest_config();
+                }
             }
-            w.run_again();
-            if w.accept_paused_until.is_some_and(|t| w.ctx.now >= t) {
-                w.accept_paused_until = None;
-                w.accept_all();
-            }
-            if w.ctx.now >= w.next_sweep {
-                w.sweep();
-            }
-            if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d))
-            {
+        }
+    }
+}
+
+/// One life of a worker's event loop.
+fn run_loop(
+    id: usize,
+    poll: &mut Poll,
+    inbox: &Receiver<Inbox>,
+    mut listener: TcpListener,
+    config: Arc<Config>,
+    resolver: Resolver,
+    shared: Arc<Shared>,
+) {
+    let registry = match poll.registry().try_clone() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("worker {id}: {e}");
+            return;
+        }
+    };
+    if let Err(e) = registry.register(&mut listener, LISTENER, Interest::READABLE) {
+        log::error!("worker {id}: cannot watch the listener: {e}");
+        return;
+    }
+    let mut w = Loop {
+        listener: Some(listener),
+        sessions: Vec::new(),
+        free: Vec::new(),
+        again: Vec::new(),
+        generation: 0,
+        accept_paused_until: None,
+        next_sweep: Instant::now() + SWEEP,
+        drain_deadline: None,
+        ctx: Ctx {
+            registry,
+            bufs: BufPool::new(POOLED_BUFFERS),
+            pipes: PipePool::new(MAX_PIPES),
+            idle: IdlePool::default(),
+            dns: DnsCache::default(),
+            resolver,
+            worker: id,
+            now: Instant::now(),
+            select: crate::upstream::select::Selector::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
+            config,
+            draining: shared.draining.load(Ordering::Relaxed),
+            connecting: Rc::new(RefCell::new(PendingConnects::default())),
+            #[cfg(feature = "test-hooks")]
+            crash: false,
+            shared,
+        },
+    };
+    if w.ctx.draining {
+        return;
+    }
+    let mut events = Events::with_capacity(256);
+    loop {
+        let timeout = w.poll_timeout();
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::error!("worker {id}: poll failed: {e}");
                 break;
             }
         }
-        let n = w.live();
-        if n > 0 {
-            log::info!("worker {id}: closing {n} connections at shutdown");
+        w.ctx.now = Instant::now();
+        // The inbox first, whatever woke us: a config or listener sent before this turn's
+        // events must apply to them (the waker's event may come after a client's).
+        while let Ok(m) = inbox.try_recv() {
+            match m {
+                Inbox::Answer(a) => w.answer(a),
+                Inbox::Config(c) => w.new_config(c),
+                Inbox::Listener(l) => w.new_listener(l),
+                Inbox::Drain => w.start_drain(),
+            }
         }
-        for i in 0..w.sessions.len() {
-            w.close(i);
+        for ev in events.iter() {
+            match ev.token() {
+                LISTENER => w.accept_all(),
+                WAKER => {}
+                Token(t) => {
+                    let (slot, side) = session::side_of(t);
+                    // Errors and hang-ups are made readable and writable so that the next
+                    // I/O call reports them.
+                    let hup = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+                    let rd = session::Readiness {
+                        readable: ev.is_readable() || hup,
+                        writable: ev.is_writable() || hup,
+                        read_closed: ev.is_read_closed() || ev.is_error(),
+                    };
+                    w.with_session(slot, |s, ctx| s.ready(side, rd, ctx));
+                }
+            }
         }
+        w.run_again();
+        #[cfg(feature = "test-hooks")]
+        if w.ctx.crash {
+            panic!("test-hooks: a worker crash on request");
+        }
+        if w.accept_paused_until.is_some_and(|t| w.ctx.now >= t) {
+            w.accept_paused_until = None;
+            w.accept_all();
+        }
+        if w.ctx.now >= w.next_sweep {
+            w.sweep();
+        }
+        if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d)) {
+            break;
+        }
+    }
+    let n = w.live();
+    if n > 0 {
+        log::info!("worker {id}: closing {n} connections at shutdown");
+    }
+    for i in 0..w.sessions.len() {
+        w.close(i);
     }
 }
 

@@ -178,6 +178,7 @@ impl Control {
             }
             self.admin = new_admin;
         }
+        self.shared.set_latest_config(config.clone());
         self.prober.shutdown(self.poll.registry());
         self.prober = probe::Prober::new(config.clone(), self.shared.clone(), now);
         self.config = config;

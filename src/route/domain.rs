@@ -58,7 +58,11 @@ pub fn parse_expr(expr: &str) -> Result<(bool, String), &'static str> {
         (false, expr)
     };
     let name = normalize(name);
+    // Every label non-empty and at most 63 bytes (found by fuzzing: `a.example..` was taken,
+    // and could never match, because only one trailing dot is ignored).
+    let labels_ok = name.split('.').all(|l| !l.is_empty() && l.len() <= 63);
     if name.is_empty()
+        || !labels_ok
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
@@ -108,6 +112,11 @@ mod tests {
     #[test]
     fn rejects_junk() {
         assert!(DomainSet::default().add("domain:").is_err());
+        assert!(DomainSet::default().add("domain:a.example..").is_err());
+        assert!(DomainSet::default().add("a..example").is_err());
+        assert!(DomainSet::default()
+            .add(&format!("{}.example", "x".repeat(64)))
+            .is_err());
         assert!(DomainSet::default().add("a b").is_err());
     }
 }

@@ -44,8 +44,37 @@ pub enum Route {
 
 enum Stage {
     Resolving,
-    Connecting { addrs: Vec<SocketAddr>, next: usize },
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        next: usize,
+        _pending: PendingConnect,
+    },
     Connected,
+}
+
+/// Counts one connect in progress in its worker (and for its client) while it lives.
+struct PendingConnect {
+    table: std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
+    client: IpAddr,
+}
+
+impl PendingConnect {
+    /// Takes a slot for `client`, if the worker and the client are under their bounds.
+    fn try_new(
+        table: &std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
+        client: IpAddr,
+    ) -> Option<PendingConnect> {
+        table.borrow_mut().take(client).then(|| PendingConnect {
+            table: table.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for PendingConnect {
+    fn drop(&mut self) {
+        self.table.borrow_mut().release(self.client);
+    }
 }
 
 enum Resp {
@@ -512,6 +541,14 @@ impl Session {
         };
         let (_, _, target) = ex.server_target(&self.config);
         let direct = matches!(ex.route, Route::Direct);
+        // Taken before connecting: moved into the stage when a connect starts, given back
+        // (dropped) when none does.
+        let Some(pending) = PendingConnect::try_new(&ctx.connecting, self.peer.ip()) else {
+            return Err(Fail::Refuse(Refusal::new(
+                503,
+                "too many connections being opened",
+            )));
+        };
         while next < addrs.len() {
             let addr = addrs[next];
             next += 1;
@@ -526,7 +563,11 @@ impl Session {
                         continue;
                     }
                     if let Phase::Exchange(ex) = &mut self.phase {
-                        ex.stage = Stage::Connecting { addrs, next };
+                        ex.stage = Stage::Connecting {
+                            addrs,
+                            next,
+                            _pending: pending,
+                        };
                     }
                     self.deadline = ctx.now + self.config.limits.connect_timeout;
                     return Ok(());
@@ -577,7 +618,7 @@ impl Session {
             let Phase::Exchange(ex) = &mut self.phase else {
                 return Err(Fail::Abort);
             };
-            let Stage::Connecting { addrs, next } =
+            let Stage::Connecting { addrs, next, .. } =
                 std::mem::replace(&mut ex.stage, Stage::Resolving)
             else {
                 return Err(Fail::Abort);
@@ -1001,7 +1042,7 @@ impl Session {
                 504,
                 "resolving the target host timed out",
             ))),
-            Stage::Connecting { addrs, next } => {
+            Stage::Connecting { addrs, next, .. } => {
                 self.drop_server(ctx);
                 if next < addrs.len() {
                     self.connect_to(addrs, next, ctx)?;

@@ -387,6 +387,14 @@ impl Session {
                 }
                 Err(e) => return Err(Fail::Refuse(e.into())),
                 Ok(Some(req)) => {
+                    #[cfg(feature = "test-hooks")]
+                    if req.target.host == "panic.ferry.test" {
+                        panic!("test-hooks: a panic on request");
+                    }
+                    #[cfg(feature = "test-hooks")]
+                    if req.target.host == "crash.ferry.test" {
+                        ctx.crash = true;
+                    }
                     let started = crate::access::check_request(&self.config, &ctx.shared, &req)
                         .and_then(|()| Exchange::start(&req, self.peer, &self.config, ctx));
                     let len = req.len;

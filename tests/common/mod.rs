@@ -66,6 +66,15 @@ impl Ferry {
 
     /// Starts ferry with `workers` worker threads.
     pub fn start_with(workers: usize, yaml: &str) -> Ferry {
+        Ferry::spawn(workers, yaml, None)
+    }
+
+    /// Starts ferry with its open-files limit (soft and hard) set to `nofile`.
+    pub fn start_with_fd_limit(yaml: &str, nofile: u32) -> Ferry {
+        Ferry::spawn(2, yaml, Some(nofile))
+    }
+
+    fn spawn(workers: usize, yaml: &str, nofile: Option<u32>) -> Ferry {
         let dir = scratch_dir();
         let path = dir.join("ferry.yaml");
         std::fs::write(
@@ -73,7 +82,17 @@ impl Ferry {
             format!("listen: \"127.0.0.1:0\"\nworkers: {workers}\n{yaml}"),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let mut cmd = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_ferry")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_ferry"));
+                c
+            }
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&path)
             .env("FERRY_LOG", "debug")
@@ -184,6 +203,17 @@ impl Ferry {
             eprintln!("reload refused; ferry's log:\n{}", self.log_text());
         }
         ok
+    }
+
+    /// The ferry process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
     }
 
     /// All log lines so far, joined.
@@ -438,6 +468,11 @@ fn respond(w: &mut Wire, req: &wire::Request, path: &str, tag: &str) -> bool {
             format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\nTransfer-Encoding: chunked\r\n\r\n11;ext=1\r\nhello 0\r\n\r\n world\r\n5\r\n0\r\n\r\n\r\n3\r\nend\r\n0\r\nX-Trailer: t\r\n\r\n").as_bytes(),
         );
         return !close;
+    } else if path == "/malformed" {
+        let _ = w
+            .stream
+            .write_all(b"HTTP/1.1 200 OK\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n");
+        return false;
     } else if path == "/close" {
         let _ = w.stream.write_all(
             format!("HTTP/1.1 200 OK\r\nX-Served-By: {tag}\r\n\r\nuntil close").as_bytes(),
