@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Measures ferry's memory on loopback: RSS idle, with N idle keep-alive client connections,
-and with N idle CONNECT tunnels. Prints a markdown table.
+"""Measures a proxy's memory on loopback: RSS idle, with N idle keep-alive client connections,
+and with N idle CONNECT tunnels (RSS summed over the proxy's process tree). Prints a markdown
+table.
 
 Usage: benches/memory.py [--ferry target/release/ferry] [--n 1000] [--workers 2]
-Everything listens on 127.0.0.1; the script stops what it started.
+       benches/memory.py --attach PID HOST:PORT [--n 1000] [--label NAME]
+The first form starts ferry (twice: once per kind of connection); the second measures a proxy
+that is already running (no restart between the kinds). Everything listens on 127.0.0.1; the
+script stops what it started.
 """
 import argparse
 import asyncio
@@ -16,12 +20,37 @@ import tempfile
 import time
 
 
+def tree(pid):
+    """pid and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """VmRSS summed over the process tree of pid."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 async def origin(reader, writer):
@@ -63,10 +92,13 @@ def start_ferry(binary, workers):
     raise RuntimeError("ferry did not start")
 
 
-async def measure(binary, n, workers, kind):
+async def measure(binary, n, workers, kind, attach=None):
     srv = await asyncio.start_server(origin if kind == "keepalive" else echo, "127.0.0.1", 0)
     oport = srv.sockets[0].getsockname()[1]
-    p, addr = start_ferry(binary, workers)
+    if attach:
+        p, addr = attach
+    else:
+        p, addr = start_ferry(binary, workers)
     try:
         await asyncio.sleep(0.5)
         idle = rss_kib(p.pid)
@@ -90,10 +122,12 @@ async def measure(binary, n, workers, kind):
         loaded = rss_kib(p.pid)
         for _, w in conns:
             w.close()
+        await asyncio.sleep(0.5)
         return idle, loaded
     finally:
-        p.terminate()
-        p.wait()
+        if not attach:
+            p.terminate()
+            p.wait()
         srv.close()
 
 
@@ -102,16 +136,31 @@ def main():
     ap.add_argument("--ferry", default="target/release/ferry")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--attach", nargs=2, metavar=("PID", "HOST:PORT"))
+    ap.add_argument("--label", default="ferry")
+    ap.add_argument("--kind", choices=["keepalive", "tunnel"], help="measure only this kind")
     a = ap.parse_args()
+    attach = None
+    if a.attach:
+        host, port = a.attach[1].rsplit(":", 1)
+
+        class Running:
+            pid = int(a.attach[0])
+
+        attach = (Running(), (host, int(port)))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"| what ({a.workers} workers, {a.n} connections) | RSS idle KiB | RSS loaded KiB | per connection |")
-    print("|---|---|---|---|")
-    for kind in ["keepalive", "tunnel"]:
-        idle, loaded = asyncio.run(measure(a.ferry, a.n, a.workers, kind))
+    if not attach:
+        print(f"| what ({a.workers} workers, {a.n} connections) | RSS idle KiB | RSS loaded KiB | per connection |")
+        print("|---|---|---|---|")
+    for kind in [a.kind] if a.kind else ["keepalive", "tunnel"]:
+        idle, loaded = asyncio.run(measure(a.ferry, a.n, a.workers, kind, attach))
         per = (loaded - idle) * 1024 / a.n
         label = "idle keep-alive client connections" if kind == "keepalive" else "idle CONNECT tunnels"
-        print(f"| {label} | {idle} | {loaded} | {per:.0f} B |")
+        if attach:
+            print(f"{a.label} {kind} idle_kib={idle} loaded_kib={loaded} per_conn_b={per:.0f}")
+        else:
+            print(f"| {label} | {idle} | {loaded} | {per:.0f} B |")
 
 
 if __name__ == "__main__":

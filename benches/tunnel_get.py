@@ -21,7 +21,7 @@ if proxy:
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += s.recv(4096)
-    assert buf.startswith(b"HTTP/1.1 200"), buf
+    assert buf.startswith(b"HTTP/1.") and buf[9:12] == b"200", buf
     rest = buf.split(b"\r\n\r\n", 1)[1]
 else:
     s = socket.create_connection((host, int(port)))
