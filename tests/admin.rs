@@ -265,3 +265,16 @@ fn status_says_why_an_upstream_is_offline_and_readyz_follows_the_pool() {
     let r = ferry.admin_get("GET", "/readyz", "");
     assert_eq!((r.status, r.text().as_str()), (503, "{\"ready\":false}"));
 }
+
+#[test]
+fn a_connect_refused_before_routing_counts_as_a_connect() {
+    let ferry = Ferry::start(&format!("{ADMIN}access:\n  connect_ports: [443]\n"));
+    let mut t = ferry.client();
+    t.send(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n");
+    assert_eq!(t.response().status, 403);
+    common::wait_until("the count", || {
+        ferry.metric("ferry_requests_failed_total") == Some(1.0)
+    });
+    assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
+    assert_eq!(ferry.metric("ferry_http_requests_total"), Some(0.0));
+}

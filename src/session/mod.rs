@@ -148,6 +148,8 @@ pub struct Session {
     /// How far `cin` was searched for the end of a head.
     scanned: usize,
     client_eof: bool,
+    /// The request being refused before it had an exchange was a CONNECT (for the counters).
+    refused_connect: bool,
     deadline: Instant,
     /// The config snapshot this session started with.
     config: Arc<Config>,
@@ -175,6 +177,7 @@ impl Session {
             sout: None,
             scanned: 0,
             client_eof: false,
+            refused_connect: false,
             deadline: ctx.now + ctx.config.limits.header_timeout,
             config: ctx.config.clone(),
         }
@@ -291,7 +294,8 @@ impl Session {
             }
             // A head that could not be parsed is a request too.
             _ => {
-                ctx.stats().request_done(false, false, false, 0, 0);
+                ctx.stats()
+                    .request_done(self.refused_connect, false, false, 0, 0);
                 if self.config.access_log {
                     log::info!(target: "access", "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0", self.peer, r.status);
                 }
@@ -398,6 +402,7 @@ impl Session {
                     let started = crate::access::check_request(&self.config, &ctx.shared, &req)
                         .and_then(|()| Exchange::start(&req, self.peer, &self.config, ctx));
                     let len = req.len;
+                    self.refused_connect = req.kind == request::MethodKind::Connect;
                     cin.consume(len);
                     self.scanned = 0;
                     self.begin_exchange(started.map_err(Fail::Refuse)?, ctx)?;
