@@ -110,11 +110,13 @@ impl Deliver for Outbox {
     }
 }
 
-/// Connects a worker may have in progress at once, and one client of them: a flood of
-/// CONNECTs to targets that never answer is held to this (each for at most
-/// `connect_timeout_secs`) and refused with 503 beyond it, without shutting other clients out.
-const MAX_PENDING_CONNECTS: usize = 256;
-const MAX_PENDING_CONNECTS_PER_CLIENT: usize = MAX_PENDING_CONNECTS / 4;
+/// Connects a worker may have in progress at once: a flood of CONNECTs to targets that never
+/// answer is held to this (each for at most `connect_timeout_secs`) and refused with 503
+/// beyond it. Fairness only applies under pressure: once half the slots are taken, a client
+/// that holds a quarter of them gets no more, so one flooding client cannot shut the others
+/// out, while a client that opens hundreds of connections at once (a benchmark, a busy
+/// browser) is never refused while the worker has room.
+const MAX_PENDING_CONNECTS: usize = 1024;
 
 /// The connects in progress of one worker, in all and by client address.
 #[derive(Default)]
@@ -127,7 +129,8 @@ impl PendingConnects {
     /// Takes a slot for `client`; false when the worker or the client is at its bound.
     pub fn take(&mut self, client: std::net::IpAddr) -> bool {
         let mine = self.by_client.entry(client).or_insert(0);
-        if self.total >= MAX_PENDING_CONNECTS || *mine >= MAX_PENDING_CONNECTS_PER_CLIENT {
+        let crowded = self.total >= MAX_PENDING_CONNECTS / 2 && *mine >= MAX_PENDING_CONNECTS / 4;
+        if self.total >= MAX_PENDING_CONNECTS || crowded {
             return false;
         }
         *mine += 1;

@@ -200,7 +200,8 @@ fn a_flood_of_connects_to_a_dead_target_is_bounded_and_others_are_served() {
     let (_hole, _fill, dead) = black_hole();
     let ferry = Ferry::start_with(1, "limits:\n  connect_timeout_secs: 5\n");
     let mut flood: Vec<Wire> = Vec::new();
-    for _ in 0..300 {
+    // one client opens more connects than half the worker's bound (512 of 1024)
+    for _ in 0..600 {
         let mut c = ferry.client();
         c.send(format!("CONNECT {dead} HTTP/1.1\r\n\r\n").as_bytes());
         flood.push(c);

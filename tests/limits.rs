@@ -129,3 +129,18 @@ fn slowloris_clients_are_cut_by_the_header_timeout_and_others_are_served() {
     );
     assert_eq!(ok.roundtrip(&get(origin.addr, "/size/4")).body, pattern(4));
 }
+
+#[test]
+fn a_client_opening_hundreds_of_connections_at_once_is_not_refused() {
+    // A wrk run with 256 connections once got 503s: every session's first request starts an
+    // origin connect in the same loop turn.
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start_with(1, "");
+    let mut burst: Vec<Wire> = (0..300).map(|_| ferry.client()).collect();
+    for c in &mut burst {
+        c.send(&get(origin.addr, "/size/1"));
+    }
+    for c in &mut burst {
+        assert_eq!(c.response().status, 200);
+    }
+}
