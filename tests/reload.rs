@@ -239,15 +239,17 @@ fn a_new_admin_address_is_bound_and_the_old_one_closed() {
     let ferry = Ferry::start(ADMIN);
     let old = ferry.admin();
     assert!(ferry.reload("admin_listen: \"127.0.0.2:0\"\n"));
-    let line = ferry
-        .log_text()
-        .lines()
-        .find_map(|l| {
+    // The control thread logs the new admin address just after the reload line: poll for it.
+    let mut line = None;
+    common::wait_until("the new admin address", || {
+        line = ferry.log_text().lines().find_map(|l| {
             l.split("admin listening on 127.0.0.2:")
                 .nth(1)
                 .map(String::from)
-        })
-        .unwrap();
+        });
+        line.is_some()
+    });
+    let line = line.unwrap();
     let new: std::net::SocketAddr = format!("127.0.0.2:{}", line.trim()).parse().unwrap();
     let mut w = Wire::connect(new);
     assert_eq!(
