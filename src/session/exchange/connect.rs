@@ -1,0 +1,383 @@
+//! Getting an exchange connected: reuse a kept connection or resolve and connect (each
+//! address in turn, within the bound on connects in progress), count failures against the
+//! upstream and fail over to another member of the pool, and the exchange's timeouts.
+
+use super::*;
+
+/// Counts one connect in progress in its worker (and for its client) while it lives.
+pub(super) struct PendingConnect {
+    table: std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
+    client: IpAddr,
+}
+
+impl PendingConnect {
+    /// Takes a slot for `client`, if the worker and the client are under their bounds.
+    fn try_new(
+        table: &std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
+        client: IpAddr,
+    ) -> Option<PendingConnect> {
+        table.borrow_mut().take(client).then(|| PendingConnect {
+            table: table.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for PendingConnect {
+    fn drop(&mut self) {
+        self.table.borrow_mut().release(self.client);
+    }
+}
+
+impl Session {
+    /// Enters the exchange: reuses a kept connection or starts resolving and connecting.
+    pub(in crate::session) fn begin_exchange(
+        &mut self,
+        ex: Exchange,
+        ctx: &mut Ctx,
+    ) -> Result<(), Fail> {
+        let (_, _, target) = ex.server_target(&self.config);
+        let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
+        self.phase = Phase::Exchange(Box::new(ex));
+        self.begin_attempt(ctx);
+        self.deadline = ctx.now + self.config.limits.connect_timeout;
+        let reusable = self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.connected && s.target == target)
+            && !tunnel_direct;
+        if reusable {
+            if let Some(s) = self.server.as_mut() {
+                s.reused = true;
+            }
+            self.connected(ctx)?;
+            return Ok(());
+        }
+        self.drop_server(ctx);
+        if let ServerTarget::Upstream(url) = &target {
+            if let Some(stream) = ctx.idle.take(url) {
+                if self
+                    .attach_server(stream, target.clone(), true, true, ctx)
+                    .is_ok()
+                {
+                    self.connected(ctx)?;
+                    return Ok(());
+                }
+            }
+        }
+        self.resolve_and_connect(ctx)
+    }
+
+    /// Starts the clock and the active-connection count of an attempt through an upstream.
+    pub(super) fn begin_attempt(&mut self, ctx: &mut Ctx) {
+        let config = self.config.clone();
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        ex.attempt_started = ctx.now;
+        ex.guard = ex
+            .upstream(&config)
+            .map(|(pool, m)| pool.members[m].state.begin(ctx.worker));
+    }
+
+    /// The upstream of this attempt failed before anything reached the client: count it
+    /// against that upstream, then try another member of the pool while the request can be
+    /// replayed and the pool's `retries` allow. A direct request just gets the 502.
+    pub(super) fn fail_over(&mut self, why: &'static str, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let config = self.config.clone();
+        let peer = self.peer;
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let Some((pool, member)) = ex.upstream(&config) else {
+            return Err(Fail::Refuse(Refusal::new(502, why)));
+        };
+        pool.members[member]
+            .state
+            .passive_failure(ctx.worker, pool.health.fall, why);
+        ex.guard = None;
+        let pool_index = match ex.route {
+            Route::Upstream { pool, .. } => pool,
+            Route::Direct => 0,
+        };
+        if ex.replayable() && ex.tried.len() < pool.retries {
+            let ip = ip_key(peer);
+            let key = select::hash_key(pool.hash_key, &ip, &ex.host);
+            if let Some(next) = ctx.select.pick(pool_index, pool, key, &ex.tried) {
+                log::debug!(
+                    "{peer}: {why} ({}); trying {}",
+                    pool.members[member].display(),
+                    pool.members[next].display()
+                );
+                ex.tried.push(next);
+                ex.route = Route::Upstream {
+                    pool: pool_index,
+                    member: next,
+                };
+                if let Some(h) = ex.head.as_mut() {
+                    h.truncate(ex.head_base);
+                    rewrite::finish_request_head(h, pool.members[next].auth.as_deref());
+                }
+                ex.head_sent = 0;
+                ex.resp = Resp::Head;
+                ex.resp_scanned = 0;
+                ex.server_eof = false;
+                ex.stale_retry = false;
+                self.drop_server(ctx);
+                self.begin_attempt(ctx);
+                self.resolve_and_connect(ctx)?;
+                return Ok(true);
+            }
+        }
+        if ex.replayable()
+            && pool.on_all_down == OnAllDown::Direct
+            && pool.members.iter().all(|m| !m.state.is_online())
+        {
+            // The pool is down and says to go direct: the head loses the upstream's
+            // credentials and its request line becomes origin-form.
+            log::debug!("{peer}: pool {} is down; going direct", pool.name);
+            ex.route = Route::Direct;
+            if let Some(h) = ex.head.as_mut() {
+                h.truncate(ex.head_base);
+                ex.head_base = rewrite::to_origin_form(h, ex.head_base);
+                rewrite::finish_request_head(h, None);
+            }
+            ex.head_sent = 0;
+            ex.resp = Resp::Head;
+            ex.resp_scanned = 0;
+            ex.server_eof = false;
+            self.drop_server(ctx);
+            self.resolve_and_connect(ctx)?;
+            return Ok(true);
+        }
+        let n = ex.tried.len();
+        Err(Fail::Refuse(Refusal::new(
+            502,
+            if n > 1 {
+                format!("{n} upstream proxies failed; the last: {why}")
+            } else {
+                why.to_string()
+            },
+        )))
+    }
+
+    /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
+    pub(super) fn resolve_and_connect(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let (host, port, _) = ex.server_target(&self.config);
+        ex.attempts += 1;
+        if let Some(a) = resolve::literal(&host, port) {
+            return self.connect_to(vec![a], 0, ctx);
+        }
+        if let Some(addrs) = ctx.dns.get(&host, port, ctx.now) {
+            return self.connect_to(addrs, 0, ctx);
+        }
+        ex.stage = Stage::Resolving;
+        let asker = Asker {
+            worker: ctx.worker,
+            slot: self.slot,
+            generation: self.generation,
+        };
+        ctx.resolver.ask(asker, &host);
+        Ok(())
+    }
+
+    /// A resolver answered.
+    pub(in crate::session) fn on_resolved(
+        &mut self,
+        r: Result<Vec<IpAddr>, String>,
+        ctx: &mut Ctx,
+    ) -> Step {
+        let Phase::Exchange(ex) = &self.phase else {
+            return Step::Wait;
+        };
+        let (_, port, _) = ex.server_target(&self.config);
+        let result = match r {
+            Ok(ips) => self.connect_to(
+                ips.into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect(),
+                0,
+                ctx,
+            ),
+            Err(e) => {
+                log::debug!("{}: {e}", self.peer);
+                if ex.route == Route::Direct {
+                    Err(Fail::Refuse(Refusal::new(
+                        502,
+                        "cannot resolve the target host",
+                    )))
+                } else {
+                    self.fail_over("cannot resolve the upstream proxy", ctx)
+                        .map(|_| ())
+                }
+            }
+        };
+        match self.settle(result.map(|_| true), ctx) {
+            Step::Again => Step::Wait,
+            s => s,
+        }
+    }
+
+    /// Starts a non-blocking connect to `addrs[next..]`, trying each until one starts.
+    pub(super) fn connect_to(
+        &mut self,
+        addrs: Vec<SocketAddr>,
+        mut next: usize,
+        ctx: &mut Ctx,
+    ) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &self.phase else {
+            return Err(Fail::Abort);
+        };
+        let (_, _, target) = ex.server_target(&self.config);
+        let direct = matches!(ex.route, Route::Direct);
+        // Taken before connecting: moved into the stage when a connect starts, given back
+        // (dropped) when none does.
+        let Some(pending) = PendingConnect::try_new(&ctx.connecting, self.peer.ip()) else {
+            return Err(Fail::Refuse(Refusal::new(
+                503,
+                "too many connections being opened",
+            )));
+        };
+        while next < addrs.len() {
+            let addr = addrs[next];
+            next += 1;
+            if direct && crate::access::is_self(addr, &self.config, &ctx.shared) {
+                // A name that resolves to ferry itself: no loops, no admin API by the back door.
+                return Err(Fail::Refuse(crate::access::refuse_self()));
+            }
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    if let Err(e) = self.attach_server(stream, target.clone(), false, false, ctx) {
+                        log::warn!("cannot register a connection: {e}");
+                        continue;
+                    }
+                    if let Phase::Exchange(ex) = &mut self.phase {
+                        ex.stage = Stage::Connecting {
+                            addrs,
+                            next,
+                            _pending: pending,
+                        };
+                    }
+                    self.deadline = ctx.now + self.config.limits.connect_timeout;
+                    return Ok(());
+                }
+                Err(e) => log::debug!("{}: connect to {addr} failed: {e}", self.peer),
+            }
+        }
+        self.cannot_connect(ctx).map(|_| ())
+    }
+
+    /// Every address refused or failed.
+    pub(super) fn cannot_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        match &self.phase {
+            Phase::Exchange(ex) if ex.route != Route::Direct => {
+                self.fail_over("cannot connect to the upstream proxy", ctx)
+            }
+            _ => Err(Fail::Refuse(Refusal::new(
+                502,
+                "cannot connect to the target",
+            ))),
+        }
+    }
+
+    /// Checks a connect in progress; moves to the next address when it failed.
+    pub(super) fn check_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Some(s) = self.server.as_mut() else {
+            return Ok(false);
+        };
+        if !(s.conn.writable || s.conn.readable) {
+            return Ok(false);
+        }
+        let failed = match s.conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match s.conn.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    // Woken before the handshake finished: wait for the next event.
+                    s.conn.writable = false;
+                    s.conn.readable = false;
+                    return Ok(false);
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            log::debug!("{}: connect failed: {e}", self.peer);
+            self.drop_server(ctx);
+            let Phase::Exchange(ex) = &mut self.phase else {
+                return Err(Fail::Abort);
+            };
+            let Stage::Connecting { addrs, next, .. } =
+                std::mem::replace(&mut ex.stage, Stage::Resolving)
+            else {
+                return Err(Fail::Abort);
+            };
+            self.connect_to(addrs, next, ctx)?;
+            return Ok(true);
+        }
+        let _ = s.conn.stream.set_nodelay(true);
+        s.connected = true;
+        self.connected(ctx)?;
+        Ok(true)
+    }
+
+    /// The server connection is usable: a direct CONNECT becomes a tunnel now; anything else
+    /// starts sending.
+    pub(super) fn connected(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        ex.stage = Stage::Connected;
+        self.deadline = ctx.now + self.config.limits.idle_timeout;
+        if ex.kind == MethodKind::Connect && ex.route == Route::Direct {
+            ctx.bufs.fill(&mut self.cout).push(CONNECT_ESTABLISHED);
+            let log = ex.log.take();
+            let started = ex.started;
+            self.start_tunnel(log, started, false, None, ctx);
+        }
+        Ok(())
+    }
+
+    /// The exchange's timer fired: connect, resolve, idle or request timeout.
+    pub(in crate::session) fn exchange_timeout(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return Err(Fail::Abort);
+        };
+        let upstream = ex.route != Route::Direct;
+        match std::mem::replace(&mut ex.stage, Stage::Resolving) {
+            Stage::Resolving if upstream => {
+                self.fail_over("resolving the upstream proxy timed out", ctx)
+            }
+            Stage::Resolving => Err(Fail::Refuse(Refusal::new(
+                504,
+                "resolving the target host timed out",
+            ))),
+            Stage::Connecting { addrs, next, .. } => {
+                self.drop_server(ctx);
+                if next < addrs.len() {
+                    self.connect_to(addrs, next, ctx)?;
+                    return Ok(true);
+                }
+                if upstream {
+                    return self.fail_over("connecting to the upstream proxy timed out", ctx);
+                }
+                Err(Fail::Refuse(Refusal::new(504, "connecting timed out")))
+            }
+            Stage::Connected => {
+                ex.stage = Stage::Connected;
+                if ex.response_started {
+                    return Err(Fail::Abort);
+                }
+                // Not replayed (the request may be being acted on), and not held against the
+                // upstream: a slow origin behind a healthy proxy is not the proxy's fault.
+                Err(Fail::Refuse(Refusal::new(
+                    504,
+                    "the server did not answer in time",
+                )))
+            }
+        }
+    }
+}
