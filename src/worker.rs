@@ -287,7 +287,7 @@ fn run_loop(
         ctx: Ctx {
             registry,
             bufs: BufPool::new(POOLED_BUFFERS),
-            pipes: PipePool::new(MAX_PIPES),
+            pipes: PipePool::new(max_pipes()),
             idle: IdlePool::default(),
             dns: DnsCache::default(),
             resolver,
@@ -366,6 +366,16 @@ fn run_loop(
     for i in 0..w.sessions.len() {
         w.close(i);
     }
+}
+
+/// Pipes a worker may open; test-hooks builds can turn splicing off (FERRY_TEST_NO_SPLICE)
+/// so that the copy fallback is tested on Linux too.
+fn max_pipes() -> usize {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("FERRY_TEST_NO_SPLICE").is_some() {
+        return 0;
+    }
+    MAX_PIPES
 }
 
 struct Loop {

@@ -197,3 +197,45 @@ fn a_large_tunnel_transfer_arrives_intact_both_ways() {
     assert!(got[..data.len()] == data[..]);
     assert_eq!(&got[data.len()..], b"<eof>");
 }
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn the_copy_fallback_relays_tunnels_and_half_close_too() {
+    // Splicing off: tunnels go through pooled buffers, as on non-Linux systems.
+    let server = banner_server(b"220 banner\r\n");
+    let ferry = Ferry::start_without_splice("");
+    let mut c = ferry.client();
+    let mut req = connect_line(server);
+    req.extend_from_slice(b"early\n");
+    c.send(&req);
+    assert!(c.read_head().unwrap().starts_with(b"HTTP/1.1 200"));
+    assert_eq!(c.read_exact_n(18), b"220 banner\r\nEARLY\n");
+    let data: Vec<u8> = (0..3 << 20).map(|i| b'A' + (i % 26) as u8).collect();
+    let mut w = c.stream.try_clone().unwrap();
+    let d2 = data.clone();
+    let t = std::thread::spawn(move || {
+        w.write_all(&d2).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.stream.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    assert!(got[..data.len()] == data[..]);
+    assert_eq!(&got[data.len()..], b"<eof>");
+    assert!(ferry.log_text().contains("tunnel relays by copy"));
+    assert!(!ferry.log_text().contains("tunnel relays by splice"));
+}
+
+#[test]
+fn tunnels_splice_on_linux() {
+    let server = banner_server(b"x");
+    let ferry = Ferry::start("");
+    let mut c = ferry.client();
+    c.send(&connect_line(server));
+    c.read_head().unwrap();
+    assert_eq!(c.read_exact_n(1), b"x");
+    common::wait_until("the relay log line", || {
+        ferry.log_text().contains("tunnel relays by ")
+    });
+    assert!(ferry.log_text().contains("tunnel relays by splice"));
+}

@@ -446,6 +446,15 @@ impl Session {
             up: Flow::new(up, &mut ctx.pipes),
             down: Flow::new(down, &mut ctx.pipes),
         };
+        log::debug!(
+            "{}: tunnel relays by {}",
+            self.peer,
+            if relay.up.spliced() && relay.down.spliced() {
+                "splice"
+            } else {
+                "copy"
+            }
+        );
         if self.client_eof {
             relay.up.source_closed();
         }

@@ -74,7 +74,16 @@ impl Ferry {
         Ferry::spawn(2, yaml, Some(nofile))
     }
 
+    /// Starts ferry with tunnels forced onto the copy path (test-hooks builds only).
+    pub fn start_without_splice(yaml: &str) -> Ferry {
+        Ferry::spawn_with(2, yaml, None, true)
+    }
+
     fn spawn(workers: usize, yaml: &str, nofile: Option<u32>) -> Ferry {
+        Ferry::spawn_with(workers, yaml, nofile, false)
+    }
+
+    fn spawn_with(workers: usize, yaml: &str, nofile: Option<u32>, no_splice: bool) -> Ferry {
         let dir = scratch_dir();
         let path = dir.join("ferry.yaml");
         std::fs::write(
@@ -96,6 +105,14 @@ impl Ferry {
             .arg("--config")
             .arg(&path)
             .env("FERRY_LOG", "debug")
+            .env(
+                if no_splice {
+                    "FERRY_TEST_NO_SPLICE"
+                } else {
+                    "FERRY_TEST_SPLICE"
+                },
+                "1",
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
