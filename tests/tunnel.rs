@@ -175,6 +175,21 @@ fn tls_end_to_end_through_connect_direct_and_via_upstream() {
     let _ = origin.wait();
 }
 
+/// Writes `data` and half-closes on one thread while reading everything back on this one
+/// (the echo server answers as it reads, so doing one after the other could deadlock).
+fn send_all_then_read_all(c: &mut common::Wire, data: &[u8]) -> Vec<u8> {
+    let mut w = c.stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let t = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.stream.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    got
+}
+
 #[test]
 fn a_large_tunnel_transfer_arrives_intact_both_ways() {
     // An echo through the banner server upper-cases; send only bytes that survive that.
@@ -184,15 +199,7 @@ fn a_large_tunnel_transfer_arrives_intact_both_ways() {
     c.send(&connect_line(server));
     c.read_head().unwrap();
     let data: Vec<u8> = (0..4 << 20).map(|i| b'A' + (i % 26) as u8).collect();
-    let mut w = c.stream.try_clone().unwrap();
-    let d2 = data.clone();
-    let t = std::thread::spawn(move || {
-        w.write_all(&d2).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    c.stream.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
+    let got = send_all_then_read_all(&mut c, &data);
     assert_eq!(got.len(), data.len() + 5);
     assert!(got[..data.len()] == data[..]);
     assert_eq!(&got[data.len()..], b"<eof>");
@@ -211,15 +218,7 @@ fn the_copy_fallback_relays_tunnels_and_half_close_too() {
     assert!(c.read_head().unwrap().starts_with(b"HTTP/1.1 200"));
     assert_eq!(c.read_exact_n(18), b"220 banner\r\nEARLY\n");
     let data: Vec<u8> = (0..3 << 20).map(|i| b'A' + (i % 26) as u8).collect();
-    let mut w = c.stream.try_clone().unwrap();
-    let d2 = data.clone();
-    let t = std::thread::spawn(move || {
-        w.write_all(&d2).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    c.stream.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
+    let got = send_all_then_read_all(&mut c, &data);
     assert!(got[..data.len()] == data[..]);
     assert_eq!(&got[data.len()..], b"<eof>");
     assert!(ferry.log_text().contains("tunnel relays by copy"));

@@ -36,16 +36,16 @@ impl Session {
         ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
-        let (_, _, target) = ex.server_target(&self.config);
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
+        let reusable = !tunnel_direct
+            && self
+                .server
+                .as_ref()
+                .is_some_and(|s| s.connected && ex.goes_to(&s.target, &self.config));
+        let route = ex.route;
         self.phase = Phase::Exchange(Box::new(ex));
         self.begin_attempt(ctx);
         self.deadline = ctx.now + self.config.limits.connect_timeout;
-        let reusable = self
-            .server
-            .as_ref()
-            .is_some_and(|s| s.connected && s.target == target)
-            && !tunnel_direct;
         if reusable {
             if let Some(s) = self.server.as_mut() {
                 s.reused = true;
@@ -54,12 +54,12 @@ impl Session {
             return Ok(());
         }
         self.drop_server(ctx);
-        if let ServerTarget::Upstream(url) = &target {
+        if let Route::Upstream { pool, member } = route {
+            let config = self.config.clone();
+            let url = &config.pools[pool].members[member].url;
             if let Some(stream) = ctx.idle.take(url) {
-                if self
-                    .attach_server(stream, target.clone(), true, true, ctx)
-                    .is_ok()
-                {
+                let target = ServerTarget::Upstream(url.clone());
+                if self.attach_server(stream, target, true, true, ctx).is_ok() {
                     self.connected(ctx)?;
                     return Ok(());
                 }
@@ -163,24 +163,26 @@ impl Session {
 
     /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
     pub(super) fn resolve_and_connect(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        // An Arc clone (no allocation) so the host can be borrowed while the session changes.
+        let config = self.config.clone();
         let Phase::Exchange(ex) = &mut self.phase else {
             return Err(Fail::Abort);
         };
-        let (host, port, _) = ex.server_target(&self.config);
         ex.attempts += 1;
-        if let Some(a) = resolve::literal(&host, port) {
+        let (host, port) = ex.next_hop(&config);
+        if let Some(a) = resolve::literal(host, port) {
             return self.connect_to(vec![a], 0, ctx);
         }
-        if let Some(addrs) = ctx.dns.get(&host, port, ctx.now) {
+        if let Some(addrs) = ctx.dns.get(host, port, ctx.now) {
             return self.connect_to(addrs, 0, ctx);
         }
-        ex.stage = Stage::Resolving;
         let asker = Asker {
             worker: ctx.worker,
             slot: self.slot,
             generation: self.generation,
         };
-        ctx.resolver.ask(asker, &host);
+        ctx.resolver.ask(asker, host);
+        ex.stage = Stage::Resolving;
         Ok(())
     }
 
@@ -193,7 +195,7 @@ impl Session {
         let Phase::Exchange(ex) = &self.phase else {
             return Step::Wait;
         };
-        let (_, port, _) = ex.server_target(&self.config);
+        let (_, port) = ex.next_hop(&self.config);
         let result = match r {
             Ok(ips) => self.connect_to(
                 ips.into_iter()
@@ -231,7 +233,7 @@ impl Session {
         let Phase::Exchange(ex) = &self.phase else {
             return Err(Fail::Abort);
         };
-        let (_, _, target) = ex.server_target(&self.config);
+        let target = ex.server_target(&self.config);
         let direct = matches!(ex.route, Route::Direct);
         // Taken before connecting: moved into the stage when a connect starts, given back
         // (dropped) when none does.

@@ -10,9 +10,11 @@
 //! response byte is first retried once on a fresh connection to the same upstream, without
 //! blame (it was most likely closed while idle).
 //!
-//! `connect` holds the first half (resolve, connect, fail over, time out); this file the
-//! second (send the request, relay the response, decide what survives).
+//! `connect` holds getting connected (resolve, connect, fail over, time out), `answer` the
+//! response (heads, 1xx, tunnels, body relay); this file sends the request and decides what
+//! survives the exchange.
 
+mod answer;
 mod connect;
 
 use connect::PendingConnect;
@@ -24,7 +26,6 @@ use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
 use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
 use crate::http::request::{MethodKind, RequestHead};
-use crate::http::response;
 use crate::http::rewrite::{self, ConnectionField, TargetForm};
 use crate::resolve::{self, Asker};
 use crate::route::{self, Via};
@@ -249,21 +250,35 @@ impl Exchange {
     }
 
     /// The host and port to connect to, and what the connection will be to.
-    fn server_target(&self, config: &Config) -> (String, u16, ServerTarget) {
+    fn next_hop<'a>(&'a self, config: &'a Config) -> (&'a str, u16) {
         match self.route {
-            Route::Direct => (
-                self.host.clone(),
-                self.port,
-                ServerTarget::Origin(self.host.clone(), self.port),
-            ),
+            Route::Direct => (&self.host, self.port),
             Route::Upstream { pool, member } => {
                 let u = &config.pools[pool].members[member];
-                (
-                    u.host.clone(),
-                    u.port,
-                    ServerTarget::Upstream(u.url.clone()),
-                )
+                (&u.host, u.port)
             }
+        }
+    }
+
+    /// What a new connection to the next hop is, kept with it for later reuse (allocates:
+    /// only called when a connection is attached).
+    fn server_target(&self, config: &Config) -> ServerTarget {
+        match self.route {
+            Route::Direct => ServerTarget::Origin(self.host.clone(), self.port),
+            Route::Upstream { pool, member } => {
+                ServerTarget::Upstream(config.pools[pool].members[member].url.clone())
+            }
+        }
+    }
+
+    /// True when a kept connection to `target` can carry this request (no allocation).
+    fn goes_to(&self, target: &ServerTarget, config: &Config) -> bool {
+        match (self.route, target) {
+            (Route::Direct, ServerTarget::Origin(h, p)) => *h == self.host && *p == self.port,
+            (Route::Upstream { pool, member }, ServerTarget::Upstream(url)) => {
+                *url == config.pools[pool].members[member].url
+            }
+            _ => false,
         }
     }
 
@@ -503,152 +518,6 @@ impl Session {
         } else {
             Refusal::new(502, "the server sent an incomplete response")
         }))
-    }
-
-    /// Parses response heads and relays body bytes from `sin` to `cout`.
-    fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
-        let mut progress = false;
-        loop {
-            let Phase::Exchange(ex) = &mut self.phase else {
-                return Ok(progress);
-            };
-            match &mut ex.resp {
-                Resp::Head => {
-                    let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) else {
-                        if ex.server_eof {
-                            return self.server_gone(ctx);
-                        }
-                        return Ok(progress);
-                    };
-                    let Some(end) = crate::http::find_head_end(sin.bytes(), ex.resp_scanned) else {
-                        ex.resp_scanned = sin.len();
-                        if sin.len() >= MAX_RESPONSE_HEAD {
-                            return Err(Fail::Refuse(Refusal::new(502, "response head too large")));
-                        }
-                        if ex.server_eof {
-                            return self.server_gone(ctx);
-                        }
-                        return Ok(progress);
-                    };
-                    let mut headers = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
-                    let resp = match response::parse(&sin.bytes()[..end], &mut headers, ex.kind) {
-                        Ok(Some(r)) => r,
-                        Ok(None) => {
-                            ex.resp_scanned = end;
-                            continue;
-                        }
-                        Err(why) => {
-                            log::debug!("{}: bad response head: {why}", self.peer);
-                            if ex.route != Route::Direct {
-                                return self.fail_over(
-                                    "the upstream proxy sent a malformed response",
-                                    ctx,
-                                );
-                            }
-                            return Err(Fail::Refuse(Refusal::new(
-                                502,
-                                "the server sent a malformed response",
-                            )));
-                        }
-                    };
-                    if let Some((pool, member)) = ex.upstream(&self.config) {
-                        if ex.kind == MethodKind::Connect && (resp.code >= 500 || resp.code == 407)
-                        {
-                            // The upstream proxy itself refused: another one may not.
-                            let len = resp.len;
-                            sin.consume(len);
-                            return self.fail_over("the upstream proxy refused the CONNECT", ctx);
-                        }
-                        let ms = ctx.now.duration_since(ex.attempt_started).as_millis();
-                        pool.members[member]
-                            .state
-                            .passive_success(ms.min(u32::MAX as u128) as u32);
-                    }
-                    // A response has begun: the request will not be replayed.
-                    if let Some(h) = ex.head.take() {
-                        ctx.bufs.put(h);
-                    }
-                    progress = true;
-                    let cout = ctx.bufs.fill(&mut self.cout);
-                    let len = resp.len;
-                    ex.resp_scanned = 0;
-                    if resp.is_interim() {
-                        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
-                        if ex.minor == 1 {
-                            rewrite::response_head(cout, &resp, ConnectionField::Default);
-                        }
-                        sin.consume(len);
-                        continue;
-                    }
-                    ex.status = resp.code;
-                    let tunnel = if resp.code == 101 {
-                        if !ex.upgrade {
-                            return Err(Fail::Refuse(Refusal::new(
-                                502,
-                                "the server switched protocols unasked",
-                            )));
-                        }
-                        rewrite::response_head(cout, &resp, ConnectionField::Upgrade);
-                        true
-                    } else if ex.kind == MethodKind::Connect && (200..300).contains(&resp.code) {
-                        cout.push(CONNECT_ESTABLISHED);
-                        true
-                    } else {
-                        let framing = resp.framing;
-                        // A client that half-closed after pipelining still gets every answer:
-                        // its EOF is acted on once `cin` runs dry (see `drive_head`).
-                        ex.client_keep = ex.keep_alive
-                            && !ctx.draining
-                            && framing != Framing::UntilClose
-                            && ex.kind != MethodKind::Connect;
-                        ex.server_keep = resp.keep_alive;
-                        let field = match (ex.client_keep, ex.minor) {
-                            (false, _) => ConnectionField::Close,
-                            (true, 0) => ConnectionField::KeepAlive,
-                            (true, _) => ConnectionField::Default,
-                        };
-                        rewrite::response_head(cout, &resp, field);
-                        ex.resp = Resp::Body(BodyState::new(framing));
-                        ex.response_started = true;
-                        false
-                    };
-                    ex.bytes_down += len as u64;
-                    sin.consume(len);
-                    if tunnel {
-                        let (log, started, eof) = (ex.log.take(), ex.started, ex.server_eof);
-                        let guard = ex.take_guard();
-                        self.start_tunnel(log, started, eof, guard, ctx);
-                        return Ok(true);
-                    }
-                }
-                Resp::Body(st) => {
-                    let mut moved = 0;
-                    if let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) {
-                        let cout = ctx.bufs.fill(&mut self.cout);
-                        let room = cout.room();
-                        let avail = &sin.bytes()[..sin.len().min(room)];
-                        moved = st.advance(avail).map_err(|e| {
-                            log::debug!("{}: response body: {}", self.peer, e.0);
-                            Fail::Abort
-                        })?;
-                        cout.push(&avail[..moved]);
-                        sin.consume(moved);
-                        ex.bytes_down += moved as u64;
-                    }
-                    let sin_empty = self.sin.as_ref().map_or(true, |b| b.is_empty());
-                    if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
-                        ex.resp = Resp::Done;
-                        return Ok(true);
-                    }
-                    if ex.server_eof && sin_empty {
-                        // Cut short: the client sees the connection close mid-body.
-                        return Err(Fail::Abort);
-                    }
-                    return Ok(progress || moved > 0);
-                }
-                Resp::Done => return Ok(progress),
-            }
-        }
     }
 
     /// After the whole response: log, keep or close the server connection, and go back to

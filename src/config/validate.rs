@@ -1,0 +1,405 @@
+//! Validation: a `RawConfig` as written becomes the `Config` workers use, or every problem
+//! found, each with the key path it is about.
+
+use super::*;
+
+pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut errs = Vec::new();
+    let mut err = |path: &str, msg: String| {
+        errs.push(ConfigError {
+            path: path.to_string(),
+            msg,
+        })
+    };
+
+    let listen = match raw.listen.as_deref() {
+        None => {
+            err("listen", "required (e.g. \"127.0.0.1:8080\")".into());
+            None
+        }
+        Some(s) => socket_addr(s).map_err(|m| err("listen", m)).ok(),
+    };
+    let admin_listen = match raw.admin_listen.as_deref() {
+        None => None,
+        Some(s) => socket_addr(s).map_err(|m| err("admin_listen", m)).ok(),
+    };
+    let defaults =
+        health(&raw.health_check, None).map_err(|(k, m)| err(&format!("health_check.{k}"), m));
+    let l = &raw.limits;
+    for (key, v) in [
+        ("limits.connect_timeout_secs", l.connect_timeout_secs),
+        ("limits.header_timeout_secs", l.header_timeout_secs),
+        ("limits.idle_timeout_secs", l.idle_timeout_secs),
+    ] {
+        if v == 0 {
+            err(key, "must be at least 1".into());
+        }
+    }
+    if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+        err(
+            "limits.max_header_bytes",
+            format!("{} is out of range 1024..=1048576", l.max_header_bytes),
+        );
+    }
+    if raw
+        .admin
+        .token
+        .as_deref()
+        .is_some_and(|t| t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()))
+    {
+        err(
+            "admin.token",
+            "must be non-empty printable ASCII without spaces".into(),
+        );
+    }
+    let mut allow = Vec::new();
+    let allow_raw: Vec<String> = match &raw.access.allow {
+        Some(list) => list.clone(),
+        None => DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
+    };
+    for (i, c) in allow_raw.iter().enumerate() {
+        match crate::route::rules::parse_cidr(c) {
+            Ok(net) => allow.push(net),
+            Err(m) => err(&format!("access.allow[{i}]"), m),
+        }
+    }
+    let mut credentials = Vec::new();
+    for (i, u) in raw.access.users.iter().enumerate() {
+        if u.username.is_empty() || u.username.contains(':') {
+            err(
+                &format!("access.users[{i}].username"),
+                "must be non-empty and without ':'".into(),
+            );
+        } else {
+            credentials.push(format!(
+                "Basic {}",
+                base64(format!("{}:{}", u.username, u.password).as_bytes())
+            ));
+        }
+    }
+    if let Some(ports) = &raw.access.connect_ports {
+        if ports.contains(&0) {
+            err("access.connect_ports", "0 is not a port".into());
+        }
+    }
+    if raw.workers > 256 {
+        err("workers", format!("{} is more than 256", raw.workers));
+    }
+    let workers = match raw.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut domains = DomainSet::default();
+    for (i, d) in raw.domain_policy.domains.iter().enumerate() {
+        if let Err(m) = domains.add(d) {
+            err(&format!("domain_policy.domains[{i}]"), m.to_string());
+        }
+    }
+
+    // Pools: `default` from the top-level keys, then the named ones. One state per URL.
+    let mut states: HashMap<String, Arc<UpstreamState>> = HashMap::new();
+    let mut pools = Vec::new();
+    let top = RawPool {
+        upstream: raw.upstream,
+        mode: Some(raw.mode),
+        hash_key: raw.hash_key,
+        retries: raw.retries,
+        on_all_down: raw.on_all_down,
+        health_check: RawHealthCheck::default(),
+    };
+    let mut named: Vec<(String, RawPool)> = vec![("default".to_string(), top)];
+    for (name, p) in raw.pools {
+        if name == "default" || name == "direct" || name == "reject" {
+            err(
+                &format!("pools.{name}"),
+                "this name is reserved (the top-level upstream list is the pool named default)"
+                    .into(),
+            );
+            continue;
+        }
+        named.push((name, p));
+    }
+    for (name, p) in &named {
+        let at = |key: &str| {
+            if name == "default" {
+                key.to_string()
+            } else {
+                format!("pools.{name}.{key}")
+            }
+        };
+        let hc = match (&defaults, name.as_str()) {
+            (Ok(d), "default") => Some(d.clone()),
+            (Ok(d), _) => health(&p.health_check, Some(d))
+                .map_err(|(k, m)| err(&at(&format!("health_check.{k}")), m))
+                .ok(),
+            (Err(_), _) => None,
+        };
+        let mut members: Vec<UpstreamSpec> = Vec::new();
+        for (i, u) in p.upstream.iter().enumerate() {
+            match upstream(u, workers, &mut states) {
+                Ok(spec) => {
+                    if members.iter().any(|o| o.url == spec.url) {
+                        err(
+                            &at(&format!("upstream[{i}].url")),
+                            format!("{} is listed twice", spec.url),
+                        );
+                    }
+                    members.push(spec);
+                }
+                Err((key, m)) => err(&at(&format!("upstream[{i}].{key}")), m),
+            }
+        }
+        let retries = match p.retries {
+            None => members.len().clamp(1, 3),
+            Some(n @ 1..=10) => n as usize,
+            Some(n) => {
+                err(&at("retries"), format!("{n} is out of range 1..=10"));
+                1
+            }
+        };
+        if name != "default" && p.upstream.is_empty() {
+            err(
+                &at("upstream"),
+                "a named pool needs at least one upstream".into(),
+            );
+        }
+        if let Some(health) = hc {
+            pools.push(PoolSpec {
+                name: name.clone(),
+                members,
+                mode: p.mode.unwrap_or_default(),
+                hash_key: p.hash_key.unwrap_or_default(),
+                retries,
+                on_all_down: p.on_all_down.unwrap_or_default(),
+                health,
+            });
+        }
+    }
+    let mut rules = RuleSet::default();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let via = match r.via.as_str() {
+            "direct" => Some(Via::Direct),
+            "reject" => Some(Via::Reject),
+            name => match named.iter().position(|(n, _)| n == name) {
+                Some(0) if named[0].1.upstream.is_empty() => {
+                    err(
+                        &format!("rules[{i}].via"),
+                        "the default pool has no upstreams".into(),
+                    );
+                    None
+                }
+                Some(p) => Some(Via::Pool(p)),
+                None => {
+                    err(
+                        &format!("rules[{i}].via"),
+                        format!("{name:?} is not direct, reject or a pool name"),
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(via) = via {
+            if let Err((j, m)) = rules.push(&r.exprs, via) {
+                err(&format!("rules[{i}].match[{j}]"), m);
+            }
+        }
+    }
+
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+    let secs = Duration::from_secs;
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        listen: listen.expect("checked above"),
+        admin_listen,
+        admin_token: raw.admin.token,
+        access: Access {
+            allow,
+            credentials,
+            connect_ports: raw.access.connect_ports,
+        },
+        reload_interval_secs: raw.reload_interval_secs,
+        access_log: raw.access_log,
+        limits: Limits {
+            max_connections: l.max_connections,
+            request_timeout: (l.request_timeout_secs > 0).then(|| secs(l.request_timeout_secs)),
+            shutdown_timeout: secs(l.shutdown_timeout_secs),
+            connect_timeout: secs(l.connect_timeout_secs),
+            header_timeout: secs(l.header_timeout_secs),
+            idle_timeout: secs(l.idle_timeout_secs),
+            max_header_bytes: l.max_header_bytes,
+        },
+        domain_policy: DomainPolicy {
+            mode: raw.domain_policy.mode,
+            domains,
+        },
+        pools,
+        rules,
+        workers,
+        log_level: raw.log_level,
+    })
+}
+
+/// Health settings from `raw`, each missing key taken from `base` (or the defaults).
+fn health(
+    raw: &RawHealthCheck,
+    base: Option<&HealthCheck>,
+) -> Result<HealthCheck, (&'static str, String)> {
+    let interval = raw
+        .interval_secs
+        .or(base.map(|b| b.interval.as_secs()))
+        .unwrap_or(30);
+    let timeout = raw
+        .timeout_secs
+        .or(base.map(|b| b.timeout.as_secs()))
+        .unwrap_or(5);
+    if interval == 0 {
+        return Err(("interval_secs", "must be at least 1".into()));
+    }
+    if timeout == 0 {
+        return Err(("timeout_secs", "must be at least 1".into()));
+    }
+    let url = raw
+        .url
+        .clone()
+        .or(base.map(|b| b.url.clone()))
+        .unwrap_or_else(|| DEFAULT_PROBE_URL.to_string());
+    let host = match url.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("http://") => {
+            let rest = &url[7..];
+            let auth = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            crate::http::request::parse_authority(auth, Some(80))
+                .map_err(|_| ("url", format!("{url:?} has no valid host")))?;
+            auth.to_string()
+        }
+        _ => return Err(("url", format!("{url:?}: the probe URL must be http://"))),
+    };
+    let expect_status = raw
+        .expect_status
+        .or(base.map(|b| b.expect_status))
+        .unwrap_or(204);
+    if !(100..=599).contains(&expect_status) {
+        return Err((
+            "expect_status",
+            format!("{expect_status} is not an HTTP status"),
+        ));
+    }
+    let fall = raw.fall.or(base.map(|b| b.fall)).unwrap_or(1);
+    let rise = raw.rise.or(base.map(|b| b.rise)).unwrap_or(1);
+    if !(1..=100).contains(&fall) {
+        return Err(("fall", format!("{fall} is out of range 1..=100")));
+    }
+    if !(1..=100).contains(&rise) {
+        return Err(("rise", format!("{rise} is out of range 1..=100")));
+    }
+    Ok(HealthCheck {
+        interval: Duration::from_secs(interval),
+        timeout: Duration::from_secs(timeout),
+        url,
+        host,
+        expect_status,
+        fall,
+        rise,
+        probe_online: raw
+            .probe_online
+            .or(base.map(|b| b.probe_online))
+            .unwrap_or(false),
+    })
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or `localhost:8080` (resolved once, here).
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || {
+        format!("{s:?} is not an address (expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080)")
+    };
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => s
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// Validates one `upstream[]` entry; the error names the key within the entry.
+fn upstream(
+    u: &RawUpstream,
+    workers: usize,
+    states: &mut HashMap<String, Arc<UpstreamState>>,
+) -> Result<UpstreamSpec, (&'static str, String)> {
+    let rest = match u.url.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("http://") => &u.url[7..],
+        _ => {
+            return Err((
+                "url",
+                format!("{:?}: only http:// upstream proxies are supported", u.url),
+            ))
+        }
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') || authority.contains('?') {
+        return Err(("url", "an upstream proxy URL has no path".into()));
+    }
+    if authority.contains('@') {
+        return Err((
+            "url",
+            "put credentials in username/password, not in the URL".into(),
+        ));
+    }
+    let t = crate::http::request::parse_authority(authority, None).map_err(|e| {
+        let m = match e {
+            crate::http::request::HeadError::Malformed("port missing in CONNECT target") => {
+                "port missing".to_string()
+            }
+            crate::http::request::HeadError::Malformed(m) => m.to_string(),
+            _ => "invalid".to_string(),
+        };
+        ("url", m)
+    })?;
+    if !(1..=1000).contains(&u.weight) {
+        return Err(("weight", format!("{} is out of range 1..=1000", u.weight)));
+    }
+    let auth = match (&u.username, &u.password) {
+        (Some(user), Some(pass)) => {
+            if user.contains(':') {
+                return Err(("username", "must not contain ':'".into()));
+            }
+            Some(format!(
+                "Basic {}",
+                base64(format!("{user}:{pass}").as_bytes())
+            ))
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(("password", "missing (username is set)".into())),
+        (None, Some(_)) => return Err(("username", "missing (password is set)".into())),
+    };
+    let host = t.host.to_ascii_lowercase();
+    let url = if t.is_v6() {
+        format!("http://[{host}]:{}", t.port)
+    } else {
+        format!("http://{host}:{}", t.port)
+    };
+    let display = match &u.username {
+        Some(user) => format!("http://{user}:***@{}", &url["http://".len()..]),
+        None => url.clone(),
+    };
+    let state = states
+        .entry(url.clone())
+        .or_insert_with(|| UpstreamState::new(display, workers))
+        .clone();
+    Ok(UpstreamSpec {
+        url,
+        host,
+        port: t.port,
+        weight: u.weight,
+        priority: u.priority,
+        username: u.username.clone(),
+        auth,
+        state,
+    })
+}

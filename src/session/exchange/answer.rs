@@ -1,0 +1,153 @@
+//! The response half of an exchange: response heads parsed (1xx relayed, 101 and CONNECT 2xx
+//! turned into tunnels, a refused CONNECT failed over) and body bytes relayed as framed.
+
+use super::*;
+use crate::http::response;
+
+impl Session {
+    /// Parses response heads and relays body bytes from `sin` to `cout`.
+    pub(super) fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let mut progress = false;
+        loop {
+            let Phase::Exchange(ex) = &mut self.phase else {
+                return Ok(progress);
+            };
+            match &mut ex.resp {
+                Resp::Head => {
+                    let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) else {
+                        if ex.server_eof {
+                            return self.server_gone(ctx);
+                        }
+                        return Ok(progress);
+                    };
+                    let Some(end) = crate::http::find_head_end(sin.bytes(), ex.resp_scanned) else {
+                        ex.resp_scanned = sin.len();
+                        if sin.len() >= MAX_RESPONSE_HEAD {
+                            return Err(Fail::Refuse(Refusal::new(502, "response head too large")));
+                        }
+                        if ex.server_eof {
+                            return self.server_gone(ctx);
+                        }
+                        return Ok(progress);
+                    };
+                    let mut headers = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
+                    let resp = match response::parse(&sin.bytes()[..end], &mut headers, ex.kind) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => {
+                            ex.resp_scanned = end;
+                            continue;
+                        }
+                        Err(why) => {
+                            log::debug!("{}: bad response head: {why}", self.peer);
+                            if ex.route != Route::Direct {
+                                return self.fail_over(
+                                    "the upstream proxy sent a malformed response",
+                                    ctx,
+                                );
+                            }
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                "the server sent a malformed response",
+                            )));
+                        }
+                    };
+                    if let Some((pool, member)) = ex.upstream(&self.config) {
+                        if ex.kind == MethodKind::Connect && (resp.code >= 500 || resp.code == 407)
+                        {
+                            // The upstream proxy itself refused: another one may not.
+                            let len = resp.len;
+                            sin.consume(len);
+                            return self.fail_over("the upstream proxy refused the CONNECT", ctx);
+                        }
+                        let ms = ctx.now.duration_since(ex.attempt_started).as_millis();
+                        pool.members[member]
+                            .state
+                            .passive_success(ms.min(u32::MAX as u128) as u32);
+                    }
+                    // A response has begun: the request will not be replayed.
+                    if let Some(h) = ex.head.take() {
+                        ctx.bufs.put(h);
+                    }
+                    progress = true;
+                    let cout = ctx.bufs.fill(&mut self.cout);
+                    let len = resp.len;
+                    ex.resp_scanned = 0;
+                    if resp.is_interim() {
+                        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+                        if ex.minor == 1 {
+                            rewrite::response_head(cout, &resp, ConnectionField::Default);
+                        }
+                        sin.consume(len);
+                        continue;
+                    }
+                    ex.status = resp.code;
+                    let tunnel = if resp.code == 101 {
+                        if !ex.upgrade {
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                "the server switched protocols unasked",
+                            )));
+                        }
+                        rewrite::response_head(cout, &resp, ConnectionField::Upgrade);
+                        true
+                    } else if ex.kind == MethodKind::Connect && (200..300).contains(&resp.code) {
+                        cout.push(CONNECT_ESTABLISHED);
+                        true
+                    } else {
+                        let framing = resp.framing;
+                        // A client that half-closed after pipelining still gets every answer:
+                        // its EOF is acted on once `cin` runs dry (see `drive_head`).
+                        ex.client_keep = ex.keep_alive
+                            && !ctx.draining
+                            && framing != Framing::UntilClose
+                            && ex.kind != MethodKind::Connect;
+                        ex.server_keep = resp.keep_alive;
+                        let field = match (ex.client_keep, ex.minor) {
+                            (false, _) => ConnectionField::Close,
+                            (true, 0) => ConnectionField::KeepAlive,
+                            (true, _) => ConnectionField::Default,
+                        };
+                        rewrite::response_head(cout, &resp, field);
+                        ex.resp = Resp::Body(BodyState::new(framing));
+                        ex.response_started = true;
+                        false
+                    };
+                    ex.bytes_down += len as u64;
+                    sin.consume(len);
+                    if tunnel {
+                        let (log, started, eof) = (ex.log.take(), ex.started, ex.server_eof);
+                        let guard = ex.take_guard();
+                        self.start_tunnel(log, started, eof, guard, ctx);
+                        return Ok(true);
+                    }
+                }
+                Resp::Body(st) => {
+                    let mut moved = 0;
+                    if let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) {
+                        let cout = ctx.bufs.fill(&mut self.cout);
+                        let room = cout.room();
+                        let avail = &sin.bytes()[..sin.len().min(room)];
+                        moved = st.advance(avail).map_err(|e| {
+                            log::debug!("{}: response body: {}", self.peer, e.0);
+                            Fail::Abort
+                        })?;
+                        cout.push(&avail[..moved]);
+                        sin.consume(moved);
+                        ex.bytes_down += moved as u64;
+                    }
+                    let sin_empty = self.sin.as_ref().map_or(true, |b| b.is_empty());
+                    if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
+                        ex.resp = Resp::Done;
+                        return Ok(true);
+                    }
+                    if ex.server_eof && sin_empty {
+                        // Cut short: the client sees the connection close mid-body.
+                        return Err(Fail::Abort);
+                    }
+                    return Ok(progress || moved > 0);
+                }
+                Resp::Done => return Ok(progress),
+            }
+        }
+    }
+}
