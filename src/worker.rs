@@ -203,10 +203,10 @@ impl Worker {
         self.outbox.clone()
     }
 
-    /// Runs the event loop until drained or stopped.
     /// Runs the event loop until drained. If the loop itself panics (a session's panic is
     /// caught closer to it), its connections are dropped and it starts again with the same
-    /// poll and inbox, the latest config and a listener rebound on the same port.
+    /// poll and inbox, the latest config and the same listener: clients that connect
+    /// meanwhile wait in its backlog instead of being refused.
     pub fn run(
         self,
         id: usize,
@@ -218,11 +218,15 @@ impl Worker {
         let Worker {
             mut poll, inbox, ..
         } = self;
-        let mut listener = Some(listener);
+        let kept = Rc::new(std::cell::Cell::new(Some(listener)));
         let mut config = config;
         loop {
-            let l = match listener.take() {
-                Some(l) => l,
+            let l = match kept.take() {
+                Some(mut l) => {
+                    // Still registered if a crashed life handed it back.
+                    let _ = poll.registry().deregister(&mut l);
+                    l
+                }
                 None => {
                     let port = shared.listen_port.load(Ordering::Relaxed);
                     let addr = std::net::SocketAddr::new(config.listen.ip(), port);
@@ -237,7 +241,7 @@ impl Worker {
             };
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                run_loop(id, &mut poll, &inbox, l, c, r, sh)
+                run_loop(id, &mut poll, &inbox, (l, kept.clone()), c, r, sh)
             }));
             match outcome {
                 Ok(()) => return,
@@ -259,7 +263,7 @@ fn run_loop(
     id: usize,
     poll: &mut Poll,
     inbox: &Receiver<Inbox>,
-    mut listener: TcpListener,
+    (mut listener, kept): (TcpListener, KeptListener),
     config: Arc<Config>,
     resolver: Resolver,
     shared: Arc<Shared>,
@@ -277,6 +281,7 @@ fn run_loop(
     }
     let mut w = Loop {
         listener: Some(listener),
+        kept,
         sessions: Vec::new(),
         free: Vec::new(),
         again: Vec::new(),
@@ -346,6 +351,9 @@ fn run_loop(
         w.run_again();
         #[cfg(feature = "test-hooks")]
         if w.ctx.crash {
+            // Stuck for a while first, so that a test can connect while the loop is down.
+            log::warn!("test-hooks: crashing this worker in 500 ms");
+            std::thread::sleep(Duration::from_millis(500));
             panic!("test-hooks: a worker crash on request");
         }
         if w.accept_paused_until.is_some_and(|t| w.ctx.now >= t) {
@@ -378,8 +386,12 @@ fn max_pipes() -> usize {
     MAX_PIPES
 }
 
+/// Where a loop that dies leaves its listener for the next life.
+type KeptListener = Rc<std::cell::Cell<Option<TcpListener>>>;
+
 struct Loop {
     listener: Option<TcpListener>,
+    kept: KeptListener,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
     again: Vec<usize>,
@@ -388,6 +400,13 @@ struct Loop {
     next_sweep: Instant,
     drain_deadline: Option<Instant>,
     ctx: Ctx,
+}
+
+impl Drop for Loop {
+    /// Runs on a normal end too, but a drained loop has given its listener up already.
+    fn drop(&mut self) {
+        self.kept.set(self.listener.take());
+    }
 }
 
 impl Loop {
