@@ -3,13 +3,9 @@
 mod common;
 
 use common::Ferry;
-use std::process::Command;
 
 fn ferry(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::ferry_command().args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,6 +2,8 @@
 //! passes `sh -n` and shellcheck, and the systemd unit passes `systemd-analyze verify`.
 //! (.ci/run installs shellcheck and systemd-analyze.)
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -27,8 +29,7 @@ fn every_shipped_config_passes_check() {
     }
     assert!(configs.len() >= 3);
     for c in configs {
-        let (ok, text) =
-            run(Command::new(env!("CARGO_BIN_EXE_ferry")).args(["--config", &c, "--check"]));
+        let (ok, text) = run(common::ferry_command().args(["--config", &c, "--check"]));
         assert!(ok, "{c}: {text}");
     }
 }

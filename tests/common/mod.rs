@@ -20,6 +20,24 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The ferry binary under test, as a command. With `FERRY_TEST_RUNNER` set (for example to
+/// `qemu-mips-static`) it runs under that emulator: `.ci/run` runs the whole suite so for a
+/// 32-bit big-endian MIPS build.
+pub fn ferry_command() -> Command {
+    let mut argv = ferry_argv().into_iter();
+    let mut cmd = Command::new(argv.next().unwrap());
+    cmd.args(argv);
+    cmd
+}
+
+fn ferry_argv() -> Vec<std::ffi::OsString> {
+    let bin = env!("CARGO_BIN_EXE_ferry").into();
+    match std::env::var_os("FERRY_TEST_RUNNER") {
+        Some(runner) => vec![runner, bin],
+        None => vec![bin],
+    }
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -92,12 +110,12 @@ impl Ferry {
         )
         .unwrap();
         let mut cmd = match nofile {
-            None => Command::new(env!("CARGO_BIN_EXE_ferry")),
+            None => ferry_command(),
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_ferry"));
+                    .args(ferry_argv());
                 c
             }
         };
