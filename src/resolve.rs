@@ -83,6 +83,11 @@ impl Resolver {
 
 /// Blocking lookup of `host` (A and AAAA, in the system's preferred order).
 fn lookup(host: &str) -> Result<Vec<IpAddr>, String> {
+    #[cfg(feature = "test-hooks")]
+    if host.ends_with(".slow-dns.ferry.test") {
+        std::thread::sleep(Duration::from_secs(4));
+        return Err(format!("cannot resolve {host}: test-hooks: slow DNS"));
+    }
     match (host, 0).to_socket_addrs() {
         Ok(addrs) => {
             let mut ips: Vec<IpAddr> = Vec::new();

@@ -29,19 +29,25 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let outboxes: Vec<_> = workers.iter().map(Worker::outbox).collect();
-    let delivers: Vec<Arc<dyn Deliver>> = outboxes
-        .iter()
-        .map(|o| Arc::new(o.clone()) as Arc<dyn Deliver>)
-        .collect();
-    let resolver = Resolver::start(RESOLVERS, delivers)
-        .map_err(|e| format!("cannot start resolver threads: {e}"))?;
     let shared = Arc::new(Shared::new(n));
     shared
         .listen_port
         .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
     shared.set_latest_config(config.clone());
-    let admin = crate::control::start(config.clone(), outboxes, shared.clone())
+    let mut delivers: Vec<Arc<dyn Deliver>> = outboxes
+        .iter()
+        .map(|o| Arc::new(o.clone()) as Arc<dyn Deliver>)
+        .collect();
+    let control = crate::control::prepare(config.clone(), outboxes, shared.clone())
         .map_err(|e| e.to_string())?;
+    let admin = control.admin_addr().map_err(|e| e.to_string())?;
+    // The resolver answers worker i at index i and the control thread (probes) at index n.
+    delivers.push(control.deliver());
+    let resolver = Resolver::start(RESOLVERS, delivers)
+        .map_err(|e| format!("cannot start resolver threads: {e}"))?;
+    control
+        .spawn(resolver.clone(), n)
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
     if let Some(a) = admin {
         shared
             .admin_port

@@ -417,3 +417,39 @@ fn on_all_down_direct_sends_requests_straight_to_the_origin() {
         assert_eq!(r.body, pattern(4));
     }
 }
+
+#[test]
+fn an_upstream_given_by_name_is_probed() {
+    let a = Fake::proxy("n1", None);
+    let url = format!("http://localhost:{}", a.addr.port());
+    let ferry = Ferry::start_with(
+        1,
+        &format!("{FAST_HEALTH}  probe_online: true\nupstream:\n  - url: {url}\n"),
+    );
+    // The name goes to the resolver threads; if it gives ::1 first, the probe goes on to
+    // 127.0.0.1, where the fake listens.
+    common::wait_until("a probe through the name", || !a.probes().is_empty());
+    let ok = format!("probe of {url}: ok");
+    common::wait_until("the probe's success", || ferry.log_text().contains(&ok));
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_slow_name_lookup_for_a_probe_does_not_stall_the_control_thread() {
+    let ferry = Ferry::start_with(
+        1,
+        "admin_listen: \"127.0.0.1:0\"\nhealth_check:\n  interval_secs: 1\n  timeout_secs: 10\n  probe_online: true\nupstream:\n  - url: http://up.slow-dns.ferry.test:3128\n",
+    );
+    common::wait_until("the probe's look-up", || {
+        ferry
+            .log_text()
+            .contains("looking up up.slow-dns.ferry.test")
+    });
+    // The look-up takes 4 s (test-hooks); the admin server answers meanwhile, before the
+    // failed probe is counted. (It used to wait: the control thread looked names up itself.)
+    assert_eq!(ferry.metric("ferry_health_checks_total"), Some(0.0));
+    common::wait_until("the failed look-up counted", || {
+        ferry.metric("ferry_health_checks_total") >= Some(1.0)
+    });
+    assert!(ferry.log_text().contains("slow DNS"));
+}

@@ -11,9 +11,11 @@ mod reload;
 pub use admin::constant_time_eq;
 
 use crate::config::Config;
+use crate::resolve::{Answer, Deliver, Resolver};
 use crate::worker::{Inbox, Outbox, Shared};
+use crossbeam_channel::{Receiver, Sender};
 use mio::net::UnixStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -22,14 +24,44 @@ use std::time::Instant;
 
 const STOP: Token = Token(0);
 const HUP: Token = Token(1);
+/// Name look-ups for probes, answered by the resolver threads (admin's listener is 2).
+const ANSWERS: Token = Token(3);
 
-/// Starts the control thread; binds the admin server first, so that a bad address stops
-/// start-up. Returns the admin server's address, if there is one.
-pub fn start(
+/// Where the resolver threads post the answers to the probes' look-ups.
+struct Answers {
+    tx: Sender<Answer>,
+    waker: Waker,
+}
+
+impl Deliver for Answers {
+    fn deliver(&self, a: Answer) {
+        if self.tx.send(a).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The control thread, set up but not yet running: the resolver must exist first, and the
+/// resolver must know where to post this thread's answers.
+pub struct Starting {
+    poll: Poll,
     config: Arc<Config>,
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
-) -> std::io::Result<Option<std::net::SocketAddr>> {
+    admin: Option<admin::Admin>,
+    stop: UnixStream,
+    hup: UnixStream,
+    answers: Receiver<Answer>,
+    deliver: Arc<Answers>,
+}
+
+/// Sets the control thread up: binds the admin server first, so that a bad address stops
+/// start-up, and catches the signals.
+pub fn prepare(
+    config: Arc<Config>,
+    outboxes: Vec<Outbox>,
+    shared: Arc<Shared>,
+) -> std::io::Result<Starting> {
     let poll = Poll::new()?;
     let admin = match config.admin_listen {
         Some(addr) => Some(admin::Admin::bind(addr, poll.registry()).map_err(|e| {
@@ -40,32 +72,74 @@ pub fn start(
         })?),
         None => None,
     };
-    let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
     let mut stop = signal_pipe(&[SIGTERM, SIGINT])?;
     let mut hup = signal_pipe(&[SIGHUP])?;
     poll.registry()
         .register(&mut stop, STOP, Interest::READABLE)?;
     poll.registry()
         .register(&mut hup, HUP, Interest::READABLE)?;
-    std::thread::Builder::new()
-        .name("ferry-control".into())
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            let now = Instant::now();
-            let control = Control {
-                prober: probe::Prober::new(config.clone(), shared.clone(), now),
-                reloader: reload::Reloader::new(&config, now),
-                poll,
-                config,
-                outboxes,
-                shared,
-                admin,
-                stop,
-                hup,
-            };
-            control.run();
-        })?;
-    Ok(admin_addr)
+    let (tx, answers) = crossbeam_channel::unbounded();
+    let waker = Waker::new(poll.registry(), ANSWERS)?;
+    Ok(Starting {
+        poll,
+        config,
+        outboxes,
+        shared,
+        admin,
+        stop,
+        hup,
+        answers,
+        deliver: Arc::new(Answers { tx, waker }),
+    })
+}
+
+impl Starting {
+    /// The admin server's address, if there is one.
+    pub fn admin_addr(&self) -> std::io::Result<Option<std::net::SocketAddr>> {
+        self.admin.as_ref().map(|a| a.local_addr()).transpose()
+    }
+
+    /// Where the resolver posts this thread's answers.
+    pub fn deliver(&self) -> Arc<dyn Deliver> {
+        self.deliver.clone()
+    }
+
+    /// Starts the thread. `me` is this thread's index among the resolver's deliverers.
+    pub fn spawn(self, resolver: Resolver, me: usize) -> std::io::Result<()> {
+        let Starting {
+            poll,
+            config,
+            outboxes,
+            shared,
+            admin,
+            stop,
+            hup,
+            answers,
+            deliver: _,
+        } = self;
+        std::thread::Builder::new()
+            .name("ferry-control".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let now = Instant::now();
+                let lookups = probe::Lookups::new(resolver, me);
+                let control = Control {
+                    prober: probe::Prober::new(config.clone(), shared.clone(), &lookups, now),
+                    lookups,
+                    reloader: reload::Reloader::new(&config, now),
+                    poll,
+                    config,
+                    outboxes,
+                    shared,
+                    admin,
+                    stop,
+                    hup,
+                    answers,
+                };
+                control.run();
+            })?;
+        Ok(())
+    }
 }
 
 /// The control thread's state.
@@ -75,10 +149,12 @@ struct Control {
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
     prober: probe::Prober,
+    lookups: probe::Lookups,
     reloader: reload::Reloader,
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
+    answers: Receiver<Answer>,
 }
 
 impl Control {
@@ -109,6 +185,12 @@ impl Control {
                     HUP => {
                         drain_pipe(&mut self.hup);
                         self.reload("SIGHUP");
+                    }
+                    ANSWERS => {
+                        while let Ok(a) = self.answers.try_recv() {
+                            self.prober
+                                .resolved(a, self.poll.registry(), Instant::now());
+                        }
                     }
                     t if admin::Admin::owns(t) => {
                         if let Some(a) = self.admin.as_mut() {
@@ -180,7 +262,7 @@ impl Control {
         }
         self.shared.set_latest_config(config.clone());
         self.prober.shutdown(self.poll.registry());
-        self.prober = probe::Prober::new(config.clone(), self.shared.clone(), now);
+        self.prober = probe::Prober::new(config.clone(), self.shared.clone(), &self.lookups, now);
         self.config = config;
     }
 }

@@ -6,14 +6,18 @@
 //! status `expect_status` is a success; anything else, a broken connection or `timeout_secs`
 //! is a failure. `rise` successes bring an upstream online, `fall` failures take it offline.
 //! The probe goes to the upstream proxy; ferry itself never connects to the probe URL's host.
+//! An upstream given by name is looked up by the resolver threads, like the workers' names,
+//! so a slow or dead DNS server never stalls this thread (signals, reloads, the admin API).
 
 use crate::config::{Config, HealthCheck, UpstreamSpec};
+use crate::resolve::{Answer, Asker, Resolver};
 use crate::upstream::UpstreamState;
 use crate::worker::Shared;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +35,27 @@ struct Target {
     health: HealthCheck,
     next: Instant,
     running: bool,
+    /// Waiting for the resolver's answer until then.
+    resolving: Option<Instant>,
+}
+
+/// The control thread's way to the resolver threads.
+pub struct Lookups {
+    resolver: Resolver,
+    /// This thread's index among the resolver's deliverers.
+    me: usize,
+    /// Bumped for every new `Prober`, so that an answer for an old config is ignored.
+    generation: Cell<u32>,
+}
+
+impl Lookups {
+    pub fn new(resolver: Resolver, me: usize) -> Lookups {
+        Lookups {
+            resolver,
+            me,
+            generation: Cell::new(0),
+        }
+    }
 }
 
 enum Step {
@@ -42,6 +67,8 @@ enum Step {
 struct Probe {
     target: usize,
     stream: TcpStream,
+    /// The upstream's other addresses, tried in turn while connects fail (last first).
+    others: Vec<SocketAddr>,
     request: Vec<u8>,
     step: Step,
     deadline: Instant,
@@ -52,10 +79,20 @@ pub struct Prober {
     targets: Vec<Target>,
     probes: Vec<Option<Probe>>,
     shared: Arc<Shared>,
+    resolver: Resolver,
+    /// Who this prober is to the resolver: `slot` is the target.
+    asker: Asker,
 }
 
 impl Prober {
-    pub fn new(config: Arc<Config>, shared: Arc<Shared>, now: Instant) -> Prober {
+    pub fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        lookups: &Lookups,
+        now: Instant,
+    ) -> Prober {
+        let generation = lookups.generation.get().wrapping_add(1);
+        lookups.generation.set(generation);
         let mut targets: Vec<Target> = Vec::new();
         for pool in &config.pools {
             for m in &pool.members {
@@ -70,6 +107,12 @@ impl Prober {
             targets,
             probes: Vec::new(),
             shared,
+            resolver: lookups.resolver.clone(),
+            asker: Asker {
+                worker: lookups.me,
+                slot: 0,
+                generation,
+            },
         }
     }
 
@@ -85,8 +128,9 @@ impl Prober {
     /// When the loop must wake next: the earliest schedule or probe deadline.
     pub fn next_wake(&self) -> Option<Instant> {
         let due = self.targets.iter().filter(|t| !t.running).map(|t| t.next);
+        let lookups = self.targets.iter().filter_map(|t| t.resolving);
         let deadlines = self.probes.iter().flatten().map(|p| p.deadline);
-        due.chain(deadlines).min()
+        due.chain(lookups).chain(deadlines).min()
     }
 
     /// Starts the probes that are due and ends those past their deadline.
@@ -94,6 +138,15 @@ impl Prober {
         for i in 0..self.probes.len() {
             if self.probes[i].as_ref().is_some_and(|p| now >= p.deadline) {
                 self.finish(i, registry, false, "timed out");
+            }
+        }
+        for t in 0..self.targets.len() {
+            let target = &mut self.targets[t];
+            if target.resolving.is_some_and(|until| now >= until) {
+                target.resolving = None;
+                target.running = false;
+                let why = format!("cannot resolve {}: no answer in time", target.addr.0);
+                self.record(t, false, &why);
             }
         }
         for t in 0..self.targets.len() {
@@ -124,25 +177,98 @@ impl Prober {
                 let why = format!("probe answered {status}, not {want}");
                 self.finish(i, registry, status == want, &why);
             }
-            Err(why) => self.finish(i, registry, false, &why),
+            Err(why) => {
+                if !self.next_address(i, registry) {
+                    self.finish(i, registry, false, &why);
+                }
+            }
         }
     }
 
-    fn start(&mut self, t: usize, registry: &Registry, now: Instant) {
-        let target = &self.targets[t];
-        let addr = match resolve(&target.addr) {
-            Some(a) => a,
-            None => {
-                let why = format!("cannot resolve {}", target.addr.0);
-                self.record(t, false, &why);
-                return;
-            }
+    /// A probe failed: if it was still connecting and the upstream has another address
+    /// (a name with A and AAAA records, say), the probe goes on with that one.
+    fn next_address(&mut self, i: usize, registry: &Registry) -> bool {
+        let Some(Some(p)) = self.probes.get_mut(i) else {
+            return false;
         };
-        let mut stream = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(e) => {
-                self.record(t, false, &format!("connect: {e}"));
+        if !matches!(p.step, Step::Connecting) {
+            return false;
+        }
+        while let Some(addr) = p.others.pop() {
+            let Ok(mut stream) = TcpStream::connect(addr) else {
+                continue;
+            };
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if registry
+                .register(&mut stream, Token(FIRST_TOKEN + i), interest)
+                .is_ok()
+            {
+                let _ = registry.deregister(&mut p.stream);
+                p.stream = stream;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn start(&mut self, t: usize, registry: &Registry, now: Instant) {
+        let target = &mut self.targets[t];
+        let (host, port) = &target.addr;
+        if let Some(addr) = crate::resolve::literal(host, *port) {
+            return self.connect(t, vec![addr], registry, now);
+        }
+        log::debug!("probe of {}: looking up {host}", target.state.name);
+        target.running = true;
+        target.resolving = Some(now + target.health.timeout);
+        let asker = Asker {
+            slot: t,
+            ..self.asker
+        };
+        self.resolver.ask(asker, host);
+    }
+
+    /// The resolver's answer for a target's look-up.
+    pub fn resolved(&mut self, answer: Answer, registry: &Registry, now: Instant) {
+        let a = answer.asker;
+        if a.worker != self.asker.worker || a.generation != self.asker.generation {
+            return;
+        }
+        let Some(target) = self.targets.get_mut(a.slot) else {
+            return;
+        };
+        if target.resolving.take().is_none() {
+            return; // it timed out already
+        }
+        target.running = false;
+        match answer.result {
+            Ok(ips) => {
+                let port = target.addr.1;
+                let addrs = ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                self.connect(a.slot, addrs, registry, now);
+            }
+            Err(why) => self.record(a.slot, false, &why),
+        }
+    }
+
+    /// Starts the probe of target `t` on the first of `addrs` that takes a connect.
+    fn connect(&mut self, t: usize, mut addrs: Vec<SocketAddr>, registry: &Registry, now: Instant) {
+        let target = &self.targets[t];
+        addrs.reverse();
+        let mut stream = loop {
+            let Some(addr) = addrs.pop() else {
+                self.record(t, false, "no address to connect to");
                 return;
+            };
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if addrs.is_empty() => {
+                    self.record(t, false, &format!("connect: {e}"));
+                    return;
+                }
+                Err(_) => {}
             }
         };
         let slot = self
@@ -170,6 +296,7 @@ impl Prober {
         self.probes[slot] = Some(Probe {
             target: t,
             stream,
+            others: addrs,
             request,
             step: Step::Connecting,
             deadline: now + h.timeout,
@@ -212,15 +339,8 @@ fn target(m: &UpstreamSpec, health: &HealthCheck, now: Instant) -> Target {
         // The first round comes one interval after start: new upstreams start online.
         next: now + health.interval,
         running: false,
+        resolving: None,
     }
-}
-
-/// The upstream's address: an IP literal directly, a name by a (blocking, rare) look-up.
-fn resolve((host, port): &(String, u16)) -> Option<SocketAddr> {
-    if let Some(a) = crate::resolve::literal(host, *port) {
-        return Some(a);
-    }
-    (host.as_str(), *port).to_socket_addrs().ok()?.next()
 }
 
 /// Moves a probe on as far as the socket allows; `Ok(Some(status))` when the status line is in.
