@@ -3,6 +3,8 @@
 //! upstream connections and DNS answers are all per worker. Timers are a deadline per session,
 //! swept every `SWEEP` while there are sessions, so an event costs nothing for timing.
 
+mod pending;
+
 use crate::buffer::BufPool;
 use crate::config::Config;
 use crate::relay::PipePool;
@@ -12,8 +14,8 @@ use crate::upstream::IdlePool;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+pub use pending::PendingConnects;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -107,46 +109,6 @@ impl Outbox {
 impl Deliver for Outbox {
     fn deliver(&self, a: Answer) {
         self.send(Inbox::Answer(a));
-    }
-}
-
-/// Connects a worker may have in progress at once: a flood of CONNECTs to targets that never
-/// answer is held to this (each for at most `connect_timeout_secs`) and refused with 503
-/// beyond it. Fairness only applies under pressure: once half the slots are taken, a client
-/// that holds a quarter of them gets no more, so one flooding client cannot shut the others
-/// out, while a client that opens hundreds of connections at once (a benchmark, a busy
-/// browser) is never refused while the worker has room.
-const MAX_PENDING_CONNECTS: usize = 1024;
-
-/// The connects in progress of one worker, in all and by client address.
-#[derive(Default)]
-pub struct PendingConnects {
-    total: usize,
-    by_client: HashMap<std::net::IpAddr, usize>,
-}
-
-impl PendingConnects {
-    /// Takes a slot for `client`; false when the worker or the client is at its bound.
-    pub fn take(&mut self, client: std::net::IpAddr) -> bool {
-        let mine = self.by_client.entry(client).or_insert(0);
-        let crowded = self.total >= MAX_PENDING_CONNECTS / 2 && *mine >= MAX_PENDING_CONNECTS / 4;
-        if self.total >= MAX_PENDING_CONNECTS || crowded {
-            return false;
-        }
-        *mine += 1;
-        self.total += 1;
-        true
-    }
-
-    /// Gives a slot back.
-    pub fn release(&mut self, client: std::net::IpAddr) {
-        self.total = self.total.saturating_sub(1);
-        if let Some(n) = self.by_client.get_mut(&client) {
-            *n -= 1;
-            if *n == 0 {
-                self.by_client.remove(&client);
-            }
-        }
     }
 }
 
