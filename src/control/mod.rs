@@ -11,11 +11,11 @@ mod reload;
 pub use admin::constant_time_eq;
 
 use crate::config::Config;
-use crate::resolve::{Answer, Deliver, Resolver};
+use crate::resolve::{Deliver, Resolver};
 use crate::worker::{Inbox, Outbox, Shared};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::UnixStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -27,20 +27,6 @@ const HUP: Token = Token(1);
 /// Name look-ups for probes, answered by the resolver threads (admin's listener is 2).
 const ANSWERS: Token = Token(3);
 
-/// Where the resolver threads post the answers to the probes' look-ups.
-struct Answers {
-    tx: Sender<Answer>,
-    waker: Waker,
-}
-
-impl Deliver for Answers {
-    fn deliver(&self, a: Answer) {
-        if self.tx.send(a).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
-}
-
 /// The control thread, set up but not yet running: the resolver must exist first, and the
 /// resolver must know where to post this thread's answers.
 pub struct Starting {
@@ -51,8 +37,9 @@ pub struct Starting {
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
-    answers: Receiver<Answer>,
-    deliver: Arc<Answers>,
+    /// The resolver's answers to the probes' look-ups (`Inbox::Answer`), and their sender.
+    answers: Receiver<Inbox>,
+    deliver: Outbox,
 }
 
 /// Sets the control thread up: binds the admin server first, so that a bad address stops
@@ -78,8 +65,7 @@ pub fn prepare(
         .register(&mut stop, STOP, Interest::READABLE)?;
     poll.registry()
         .register(&mut hup, HUP, Interest::READABLE)?;
-    let (tx, answers) = crossbeam_channel::unbounded();
-    let waker = Waker::new(poll.registry(), ANSWERS)?;
+    let (deliver, answers) = Outbox::pair(poll.registry(), ANSWERS)?;
     Ok(Starting {
         poll,
         config,
@@ -89,7 +75,7 @@ pub fn prepare(
         stop,
         hup,
         answers,
-        deliver: Arc::new(Answers { tx, waker }),
+        deliver,
     })
 }
 
@@ -101,7 +87,7 @@ impl Starting {
 
     /// Where the resolver posts this thread's answers.
     pub fn deliver(&self) -> Arc<dyn Deliver> {
-        self.deliver.clone()
+        Arc::new(self.deliver.clone())
     }
 
     /// Starts the thread. `me` is this thread's index among the resolver's deliverers.
@@ -154,7 +140,7 @@ struct Control {
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
-    answers: Receiver<Answer>,
+    answers: Receiver<Inbox>,
 }
 
 impl Control {
@@ -187,9 +173,11 @@ impl Control {
                         self.reload("SIGHUP");
                     }
                     ANSWERS => {
-                        while let Ok(a) = self.answers.try_recv() {
-                            self.prober
-                                .resolved(a, self.poll.registry(), Instant::now());
+                        while let Ok(m) = self.answers.try_recv() {
+                            if let Inbox::Answer(a) = m {
+                                self.prober
+                                    .resolved(a, self.poll.registry(), Instant::now());
+                            }
                         }
                     }
                     t if admin::Admin::owns(t) => {

@@ -99,6 +99,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// A mailbox that wakes the poll of `registry` with `token`, and its receiving end. The
+    /// control thread has one too, for the resolver's answers to its probes.
+    pub fn pair(registry: &Registry, token: Token) -> std::io::Result<(Outbox, Receiver<Inbox>)> {
+        let waker = Arc::new(Waker::new(registry, token)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((Outbox { tx, waker }, rx))
+    }
+
     pub fn send(&self, m: Inbox) {
         if self.tx.send(m).is_ok() {
             let _ = self.waker.wake();
@@ -152,12 +160,11 @@ pub struct Worker {
 impl Worker {
     pub fn new() -> std::io::Result<Worker> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (outbox, inbox) = Outbox::pair(poll.registry(), WAKER)?;
         Ok(Worker {
             poll,
-            inbox: rx,
-            outbox: Outbox { tx, waker },
+            inbox,
+            outbox,
         })
     }
 
