@@ -25,6 +25,7 @@ pub struct Flow {
     in_pipe: usize,
     /// splice into the pipe said EAGAIN while the pipe held data: it is full (in pages, not
     /// bytes), so wait for it to drain rather than take the socket for empty.
+    #[cfg(target_os = "linux")]
     pipe_full: bool,
     /// The source has sent EOF.
     eof: bool,
@@ -45,6 +46,7 @@ impl Flow {
             #[cfg(target_os = "linux")]
             pipe: pipes.get(),
             in_pipe: 0,
+            #[cfg(target_os = "linux")]
             pipe_full: false,
             eof: false,
             shut: false,

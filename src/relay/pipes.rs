@@ -3,6 +3,7 @@
 //! back to copying through a pooled buffer.
 
 /// Capacity asked of each pipe. 64 KiB is the kernel's default and what one splice call moves.
+#[cfg(target_os = "linux")]
 pub const PIPE_SIZE: usize = 64 * 1024;
 
 /// The free pipes of one worker, and how many it has open in all.
@@ -11,16 +12,20 @@ pub struct PipePool {
     #[cfg(target_os = "linux")]
     free: Vec<crate::sys::Pipe>,
     open: usize,
+    #[cfg(target_os = "linux")]
     max: usize,
 }
 
 impl PipePool {
     /// A pool that opens at most `max` pipes (0 turns splicing off).
     pub fn new(max: usize) -> PipePool {
+        #[cfg(not(target_os = "linux"))]
+        let _ = max; // no splice, no pipes
         PipePool {
             #[cfg(target_os = "linux")]
             free: Vec::new(),
             open: 0,
+            #[cfg(target_os = "linux")]
             max,
         }
     }
