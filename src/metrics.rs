@@ -153,146 +153,153 @@ impl Snapshot<'_> {
     /// Prometheus text format 0.0.4: one `# HELP`/`# TYPE` group per family.
     pub fn prometheus(&self) -> String {
         let s = self.stats;
+        let n = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
+        let families: [(&str, &str, &str, u64); 15] = [
+            (
+                "ferry_uptime_seconds",
+                "gauge",
+                "Seconds since ferry started.",
+                s.started.elapsed().as_secs(),
+            ),
+            (
+                "ferry_requests_total",
+                "counter",
+                "Requests and tunnels, counted when they end.",
+                s.sum(|w| &w.requests),
+            ),
+            (
+                "ferry_requests_success_total",
+                "counter",
+                "Requests whose response (any status) or tunnel reached the client.",
+                s.sum(|w| &w.success),
+            ),
+            (
+                "ferry_requests_failed_total",
+                "counter",
+                "Requests that ferry answered with an error.",
+                s.sum(|w| &w.failed),
+            ),
+            (
+                "ferry_connect_requests_total",
+                "counter",
+                "CONNECT requests.",
+                s.sum(|w| &w.connect),
+            ),
+            (
+                "ferry_http_requests_total",
+                "counter",
+                "Plain HTTP requests.",
+                s.sum(|w| &w.http),
+            ),
+            (
+                "ferry_direct_requests_total",
+                "counter",
+                "Requests sent directly rather than through an upstream.",
+                s.sum(|w| &w.direct),
+            ),
+            (
+                "ferry_bytes_received_total",
+                "counter",
+                "Bytes received from clients.",
+                s.sum(|w| &w.bytes_received),
+            ),
+            (
+                "ferry_bytes_sent_total",
+                "counter",
+                "Bytes sent to clients.",
+                s.sum(|w| &w.bytes_sent),
+            ),
+            (
+                "ferry_active_connections",
+                "gauge",
+                "Client connections open.",
+                self.active as u64,
+            ),
+            (
+                "ferry_health_checks_total",
+                "counter",
+                "Active health probes finished.",
+                n(&s.health_checks),
+            ),
+            (
+                "ferry_health_checks_success_total",
+                "counter",
+                "Active health probes that succeeded.",
+                n(&s.health_checks_ok),
+            ),
+            (
+                "ferry_reloads_total",
+                "counter",
+                "Configuration reloads applied.",
+                n(&s.reloads),
+            ),
+            (
+                "ferry_reload_failures_total",
+                "counter",
+                "Configuration reloads refused.",
+                n(&s.reload_failures),
+            ),
+            (
+                "ferry_panics_total",
+                "counter",
+                "Sessions closed after a panic.",
+                self.panics as u64,
+            ),
+        ];
+        type Read = fn(&crate::upstream::UpstreamState) -> u64;
+        let per_upstream: [(&str, &str, &str, Read); 6] = [
+            (
+                "ferry_upstream_online",
+                "gauge",
+                "1 when the upstream is online.",
+                |u| u.is_online() as u64,
+            ),
+            (
+                "ferry_upstream_active_connections",
+                "gauge",
+                "Requests and tunnels using the upstream now.",
+                |u| u.active() as u64,
+            ),
+            (
+                "ferry_upstream_latency_ms",
+                "gauge",
+                "EMA of the time to the upstream's response head, in ms.",
+                |u| u.latency_ms() as u64,
+            ),
+            (
+                "ferry_upstream_consecutive_failures",
+                "gauge",
+                "Failures since the last success.",
+                |u| u.consecutive_failures() as u64,
+            ),
+            (
+                "ferry_upstream_requests_total",
+                "counter",
+                "Attempts sent through the upstream.",
+                |u| u.requests() as u64,
+            ),
+            (
+                "ferry_upstream_failures_total",
+                "counter",
+                "Attempts through the upstream that failed by its fault.",
+                |u| u.failures() as u64,
+            ),
+        ];
         let mut o = String::with_capacity(4096);
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        for (name, kind, help, v) in families {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let ups: Vec<_> = self
+            .unique_upstreams()
+            .into_iter()
+            .map(|u| (label(&u.display()), &u.state))
+            .collect();
+        for (name, kind, help, read) in per_upstream {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {v}");
+            for (url, state) in &ups {
+                let _ = writeln!(o, "{name}{{url=\"{url}\"}} {}", read(state));
             }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        family(
-            "ferry_uptime_seconds",
-            "gauge",
-            "Seconds since ferry started.",
-            &one(s.started.elapsed().as_secs().to_string()),
-        );
-        family(
-            "ferry_requests_total",
-            "counter",
-            "Requests and tunnels, counted when they end.",
-            &one(s.sum(|w| &w.requests).to_string()),
-        );
-        family(
-            "ferry_requests_success_total",
-            "counter",
-            "Requests whose response (any status) or tunnel reached the client.",
-            &one(s.sum(|w| &w.success).to_string()),
-        );
-        family(
-            "ferry_requests_failed_total",
-            "counter",
-            "Requests that ferry answered with an error.",
-            &one(s.sum(|w| &w.failed).to_string()),
-        );
-        family(
-            "ferry_connect_requests_total",
-            "counter",
-            "CONNECT requests.",
-            &one(s.sum(|w| &w.connect).to_string()),
-        );
-        family(
-            "ferry_http_requests_total",
-            "counter",
-            "Plain HTTP requests.",
-            &one(s.sum(|w| &w.http).to_string()),
-        );
-        family(
-            "ferry_direct_requests_total",
-            "counter",
-            "Requests sent directly rather than through an upstream.",
-            &one(s.sum(|w| &w.direct).to_string()),
-        );
-        family(
-            "ferry_bytes_received_total",
-            "counter",
-            "Bytes received from clients.",
-            &one(s.sum(|w| &w.bytes_received).to_string()),
-        );
-        family(
-            "ferry_bytes_sent_total",
-            "counter",
-            "Bytes sent to clients.",
-            &one(s.sum(|w| &w.bytes_sent).to_string()),
-        );
-        family(
-            "ferry_active_connections",
-            "gauge",
-            "Client connections open.",
-            &one(self.active.to_string()),
-        );
-        family(
-            "ferry_health_checks_total",
-            "counter",
-            "Active health probes finished.",
-            &one(s.health_checks.load(Ordering::Relaxed).to_string()),
-        );
-        family(
-            "ferry_health_checks_success_total",
-            "counter",
-            "Active health probes that succeeded.",
-            &one(s.health_checks_ok.load(Ordering::Relaxed).to_string()),
-        );
-        family(
-            "ferry_reloads_total",
-            "counter",
-            "Configuration reloads applied.",
-            &one(s.reloads.load(Ordering::Relaxed).to_string()),
-        );
-        family(
-            "ferry_reload_failures_total",
-            "counter",
-            "Configuration reloads refused.",
-            &one(s.reload_failures.load(Ordering::Relaxed).to_string()),
-        );
-        family(
-            "ferry_panics_total",
-            "counter",
-            "Sessions closed after a panic.",
-            &one(self.panics.to_string()),
-        );
-        let ups: Vec<_> = self.unique_upstreams();
-        let per = |f: &dyn Fn(&crate::config::UpstreamSpec) -> String| -> Vec<(String, String)> {
-            ups.iter()
-                .map(|u| (format!("{{url=\"{}\"}}", label(&u.display())), f(u)))
-                .collect()
-        };
-        family(
-            "ferry_upstream_online",
-            "gauge",
-            "1 when the upstream is online.",
-            &per(&|u| (u.state.is_online() as u8).to_string()),
-        );
-        family(
-            "ferry_upstream_active_connections",
-            "gauge",
-            "Requests and tunnels using the upstream now.",
-            &per(&|u| u.state.active().to_string()),
-        );
-        family(
-            "ferry_upstream_latency_ms",
-            "gauge",
-            "EMA of the time to the upstream's response head, in ms.",
-            &per(&|u| u.state.latency_ms().to_string()),
-        );
-        family(
-            "ferry_upstream_consecutive_failures",
-            "gauge",
-            "Failures since the last success.",
-            &per(&|u| u.state.consecutive_failures().to_string()),
-        );
-        family(
-            "ferry_upstream_requests_total",
-            "counter",
-            "Attempts sent through the upstream.",
-            &per(&|u| u.state.requests().to_string()),
-        );
-        family(
-            "ferry_upstream_failures_total",
-            "counter",
-            "Attempts through the upstream that failed by its fault.",
-            &per(&|u| u.state.failures().to_string()),
-        );
+        }
         o
     }
 
