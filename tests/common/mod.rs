@@ -30,6 +30,12 @@ pub fn ferry_command() -> Command {
     cmd
 }
 
+/// Whether ferry runs under an emulator (`FERRY_TEST_RUNNER`): fine for behaviour, useless
+/// for the few tests whose premise is that loopback requests take about a millisecond.
+pub fn emulated() -> bool {
+    std::env::var_os("FERRY_TEST_RUNNER").is_some()
+}
+
 fn ferry_argv() -> Vec<std::ffi::OsString> {
     let bin = env!("CARGO_BIN_EXE_ferry").into();
     match std::env::var_os("FERRY_TEST_RUNNER") {
