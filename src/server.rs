@@ -38,16 +38,20 @@ pub fn run(config: Config) -> Result<(), String> {
         .iter()
         .map(|o| Arc::new(o.clone()) as Arc<dyn Deliver>)
         .collect();
-    let control = crate::control::prepare(config.clone(), outboxes, shared.clone())
-        .map_err(|e| e.to_string())?;
-    let admin = control.admin_addr().map_err(|e| e.to_string())?;
     // The resolver answers worker i at index i and the control thread (probes) at index n.
-    delivers.push(control.deliver());
+    let (mailbox, control_outbox) = crate::control::mailbox().map_err(|e| e.to_string())?;
+    delivers.push(Arc::new(control_outbox));
     let resolver = Resolver::start(RESOLVERS, delivers)
         .map_err(|e| format!("cannot start resolver threads: {e}"))?;
-    control
-        .spawn(resolver.clone(), n)
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    let admin = crate::control::start(
+        config.clone(),
+        outboxes,
+        shared.clone(),
+        mailbox,
+        resolver.clone(),
+        n,
+    )
+    .map_err(|e| e.to_string())?;
     if let Some(a) = admin {
         shared
             .admin_port

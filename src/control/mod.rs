@@ -11,7 +11,7 @@ mod reload;
 pub use admin::constant_time_eq;
 
 use crate::config::Config;
-use crate::resolve::{Deliver, Resolver};
+use crate::resolve::Resolver;
 use crate::worker::{Inbox, Outbox, Shared};
 use crossbeam_channel::Receiver;
 use mio::net::UnixStream;
@@ -27,29 +27,32 @@ const HUP: Token = Token(1);
 /// Name look-ups for probes, answered by the resolver threads (admin's listener is 2).
 const ANSWERS: Token = Token(3);
 
-/// The control thread, set up but not yet running: the resolver must exist first, and the
-/// resolver must know where to post this thread's answers.
-pub struct Starting {
+/// The control thread's poll, and the receiving end of the mailbox through which the resolver
+/// threads answer its probes' look-ups. It exists before the resolver, which must know the
+/// sending end (`mailbox` returns that as an `Outbox`).
+pub struct Mailbox {
     poll: Poll,
-    config: Arc<Config>,
-    outboxes: Vec<Outbox>,
-    shared: Arc<Shared>,
-    admin: Option<admin::Admin>,
-    stop: UnixStream,
-    hup: UnixStream,
-    /// The resolver's answers to the probes' look-ups (`Inbox::Answer`), and their sender.
     answers: Receiver<Inbox>,
-    deliver: Outbox,
 }
 
-/// Sets the control thread up: binds the admin server first, so that a bad address stops
-/// start-up, and catches the signals.
-pub fn prepare(
+/// The control thread's mailbox, for `Resolver::start`, and what `start` then takes.
+pub fn mailbox() -> std::io::Result<(Mailbox, Outbox)> {
+    let poll = Poll::new()?;
+    let (outbox, answers) = Outbox::pair(poll.registry(), ANSWERS)?;
+    Ok((Mailbox { poll, answers }, outbox))
+}
+
+/// Starts the control thread; binds the admin server first, so that a bad address stops
+/// start-up. `me` is this thread's index among the resolver's deliverers. Returns the admin
+/// server's address, if there is one.
+pub fn start(
     config: Arc<Config>,
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
-) -> std::io::Result<Starting> {
-    let poll = Poll::new()?;
+    Mailbox { poll, answers }: Mailbox,
+    resolver: Resolver,
+    me: usize,
+) -> std::io::Result<Option<std::net::SocketAddr>> {
     let admin = match config.admin_listen {
         Some(addr) => Some(admin::Admin::bind(addr, poll.registry()).map_err(|e| {
             std::io::Error::new(
@@ -59,73 +62,35 @@ pub fn prepare(
         })?),
         None => None,
     };
+    let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
     let mut stop = signal_pipe(&[SIGTERM, SIGINT])?;
     let mut hup = signal_pipe(&[SIGHUP])?;
     poll.registry()
         .register(&mut stop, STOP, Interest::READABLE)?;
     poll.registry()
         .register(&mut hup, HUP, Interest::READABLE)?;
-    let (deliver, answers) = Outbox::pair(poll.registry(), ANSWERS)?;
-    Ok(Starting {
-        poll,
-        config,
-        outboxes,
-        shared,
-        admin,
-        stop,
-        hup,
-        answers,
-        deliver,
-    })
-}
-
-impl Starting {
-    /// The admin server's address, if there is one.
-    pub fn admin_addr(&self) -> std::io::Result<Option<std::net::SocketAddr>> {
-        self.admin.as_ref().map(|a| a.local_addr()).transpose()
-    }
-
-    /// Where the resolver posts this thread's answers.
-    pub fn deliver(&self) -> Arc<dyn Deliver> {
-        Arc::new(self.deliver.clone())
-    }
-
-    /// Starts the thread. `me` is this thread's index among the resolver's deliverers.
-    pub fn spawn(self, resolver: Resolver, me: usize) -> std::io::Result<()> {
-        let Starting {
-            poll,
-            config,
-            outboxes,
-            shared,
-            admin,
-            stop,
-            hup,
-            answers,
-            deliver: _,
-        } = self;
-        std::thread::Builder::new()
-            .name("ferry-control".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                let now = Instant::now();
-                let lookups = probe::Lookups::new(resolver, me);
-                let control = Control {
-                    prober: probe::Prober::new(config.clone(), shared.clone(), &lookups, now),
-                    lookups,
-                    reloader: reload::Reloader::new(&config, now),
-                    poll,
-                    config,
-                    outboxes,
-                    shared,
-                    admin,
-                    stop,
-                    hup,
-                    answers,
-                };
-                control.run();
-            })?;
-        Ok(())
-    }
+    std::thread::Builder::new()
+        .name("ferry-control".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let now = Instant::now();
+            let mut lookups = probe::Lookups::new(resolver, me);
+            let control = Control {
+                prober: probe::Prober::new(config.clone(), shared.clone(), &mut lookups, now),
+                lookups,
+                reloader: reload::Reloader::new(&config, now),
+                poll,
+                config,
+                outboxes,
+                shared,
+                admin,
+                stop,
+                hup,
+                answers,
+            };
+            control.run();
+        })?;
+    Ok(admin_addr)
 }
 
 /// The control thread's state.
@@ -250,7 +215,8 @@ impl Control {
         }
         self.shared.set_latest_config(config.clone());
         self.prober.shutdown(self.poll.registry());
-        self.prober = probe::Prober::new(config.clone(), self.shared.clone(), &self.lookups, now);
+        self.prober =
+            probe::Prober::new(config.clone(), self.shared.clone(), &mut self.lookups, now);
         self.config = config;
     }
 }

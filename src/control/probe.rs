@@ -15,7 +15,6 @@ use crate::upstream::UpstreamState;
 use crate::worker::Shared;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -45,7 +44,7 @@ pub struct Lookups {
     /// This thread's index among the resolver's deliverers.
     me: usize,
     /// Bumped for every new `Prober`, so that an answer for an old config is ignored.
-    generation: Cell<u32>,
+    generation: u32,
 }
 
 impl Lookups {
@@ -53,7 +52,7 @@ impl Lookups {
         Lookups {
             resolver,
             me,
-            generation: Cell::new(0),
+            generation: 0,
         }
     }
 }
@@ -88,11 +87,11 @@ impl Prober {
     pub fn new(
         config: Arc<Config>,
         shared: Arc<Shared>,
-        lookups: &Lookups,
+        lookups: &mut Lookups,
         now: Instant,
     ) -> Prober {
-        let generation = lookups.generation.get().wrapping_add(1);
-        lookups.generation.set(generation);
+        lookups.generation = lookups.generation.wrapping_add(1);
+        let generation = lookups.generation;
         let mut targets: Vec<Target> = Vec::new();
         for pool in &config.pools {
             for m in &pool.members {
@@ -194,21 +193,14 @@ impl Prober {
         if !matches!(p.step, Step::Connecting) {
             return false;
         }
-        while let Some(addr) = p.others.pop() {
-            let Ok(mut stream) = TcpStream::connect(addr) else {
-                continue;
-            };
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if registry
-                .register(&mut stream, Token(FIRST_TOKEN + i), interest)
-                .is_ok()
-            {
+        match open(&mut p.others, registry, Token(FIRST_TOKEN + i)) {
+            Ok(stream) => {
                 let _ = registry.deregister(&mut p.stream);
                 p.stream = stream;
-                return true;
+                true
             }
+            Err(_) => false,
         }
-        false
     }
 
     fn start(&mut self, t: usize, registry: &Registry, now: Instant) {
@@ -255,22 +247,7 @@ impl Prober {
 
     /// Starts the probe of target `t` on the first of `addrs` that takes a connect.
     fn connect(&mut self, t: usize, mut addrs: Vec<SocketAddr>, registry: &Registry, now: Instant) {
-        let target = &self.targets[t];
         addrs.reverse();
-        let mut stream = loop {
-            let Some(addr) = addrs.pop() else {
-                self.record(t, false, "no address to connect to");
-                return;
-            };
-            match TcpStream::connect(addr) {
-                Ok(s) => break s,
-                Err(e) if addrs.is_empty() => {
-                    self.record(t, false, &format!("connect: {e}"));
-                    return;
-                }
-                Err(_) => {}
-            }
-        };
         let slot = self
             .probes
             .iter()
@@ -279,14 +256,11 @@ impl Prober {
                 self.probes.push(None);
                 self.probes.len() - 1
             });
-        if let Err(e) = registry.register(
-            &mut stream,
-            Token(FIRST_TOKEN + slot),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("cannot watch a probe connection: {e}");
-            return;
-        }
+        let stream = match open(&mut addrs, registry, Token(FIRST_TOKEN + slot)) {
+            Ok(s) => s,
+            Err(why) => return self.record(t, false, &why),
+        };
+        let target = &self.targets[t];
         let h = &target.health;
         let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", h.url, h.host).into_bytes();
         if let Some(auth) = &target.auth {
@@ -341,6 +315,28 @@ fn target(m: &UpstreamSpec, health: &HealthCheck, now: Instant) -> Target {
         running: false,
         resolving: None,
     }
+}
+
+/// Connects to the last of `addrs` that takes a connect (each tried is removed) and watches
+/// the stream with `token`; the last error if none does.
+fn open(
+    addrs: &mut Vec<SocketAddr>,
+    registry: &Registry,
+    token: Token,
+) -> Result<TcpStream, String> {
+    let mut why = "no address to connect to".to_string();
+    while let Some(addr) = addrs.pop() {
+        match TcpStream::connect(addr) {
+            Ok(mut s) => {
+                match registry.register(&mut s, token, Interest::READABLE | Interest::WRITABLE) {
+                    Ok(()) => return Ok(s),
+                    Err(e) => why = format!("cannot watch the probe connection: {e}"),
+                }
+            }
+            Err(e) => why = format!("connect: {e}"),
+        }
+    }
+    Err(why)
 }
 
 /// Moves a probe on as far as the socket allows; `Ok(Some(status))` when the status line is in.
