@@ -40,7 +40,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect();
     // The resolver answers worker i at index i and the control thread (probes) at index n.
     let (mailbox, control_outbox) = crate::control::mailbox().map_err(|e| e.to_string())?;
-    delivers.push(Arc::new(control_outbox));
+    delivers.push(Arc::new(control_outbox.clone()));
     let resolver = Resolver::start(RESOLVERS, delivers)
         .map_err(|e| format!("cannot start resolver threads: {e}"))?;
     let admin = crate::control::start(
@@ -61,10 +61,11 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut handles = Vec::with_capacity(n);
     for (id, (worker, listener)) in workers.into_iter().zip(listeners).enumerate() {
         let (config, resolver, shared) = (config.clone(), resolver.clone(), shared.clone());
+        let control = control_outbox.clone();
         let h = std::thread::Builder::new()
             .name(format!("ferry-worker-{id}"))
             .stack_size(WORKER_STACK)
-            .spawn(move || worker.run(id, listener, config, resolver, shared))
+            .spawn(move || worker.run(id, listener, config, resolver, control, shared))
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(h);
     }

@@ -120,6 +120,7 @@ fn slowloris_clients_are_cut_by_the_header_timeout_and_others_are_served() {
         std::thread::sleep(Duration::from_millis(200));
     }
     for s in &mut slow {
+        assert_eq!(s.response().status, 408);
         assert!(s.closed());
     }
     assert!(

@@ -71,6 +71,8 @@ pub struct Config {
     pub access: Access,
     pub reload_interval_secs: u64,
     pub access_log: bool,
+    /// Add ferry's `Via` field to what it forwards.
+    pub via: bool,
     pub limits: Limits,
     pub domain_policy: DomainPolicy,
     /// Pool 0 is `default` (the top-level `upstream` list, possibly empty); then the named

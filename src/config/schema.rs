@@ -16,6 +16,9 @@ pub struct RawConfig {
     pub reload_interval_secs: u64,
     #[serde(default)]
     pub access_log: bool,
+    /// ferry: add `Via: 1.1 ferry` to forwarded requests and responses (RFC 9110 §7.6.3).
+    #[serde(default = "default_true")]
+    pub via: bool,
     #[serde(default)]
     pub health_check: RawHealthCheck,
     #[serde(default)]
@@ -241,6 +244,10 @@ fn default_shutdown_timeout() -> u64 {
 fn default_connect_timeout() -> u64 {
     10
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_header_timeout() -> u64 {
     10
 }

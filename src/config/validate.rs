@@ -221,6 +221,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         },
         reload_interval_secs: raw.reload_interval_secs,
         access_log: raw.access_log,
+        via: raw.via,
         limits: Limits {
             max_connections: l.max_connections,
             request_timeout: (l.request_timeout_secs > 0).then(|| secs(l.request_timeout_secs)),

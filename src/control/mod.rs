@@ -139,9 +139,17 @@ impl Control {
                     }
                     ANSWERS => {
                         while let Ok(m) = self.answers.try_recv() {
-                            if let Inbox::Answer(a) = m {
-                                self.prober
-                                    .resolved(a, self.poll.registry(), Instant::now());
+                            match m {
+                                Inbox::Answer(a) => {
+                                    self.prober
+                                        .resolved(a, self.poll.registry(), Instant::now())
+                                }
+                                Inbox::Probe(state) => self.prober.probe_now(
+                                    &state,
+                                    self.poll.registry(),
+                                    Instant::now(),
+                                ),
+                                _ => {}
                             }
                         }
                     }

@@ -161,6 +161,25 @@ impl Prober {
         }
     }
 
+    /// Probes the upstream whose state is `state` now, unless a probe of it is under way: a
+    /// request through it timed out (DESIGN §3). It counts like any probe, so an upstream
+    /// that accepts connections but answers nothing goes offline after `fall` of them.
+    pub fn probe_now(&mut self, state: &Arc<UpstreamState>, registry: &Registry, now: Instant) {
+        let Some(t) = self
+            .targets
+            .iter()
+            .position(|t| Arc::ptr_eq(&t.state, state))
+        else {
+            return; // not in this config any more
+        };
+        if self.targets[t].running {
+            return;
+        }
+        log::debug!("probe of {}: a request through it timed out", state.name);
+        self.targets[t].next = now + self.targets[t].health.interval;
+        self.start(t, registry, now);
+    }
+
     /// A probe socket is ready.
     pub fn ready(&mut self, token: Token, registry: &Registry) {
         let Some(i) = token.0.checked_sub(FIRST_TOKEN) else {

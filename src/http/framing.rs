@@ -106,20 +106,35 @@ impl BodyState {
     /// of them belong to this body. When the body ends inside `input`, the rest is the next
     /// message's and is left alone.
     pub fn advance(&mut self, input: &[u8]) -> Result<usize, FramingError> {
+        self.advance_with(input, |_| {})
+    }
+
+    /// Like `advance`, and hands each run of body data (for a chunked body: the chunks'
+    /// contents, without sizes, extensions or trailers) to `data`. This is how a chunked
+    /// response is de-chunked for an HTTP/1.0 client.
+    pub fn advance_with(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<usize, FramingError> {
         match &mut self.state {
             State::Done => Ok(0),
-            State::UntilClose => Ok(input.len()),
+            State::UntilClose => {
+                data(input);
+                Ok(input.len())
+            }
             State::Remaining(n) => {
                 let take = (*n).min(input.len() as u64);
                 *n -= take;
                 if *n == 0 {
                     self.state = State::Done;
                 }
+                data(&input[..take as usize]);
                 Ok(take as usize)
             }
             State::Chunked { at, line, trailer } => {
                 let (mut at, mut line, mut trailer) = (*at, *line, *trailer);
-                let r = advance_chunked(&mut at, &mut line, &mut trailer, input);
+                let r = advance_chunked(&mut at, &mut line, &mut trailer, input, &mut data);
                 self.state = match r {
                     Ok((_, true)) => State::Done,
                     _ => State::Chunked { at, line, trailer },
@@ -137,11 +152,13 @@ fn advance_chunked(
     line: &mut u32,
     trailer: &mut u32,
     input: &[u8],
+    data: &mut impl FnMut(&[u8]),
 ) -> Result<(usize, bool), FramingError> {
     let mut i = 0;
     while i < input.len() {
         if let Chunk::Data(left) = *at {
             let take = left.min((input.len() - i) as u64);
+            data(&input[i..i + take as usize]);
             i += take as usize;
             *at = if left == take {
                 Chunk::DataCr
@@ -305,6 +322,24 @@ mod tests {
             b"-1\r\n",
         ] {
             assert!(feed(Framing::Chunked, bad, 1).is_err(), "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn chunked_body_yields_its_data() {
+        let body = b"4;name=\"v\"\r\nwiki\r\n5 ; x\r\npedia\r\n0\r\nExpires: never\r\n\r\nrest";
+        for step in [1, 2, 5, 64] {
+            let mut st = BodyState::new(Framing::Chunked);
+            let mut out = Vec::new();
+            let mut used = 0;
+            while !st.is_done() {
+                let end = (used + step).min(body.len());
+                used += st
+                    .advance_with(&body[used..end], |d| out.extend_from_slice(d))
+                    .unwrap();
+            }
+            assert_eq!(out, b"wikipedia");
+            assert_eq!(&body[used..], b"rest");
         }
     }
 

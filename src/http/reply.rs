@@ -1,7 +1,7 @@
 //! The replies ferry writes itself. Every error a session can meet ends here, so the mapping
 //! from "what went wrong" to a status line lives in one place.
 
-use super::request::HeadError;
+use super::request::{HeadError, RequestHead};
 use crate::buffer::Buf;
 use std::borrow::Cow;
 use std::io::Write;
@@ -93,6 +93,49 @@ pub fn write(out: &mut Buf, r: &Refusal) {
         r.why.len() + 1,
         r.why
     );
+}
+
+/// The answer to an OPTIONS or TRACE whose `Max-Forwards` is 0: ferry is its final recipient
+/// (RFC 9110 §7.6.2). OPTIONS gets the methods a proxy relays; TRACE gets the request as
+/// received (§9.3.8), less the fields that carry credentials or cookies. `head` is the raw
+/// head the request was parsed from.
+pub fn write_final_recipient(out: &mut Buf, req: &RequestHead<'_, '_>, head: &[u8], keep: bool) {
+    let conn: &str = match (keep, req.minor) {
+        (false, _) => "Connection: close\r\n",
+        (true, 0) => "Connection: keep-alive\r\n",
+        (true, _) => "",
+    };
+    if req.method == "OPTIONS" {
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE\r\nContent-Length: 0\r\n{conn}\r\n"
+        );
+        return;
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let secret = |n: &str| {
+        ["authorization", "proxy-authorization", "cookie"]
+            .iter()
+            .any(|s| n.eq_ignore_ascii_case(s))
+    };
+    let mut len = line.len() + 4;
+    for h in req.headers.iter().filter(|h| !secret(h.name)) {
+        len += h.name.len() + 2 + h.value.len() + 2;
+    }
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: {len}\r\n{conn}\r\n"
+    );
+    out.push(line);
+    out.push(b"\r\n");
+    for h in req.headers.iter().filter(|h| !secret(h.name)) {
+        out.push(h.name.as_bytes());
+        out.push(b": ");
+        out.push(h.value);
+        out.push(b"\r\n");
+    }
+    out.push(b"\r\n");
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` field (WebSocket through the proxy).
     pub upgrade: bool,
+    /// `Max-Forwards` of an OPTIONS or TRACE request (RFC 9110 §7.6.2); other methods ignore
+    /// the field.
+    pub max_forwards: Option<u32>,
     /// Bytes of the head, terminator included.
     pub len: usize,
 }
@@ -114,6 +117,7 @@ pub fn parse<'h, 'b>(
     let mut te_chunked: Option<bool> = None;
     let mut length: Option<u64> = None;
     let mut hosts = 0;
+    let mut max_forwards = None;
     for h in headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("proxy-connection")
@@ -137,10 +141,22 @@ pub fn parse<'h, 'b>(
             length = Some(merge_length(length, h.value)?);
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+        } else if name.eq_ignore_ascii_case("max-forwards") && matches!(method, "OPTIONS" | "TRACE")
+        {
+            let n =
+                parse_decimal(trim(h.value)).ok_or(HeadError::Malformed("invalid Max-Forwards"))?;
+            max_forwards = Some(n.min(u32::MAX as u64) as u32);
         }
     }
     if hosts > 1 {
         return Err(HeadError::Malformed("more than one Host field"));
+    }
+    if minor == 0 && te_chunked.is_some() {
+        // RFC 9112 §6.1: an HTTP/1.0 recipient cannot know chunked; a server must treat a
+        // 1.0 message with Transfer-Encoding as faulty framing.
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     let framing = match (te_chunked, length) {
         // RFC 9112 §6.3: a message with both could be smuggling; refuse it.
@@ -170,6 +186,7 @@ pub fn parse<'h, 'b>(
         framing,
         keep_alive,
         upgrade: upgrade_token && upgrade_field && kind != MethodKind::Connect,
+        max_forwards,
         len,
     }))
 }
@@ -206,6 +223,28 @@ pub fn parse_decimal(t: &[u8]) -> Option<u64> {
         n = n * 10 + (b - b'0') as u64;
     }
     Some(n)
+}
+
+/// False when the bytes at the start of a request head (leading empty lines dropped) cannot
+/// begin a request line: its method is a token (RFC 9110 §9.1), so a byte that is not a token
+/// character before the first space means the peer speaks something else (a TLS ClientHello
+/// begins with 0x16). Only the method is looked at, so a head dripped in byte by byte costs
+/// no rescanning past it.
+pub fn plausible_start(bytes: &[u8]) -> bool {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b' ' {
+            return i > 0;
+        }
+        if !is_tchar(b) {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `http://authority[/path?query]` → target; other schemes and origin-form are refused: a

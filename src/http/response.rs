@@ -5,8 +5,10 @@ use super::framing::Framing;
 use super::request::{merge_length, MethodKind};
 use super::{has_token, tokens};
 
-/// Most header fields accepted in a response head.
+/// Header fields parsed on the stack; a head with more is parsed again into a larger array.
 pub const MAX_HEADERS: usize = 128;
+/// The error `parse` gives when `headers` is too small for the head's fields.
+pub const TOO_MANY_HEADERS: &str = "too many header fields";
 
 /// A parsed response head, borrowing from the buffer it was parsed from.
 #[derive(Debug)]
@@ -16,6 +18,8 @@ pub struct ResponseHead<'h, 'b> {
     pub minor: u8,
     pub headers: &'h [httparse::Header<'b>],
     pub framing: Framing,
+    /// The value of its `Content-Length` field(s), if any (all must agree).
+    pub content_length: Option<u64>,
     /// Whether the sender will keep the connection open after this response.
     pub keep_alive: bool,
     /// Bytes of the head, terminator included.
@@ -40,7 +44,7 @@ pub fn parse<'h, 'b>(
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
+        Err(httparse::Error::TooManyHeaders) => return Err(TOO_MANY_HEADERS),
         Err(_) => return Err("malformed response head"),
     };
     let code = resp.code.unwrap_or(0);
@@ -96,6 +100,7 @@ pub fn parse<'h, 'b>(
         minor,
         headers,
         framing,
+        content_length: length,
         keep_alive,
         len,
     }))

@@ -1,6 +1,7 @@
 //! Heads rewritten for the next hop: hop-by-hop fields removed (RFC 9110 §7.6.1), the target
 //! put in the form the next hop expects, and ferry's own `Connection` and credentials added.
 
+use super::framing::Framing;
 use super::has_token;
 use super::request::{MethodKind, RequestHead, Target};
 use super::response::ResponseHead;
@@ -40,8 +41,20 @@ fn is_hop_by_hop(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// True when a `Connection` (or `Proxy-Connection`) field of `headers` names `name`.
+/// The `Via` field ferry adds to what it forwards (RFC 9110 §7.6.3), unless `via: false`.
+const VIA: &[u8] = b"Via: 1.1 ferry\r\n";
+
+/// True when a `Connection` (or `Proxy-Connection`) field of `headers` names `name`, which is
+/// then hop-by-hop. A message's framing and Host are never: a `Connection: Content-Length`
+/// that removed the length but not the body would smuggle the body to the next hop as a
+/// request of its own (DESIGN §3).
 fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    if ["content-length", "transfer-encoding", "host"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
+    {
+        return false;
+    }
     headers.iter().any(|h| {
         (h.name.eq_ignore_ascii_case("connection")
             || h.name.eq_ignore_ascii_case("proxy-connection"))
@@ -63,7 +76,9 @@ pub fn write_authority(out: &mut Buf, t: &Target<'_>, default: Option<u16>) {
 
 /// Writes the request head for the next hop, all but its end: `finish_request_head` adds the
 /// credentials of the hop it goes to (and can be redone for another upstream on failover).
-pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm) {
+/// A length is sent as one `Content-Length` (identical duplicates are folded); `Max-Forwards`
+/// of an OPTIONS or TRACE goes down by one (RFC 9110 §7.6.2); `via` adds ferry's `Via`.
+pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, via: bool) {
     let t = &req.target;
     let default_port = if req.kind == MethodKind::Connect {
         None
@@ -89,11 +104,22 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm) 
         let kept_upgrade = req.upgrade && name.eq_ignore_ascii_case("upgrade");
         if name.eq_ignore_ascii_case("host")
             || name.eq_ignore_ascii_case("proxy-authorization")
+            || name.eq_ignore_ascii_case("content-length")
             || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(req.headers, name)))
         {
             continue;
         }
+        if let (Some(n), true) = (req.max_forwards, name.eq_ignore_ascii_case("max-forwards")) {
+            let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+            continue;
+        }
         write_field(out, name, h.value);
+    }
+    if let Framing::Length(n) = req.framing {
+        let _ = write!(out, "Content-Length: {n}\r\n");
+    }
+    if via {
+        out.push(VIA);
     }
     if req.upgrade {
         out.push(b"Connection: Upgrade\r\n");
@@ -135,19 +161,42 @@ pub fn to_origin_form(head: &mut Buf, base: usize) -> usize {
     new_base
 }
 
-/// Writes the response head for the client, with ferry's `Connection` field.
-pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, conn: ConnectionField) {
+/// How a response head is written for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseForm {
+    /// ferry's `Connection` field.
+    pub conn: ConnectionField,
+    /// Add ferry's `Via`.
+    pub via: bool,
+    /// The body is de-chunked for an HTTP/1.0 client: no `Transfer-Encoding`, and the end
+    /// of the body is the end of the connection.
+    pub dechunk: bool,
+}
+
+/// Writes the response head for the client. Its length, if any, goes as one
+/// `Content-Length` (identical duplicates are folded).
+pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseForm) {
     let _ = write!(out, "HTTP/1.1 {} ", resp.code);
     out.push(resp.reason.as_bytes());
     out.push(b"\r\n");
+    let conn = form.conn;
     let upgrading = conn == ConnectionField::Upgrade;
     for h in resp.headers {
         let name = h.name;
         let kept_upgrade = upgrading && name.eq_ignore_ascii_case("upgrade");
-        if !kept_upgrade && (is_hop_by_hop(name) || named_by_connection(resp.headers, name)) {
+        if name.eq_ignore_ascii_case("content-length")
+            || (form.dechunk && name.eq_ignore_ascii_case("transfer-encoding"))
+            || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(resp.headers, name)))
+        {
             continue;
         }
         write_field(out, name, h.value);
+    }
+    if let Some(n) = resp.content_length {
+        let _ = write!(out, "Content-Length: {n}\r\n");
+    }
+    if form.via {
+        out.push(VIA);
     }
     match conn {
         ConnectionField::Default => {}
@@ -178,10 +227,14 @@ mod tests {
     use crate::http::{request, response};
 
     fn rewrite(raw: &[u8], form: TargetForm, auth: Option<&str>) -> String {
+        rewrite_via(raw, form, auth, false)
+    }
+
+    fn rewrite_via(raw: &[u8], form: TargetForm, auth: Option<&str>, via: bool) -> String {
         let mut hs = [httparse::EMPTY_HEADER; 100];
         let req = request::parse(raw, &mut hs).unwrap().unwrap();
         let mut out = Buf::with_capacity(64);
-        request_head(&mut out, &req, form);
+        request_head(&mut out, &req, form, via);
         finish_request_head(&mut out, auth);
         String::from_utf8(out.bytes().to_vec()).unwrap()
     }
@@ -216,7 +269,7 @@ mod tests {
         let mut hs = [httparse::EMPTY_HEADER; 8];
         let req = request::parse(raw, &mut hs).unwrap().unwrap();
         let mut out = Buf::with_capacity(64);
-        request_head(&mut out, &req, TargetForm::Absolute);
+        request_head(&mut out, &req, TargetForm::Absolute, false);
         let len = out.len();
         let base = to_origin_form(&mut out, len);
         finish_request_head(&mut out, None);
@@ -244,10 +297,91 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Buf::with_capacity(16);
-        response_head(&mut out, &resp, ConnectionField::Close);
+        let form = ResponseForm {
+            conn: ConnectionField::Close,
+            via: false,
+            dechunk: false,
+        };
+        response_head(&mut out, &resp, form);
         assert_eq!(
             std::str::from_utf8(out.bytes()).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    fn rewrite_response(raw: &[u8], form: ResponseForm) -> String {
+        let mut hs = [httparse::EMPTY_HEADER; 16];
+        let resp = response::parse(raw, &mut hs, MethodKind::Other)
+            .unwrap()
+            .unwrap();
+        let mut out = Buf::with_capacity(16);
+        response_head(&mut out, &resp, form);
+        String::from_utf8(out.bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn connection_never_removes_framing_or_host() {
+        let raw = b"POST http://h/ HTTP/1.1\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let form = ResponseForm {
+            conn: ConnectionField::Default,
+            via: false,
+            dechunk: false,
+        };
+        assert_eq!(
+            rewrite_response(raw, form),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn duplicate_lengths_fold_and_via_is_added() {
+        let raw = b"PUT http://h/ HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\nVia: 1.0 other\r\n\r\n";
+        assert_eq!(
+            rewrite_via(raw, TargetForm::Origin, None, true),
+            "PUT / HTTP/1.1\r\nHost: h\r\nVia: 1.0 other\r\nContent-Length: 2\r\nVia: 1.1 ferry\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+        let form = ResponseForm {
+            conn: ConnectionField::Default,
+            via: true,
+            dechunk: false,
+        };
+        assert_eq!(
+            rewrite_response(raw, form),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ferry\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn dechunked_response_loses_transfer_encoding() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
+        let form = ResponseForm {
+            conn: ConnectionField::Close,
+            via: false,
+            dechunk: true,
+        };
+        assert_eq!(
+            rewrite_response(raw, form),
+            "HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn max_forwards_goes_down_for_options_and_trace_only() {
+        let raw = b"OPTIONS http://h/ HTTP/1.1\r\nMax-Forwards: 3\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 2\r\n\r\n"
+        );
+        let raw = b"GET http://h/ HTTP/1.1\r\nMax-Forwards: 3\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "GET / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 3\r\n\r\n"
         );
     }
 }

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Io};
 use crate::http::reply::{self, Refusal};
 use crate::http::request::{self, MAX_REQUEST_LINE};
+use crate::http::HeadScan;
 use crate::relay::{Flow, Tunnel};
 use crate::resolve::Answer;
 use crate::worker::Ctx;
@@ -136,8 +137,11 @@ pub struct Session {
     sin: Option<Buf>,
     /// Body bytes for the server (the head goes from the exchange's own buffer).
     sout: Option<Buf>,
-    /// How far `cin` was searched for the end of a head.
-    scanned: usize,
+    /// The search of `cin` for the end of the next head.
+    scan: HeadScan,
+    /// When the first byte of the head now arriving came (the header and request timeouts run
+    /// from it); `None` while the connection waits idle between requests.
+    head_started: Option<Instant>,
     client_eof: bool,
     /// The request being refused before it had an exchange was a CONNECT (for the counters).
     refused_connect: bool,
@@ -166,7 +170,8 @@ impl Session {
             cout: None,
             sin: None,
             sout: None,
-            scanned: 0,
+            scan: HeadScan::default(),
+            head_started: None,
             client_eof: false,
             refused_connect: false,
             deadline: ctx.now + ctx.config.limits.header_timeout,
@@ -233,6 +238,16 @@ impl Session {
             return Step::Wait;
         }
         match &self.phase {
+            // A head begun but not finished in time is answered (RFC 9110 §15.5.9); a
+            // connection that sent nothing is just closed.
+            Phase::Head if self.head_started.is_some() => {
+                let r = Err(Fail::Refuse(Refusal::new(
+                    408,
+                    "the request head did not arrive in time",
+                )));
+                self.head_started = None;
+                self.settle(r, ctx)
+            }
             Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
             Phase::Exchange(_) => {
                 let r = self.exchange_timeout(ctx);
@@ -295,7 +310,9 @@ impl Session {
         };
         self.drop_server(ctx);
         if started {
-            self.enter_closing(ctx, false);
+            // A reply would corrupt the response under way: the client gets what it is owed
+            // of it (a message cut short, never an empty reply), then the connection closes.
+            self.enter_closing(ctx, true);
             return;
         }
         log::debug!("{}: {} {}", self.peer, r.status, r.why);
@@ -327,12 +344,13 @@ impl Session {
                 _ => self.drop_server(ctx),
             }
         }
-        let was_empty = self.cin.as_ref().map_or(true, |b| b.is_empty());
         progress |= self.fill_cin(ctx)?;
         let has_bytes = self.cin.as_ref().is_some_and(|b| !b.is_empty());
-        if was_empty && has_bytes {
-            // The header timeout runs from the first byte of a head.
-            self.deadline = ctx.now + self.config.limits.header_timeout;
+        if has_bytes && self.head_started.is_none() {
+            // The header and request timeouts run from the first byte of a head (empty lines
+            // before it included: they cannot keep a connection open for ever).
+            self.head_started = Some(ctx.now);
+            self.deadline = self.head_deadline(ctx.now);
         }
         if has_bytes && self.try_start_request(ctx)? {
             return Ok(true);
@@ -343,6 +361,13 @@ impl Session {
             return Ok(true);
         }
         Ok(progress)
+    }
+
+    /// When a head whose first byte came at `started` must be complete.
+    fn head_deadline(&self, started: Instant) -> Instant {
+        let limits = &self.config.limits;
+        let d = started + limits.header_timeout;
+        limits.request_timeout.map_or(d, |rt| d.min(started + rt))
     }
 
     /// Parses a head from `cin` if a whole one is there, and starts its exchange.
@@ -357,9 +382,13 @@ impl Session {
             return Ok(false);
         };
         loop {
-            let Some(end) = crate::http::find_head_end(cin.bytes(), self.scanned) else {
-                self.scanned = cin.len();
+            let Some(end) = crate::http::seek_head(cin, &mut self.scan) else {
                 let bytes = cin.bytes();
+                if !request::plausible_start(bytes) {
+                    // Not HTTP (a TLS ClientHello sent to a plain proxy port, say): no point
+                    // waiting for the rest.
+                    return Err(Fail::Refuse(Refusal::new(400, "not an HTTP request")));
+                }
                 if bytes.len() > MAX_REQUEST_LINE && !bytes[..MAX_REQUEST_LINE].contains(&b'\n') {
                     return Err(Fail::Refuse(Refusal::from(request::HeadError::UriTooLong)));
                 }
@@ -376,10 +405,8 @@ impl Session {
             }
             let mut headers = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
             match request::parse(&cin.bytes()[..end], &mut headers) {
-                Ok(None) => {
-                    self.scanned = end;
-                    continue;
-                }
+                // Not a head after all: `scan` looks past this terminator next time.
+                Ok(None) => continue,
                 Err(e) => return Err(Fail::Refuse(e.into())),
                 Ok(Some(req)) => {
                     #[cfg(feature = "test-hooks")]
@@ -390,13 +417,38 @@ impl Session {
                     if req.target.host == "crash.ferry.test" {
                         ctx.crash = true;
                     }
-                    let started = crate::access::check_request(&self.config, &ctx.shared, &req)
-                        .and_then(|()| Exchange::start(&req, self.peer, &self.config, ctx));
+                    let started = self.head_started.take().unwrap_or(ctx.now);
+                    let allowed = crate::access::check_request(&self.config, &ctx.shared, &req);
+                    if allowed.is_ok() && req.max_forwards == Some(0) {
+                        // ferry is the final recipient. A body would be left to read as if
+                        // it were the next request: with one, the connection closes.
+                        let keep = req.keep_alive
+                            && req.framing == crate::http::framing::Framing::None
+                            && !ctx.draining;
+                        let out = ctx.bufs.fill(&mut self.cout);
+                        reply::write_final_recipient(out, &req, &cin.bytes()[..end], keep);
+                        ctx.stats().request_done(false, false, true, 0, 0);
+                        if self.config.access_log {
+                            log::info!(target: "access", "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
+                        }
+                        let len = req.len;
+                        cin.consume(len);
+                        self.scan = HeadScan::default();
+                        if !keep {
+                            self.enter_closing(ctx, true);
+                        } else {
+                            self.deadline = ctx.now + self.config.limits.idle_timeout;
+                        }
+                        return Ok(true);
+                    }
+                    let begun = allowed.and_then(|()| {
+                        Exchange::start(&req, self.peer, started, &self.config, ctx)
+                    });
                     let len = req.len;
                     self.refused_connect = req.kind == request::MethodKind::Connect;
                     cin.consume(len);
-                    self.scanned = 0;
-                    self.begin_exchange(started.map_err(Fail::Refuse)?, ctx)?;
+                    self.scan = HeadScan::default();
+                    self.begin_exchange(begun.map_err(Fail::Refuse)?, ctx)?;
                     return Ok(true);
                 }
             }

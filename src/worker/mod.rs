@@ -43,6 +43,8 @@ pub enum Inbox {
     Listener(TcpListener),
     /// Stop accepting, finish what is in flight.
     Drain,
+    /// To the control thread: probe this upstream now (a request through it timed out).
+    Probe(Arc<crate::upstream::UpstreamState>),
 }
 
 /// State shared by all workers and the control thread.
@@ -128,6 +130,8 @@ pub struct Ctx {
     pub idle: IdlePool,
     pub dns: DnsCache,
     pub resolver: Resolver,
+    /// The control thread's mailbox (for `Inbox::Probe`).
+    pub control: Outbox,
     pub worker: usize,
     /// The time at the top of this loop turn.
     pub now: Instant,
@@ -182,6 +186,7 @@ impl Worker {
         listener: TcpListener,
         config: Arc<Config>,
         resolver: Resolver,
+        control: Outbox,
         shared: Arc<Shared>,
     ) {
         let Worker {
@@ -210,7 +215,8 @@ impl Worker {
             };
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                run_loop(id, &mut poll, &inbox, (l, kept.clone()), c, r, sh)
+                let mail = (&inbox, control.clone());
+                run_loop(id, &mut poll, mail, (l, kept.clone()), c, r, sh)
             }));
             match outcome {
                 Ok(()) => return,
@@ -231,7 +237,7 @@ impl Worker {
 fn run_loop(
     id: usize,
     poll: &mut Poll,
-    inbox: &Receiver<Inbox>,
+    (inbox, control): (&Receiver<Inbox>, Outbox),
     (mut listener, kept): (TcpListener, KeptListener),
     config: Arc<Config>,
     resolver: Resolver,
@@ -265,6 +271,7 @@ fn run_loop(
             idle: IdlePool::default(),
             dns: DnsCache::default(),
             resolver,
+            control,
             worker: id,
             now: Instant::now(),
             select: crate::upstream::select::Selector::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
@@ -297,6 +304,7 @@ fn run_loop(
                 Inbox::Config(c) => w.new_config(c),
                 Inbox::Listener(l) => w.new_listener(l),
                 Inbox::Drain => w.start_drain(),
+                Inbox::Probe(_) => {} // for the control thread only
             }
         }
         for ev in events.iter() {

@@ -20,8 +20,7 @@ impl Session {
                         }
                         return Ok(progress);
                     };
-                    let Some(end) = crate::http::find_head_end(sin.bytes(), ex.resp_scanned) else {
-                        ex.resp_scanned = sin.len();
+                    let Some(end) = crate::http::seek_head(sin, &mut ex.resp_scan) else {
                         if sin.len() >= MAX_RESPONSE_HEAD {
                             return Err(Fail::Refuse(Refusal::new(502, "response head too large")));
                         }
@@ -31,12 +30,22 @@ impl Session {
                         return Ok(progress);
                     };
                     let mut headers = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
-                    let resp = match response::parse(&sin.bytes()[..end], &mut headers, ex.kind) {
-                        Ok(Some(r)) => r,
-                        Ok(None) => {
-                            ex.resp_scanned = end;
-                            continue;
+                    let mut more_headers: Vec<httparse::Header<'_>>;
+                    let head = &sin.bytes()[..end];
+                    let parsed = match response::parse(head, &mut headers, ex.kind) {
+                        Err(response::TOO_MANY_HEADERS) => {
+                            // Rare: more fields than the array on the stack holds. As many as
+                            // the head's size allows, on the heap (a field line takes at least
+                            // three bytes).
+                            more_headers = vec![httparse::EMPTY_HEADER; end / 3 + 1];
+                            response::parse(head, &mut more_headers, ex.kind)
                         }
+                        r => r,
+                    };
+                    let resp = match parsed {
+                        Ok(Some(r)) => r,
+                        // Not a head after all: `resp_scan` looks past this terminator next.
+                        Ok(None) => continue,
                         Err(why) => {
                             log::debug!("{}: bad response head: {why}", self.peer);
                             if ex.route != Route::Direct {
@@ -71,11 +80,18 @@ impl Session {
                     progress = true;
                     let cout = ctx.bufs.fill(&mut self.cout);
                     let len = resp.len;
-                    ex.resp_scanned = 0;
+                    ex.resp_scan = HeadScan::default();
+                    let via = self.config.via;
+                    let form = |conn| rewrite::ResponseForm {
+                        conn,
+                        via,
+                        dechunk: false,
+                    };
                     if resp.is_interim() {
+                        ex.interim = true;
                         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
                         if ex.minor == 1 {
-                            rewrite::response_head(cout, &resp, ConnectionField::Default);
+                            rewrite::response_head(cout, &resp, form(ConnectionField::Default));
                         }
                         sin.consume(len);
                         continue;
@@ -88,18 +104,22 @@ impl Session {
                                 "the server switched protocols unasked",
                             )));
                         }
-                        rewrite::response_head(cout, &resp, ConnectionField::Upgrade);
+                        rewrite::response_head(cout, &resp, form(ConnectionField::Upgrade));
                         true
                     } else if ex.kind == MethodKind::Connect && (200..300).contains(&resp.code) {
                         cout.push(CONNECT_ESTABLISHED);
                         true
                     } else {
                         let framing = resp.framing;
+                        // An HTTP/1.0 client knows no chunked coding (RFC 9112 §7.1): it gets
+                        // the data alone, ended by the close of the connection.
+                        ex.dechunk = ex.minor == 0 && framing == Framing::Chunked;
                         // A client that half-closed after pipelining still gets every answer:
                         // its EOF is acted on once `cin` runs dry (see `drive_head`).
                         ex.client_keep = ex.keep_alive
                             && !ctx.draining
                             && framing != Framing::UntilClose
+                            && !ex.dechunk
                             && ex.kind != MethodKind::Connect;
                         ex.server_keep = resp.keep_alive;
                         let field = match (ex.client_keep, ex.minor) {
@@ -107,7 +127,11 @@ impl Session {
                             (true, 0) => ConnectionField::KeepAlive,
                             (true, _) => ConnectionField::Default,
                         };
-                        rewrite::response_head(cout, &resp, field);
+                        let form = rewrite::ResponseForm {
+                            dechunk: ex.dechunk,
+                            ..form(field)
+                        };
+                        rewrite::response_head(cout, &resp, form);
                         ex.resp = Resp::Body(BodyState::new(framing));
                         ex.response_started = true;
                         false
@@ -127,11 +151,18 @@ impl Session {
                         let cout = ctx.bufs.fill(&mut self.cout);
                         let room = cout.room();
                         let avail = &sin.bytes()[..sin.len().min(room)];
-                        moved = st.advance(avail).map_err(|e| {
+                        let r = if ex.dechunk {
+                            st.advance_with(avail, |data| cout.push(data))
+                        } else {
+                            st.advance(avail).map(|n| {
+                                cout.push(&avail[..n]);
+                                n
+                            })
+                        };
+                        moved = r.map_err(|e| {
                             log::debug!("{}: response body: {}", self.peer, e.0);
-                            Fail::Abort
+                            Fail::Refuse(Refusal::new(502, e.0))
                         })?;
-                        cout.push(&avail[..moved]);
                         sin.consume(moved);
                         ex.bytes_down += moved as u64;
                     }
@@ -141,8 +172,11 @@ impl Session {
                         return Ok(true);
                     }
                     if ex.server_eof && sin_empty {
-                        // Cut short: the client sees the connection close mid-body.
-                        return Err(Fail::Abort);
+                        // Cut short: the client gets what came, then sees the connection close.
+                        return Err(Fail::Refuse(Refusal::new(
+                            502,
+                            "the server closed the connection before the response was complete",
+                        )));
                     }
                     return Ok(progress || moved > 0);
                 }

@@ -118,10 +118,7 @@ impl Session {
                     h.truncate(ex.head_base);
                     rewrite::finish_request_head(h, pool.members[next].auth.as_deref());
                 }
-                ex.head_sent = 0;
-                ex.resp = Resp::Head;
-                ex.resp_scanned = 0;
-                ex.server_eof = false;
+                ex.reset_attempt();
                 ex.stale_retry = false;
                 self.drop_server(ctx);
                 self.begin_attempt(ctx);
@@ -142,10 +139,7 @@ impl Session {
                 ex.head_base = rewrite::to_origin_form(h, ex.head_base);
                 rewrite::finish_request_head(h, None);
             }
-            ex.head_sent = 0;
-            ex.resp = Resp::Head;
-            ex.resp_scanned = 0;
-            ex.server_eof = false;
+            ex.reset_attempt();
             self.drop_server(ctx);
             self.resolve_and_connect(ctx)?;
             return Ok(true);
@@ -333,7 +327,11 @@ impl Session {
             return Err(Fail::Abort);
         };
         ex.stage = Stage::Connected;
+        ex.connected_at = ctx.now;
         self.deadline = ctx.now + self.config.limits.idle_timeout;
+        if ex.awaits_connect_answer() {
+            self.deadline = ctx.now + self.config.limits.connect_timeout;
+        }
         if ex.kind == MethodKind::Connect && ex.route == Route::Direct {
             ctx.bufs.fill(&mut self.cout).push(CONNECT_ESTABLISHED);
             let log = ex.log.take();
@@ -370,11 +368,38 @@ impl Session {
             }
             Stage::Connected => {
                 ex.stage = Stage::Connected;
-                if ex.response_started {
-                    return Err(Fail::Abort);
+                if ex.awaits_connect_answer() {
+                    // The upstream proxy answers a CONNECT itself: its silence is its fault.
+                    return self
+                        .fail_over("the upstream proxy did not answer the CONNECT in time", ctx);
                 }
-                // Not replayed (the request may be being acted on), and not held against the
-                // upstream: a slow origin behind a healthy proxy is not the proxy's fault.
+                if let Some((pool, member)) = ex.upstream(&self.config) {
+                    // Not held against the upstream (a slow origin behind a healthy proxy is
+                    // not the proxy's fault), but an upstream that accepts and then answers
+                    // nothing must still be found out: the control thread probes it now, and
+                    // a failed probe counts.
+                    ctx.control.send(crate::worker::Inbox::Probe(
+                        pool.members[member].state.clone(),
+                    ));
+                }
+                if ex.response_started {
+                    return Err(Fail::Refuse(Refusal::new(
+                        504,
+                        "the server stopped sending its response",
+                    )));
+                }
+                let body_waits = !ex.req_body.is_done()
+                    && self.sout.as_ref().map_or(true, |b| b.is_empty())
+                    && self.cin.as_ref().map_or(true, |b| b.is_empty());
+                if body_waits {
+                    // Everything the client sent went out and the server waits for the rest of
+                    // the body: the client is the one that stalled.
+                    return Err(Fail::Refuse(Refusal::new(
+                        408,
+                        "the request body did not arrive in time",
+                    )));
+                }
+                // Not replayed (the request may be being acted on).
                 Err(Fail::Refuse(Refusal::new(
                     504,
                     "the server did not answer in time",

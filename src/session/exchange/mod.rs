@@ -27,6 +27,7 @@ use crate::http::framing::{BodyState, Framing};
 use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
 use crate::http::request::{MethodKind, RequestHead};
 use crate::http::rewrite::{self, ConnectionField, TargetForm};
+use crate::http::HeadScan;
 use crate::resolve::{self, Asker};
 use crate::route::{self, Via};
 use crate::upstream::select;
@@ -106,7 +107,9 @@ pub struct Exchange {
     port: u16,
     keep_alive: bool,
     upgrade: bool,
-    has_body: bool,
+    /// RFC 9110 §9.2.2: the method (or an `Idempotency-Key`) lets ferry send the request
+    /// again after its head went out. CONNECT counts: nothing is relayed before its tunnel.
+    idempotent: bool,
     route: Route,
     stage: Stage,
     /// The rewritten request head; kept until a response head arrives, for a replay.
@@ -125,7 +128,14 @@ pub struct Exchange {
     attempt_started: Instant,
     req_body: BodyState,
     resp: Resp,
-    resp_scanned: usize,
+    resp_scan: HeadScan,
+    /// A 1xx response was received (and relayed to an HTTP/1.1 client): the response has
+    /// begun for retry purposes, though a final status can still follow.
+    interim: bool,
+    /// The chunked response body goes to an HTTP/1.0 client de-chunked.
+    dechunk: bool,
+    /// When the connection of this attempt became usable.
+    connected_at: Instant,
     status: u16,
     started: Instant,
     attempts: u8,
@@ -144,6 +154,7 @@ impl Exchange {
     pub fn start(
         req: &RequestHead<'_, '_>,
         peer: SocketAddr,
+        started: Instant,
         config: &Config,
         ctx: &mut Ctx,
     ) -> Result<Exchange, Refusal> {
@@ -166,14 +177,14 @@ impl Exchange {
             (MethodKind::Connect, Route::Direct) => None,
             (_, Route::Direct) => {
                 let mut b = ctx.bufs.get();
-                rewrite::request_head(&mut b, req, TargetForm::Origin);
+                rewrite::request_head(&mut b, req, TargetForm::Origin, config.via);
                 head_base = b.len();
                 rewrite::finish_request_head(&mut b, None);
                 Some(b)
             }
             (_, Route::Upstream { pool, member }) => {
                 let mut b = ctx.bufs.get();
-                rewrite::request_head(&mut b, req, TargetForm::Absolute);
+                rewrite::request_head(&mut b, req, TargetForm::Absolute, config.via);
                 head_base = b.len();
                 rewrite::finish_request_head(
                     &mut b,
@@ -210,7 +221,7 @@ impl Exchange {
             port: req.target.port,
             keep_alive: req.keep_alive,
             upgrade: req.upgrade,
-            has_body: req.framing != Framing::None,
+            idempotent: is_idempotent(req),
             route,
             stage: Stage::Resolving,
             head,
@@ -226,9 +237,12 @@ impl Exchange {
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
             resp: Resp::Head,
-            resp_scanned: 0,
+            resp_scan: HeadScan::default(),
+            interim: false,
+            dechunk: false,
+            connected_at: ctx.now,
             status: 0,
-            started: ctx.now,
+            started,
             attempts: 0,
             server_eof: false,
             client_keep: false,
@@ -285,10 +299,16 @@ impl Exchange {
     /// Counts and logs a request that ferry answered itself.
     pub fn refused(&mut self, r: &Refusal, peer: SocketAddr, ctx: &Ctx) {
         self.count(ctx, false);
+        // A response cut short is logged with the status the client saw.
+        let status = if self.response_started {
+            self.status
+        } else {
+            r.status
+        };
         if let Some(l) = self.log.take() {
             l.request(
                 peer,
-                r.status,
+                status,
                 self.bytes_up,
                 self.bytes_down,
                 self.attempts,
@@ -324,10 +344,33 @@ impl Exchange {
         }
     }
 
-    /// True while a failed attempt can be made again elsewhere: nothing reached the client
-    /// and no body byte left ferry.
+    /// True while a failed attempt can be made again (DESIGN §3): nothing of the response
+    /// came back (a 1xx included), the head is still at hand (body bytes never go without
+    /// it), no body byte left ferry (it keeps no copy), and either nothing of the request was
+    /// sent or its method is idempotent (RFC 9110 §9.2.2).
     fn replayable(&self) -> bool {
-        !self.response_started && (!self.has_body || self.body_sent == 0)
+        self.head.is_some()
+            && !self.interim
+            && !self.response_started
+            && self.body_sent == 0
+            && (self.head_sent == 0 || self.idempotent)
+    }
+
+    /// Makes the exchange ready for another attempt: the head goes out again from its start
+    /// and nothing of the failed attempt's response counts.
+    fn reset_attempt(&mut self) {
+        self.head_sent = 0;
+        self.resp = Resp::Head;
+        self.resp_scan = HeadScan::default();
+        self.server_eof = false;
+    }
+
+    /// A CONNECT through an upstream whose answer has not come: getting it is part of getting
+    /// connected, bounded by `connect_timeout_secs` and the upstream's fault when it fails.
+    fn awaits_connect_answer(&self) -> bool {
+        self.kind == MethodKind::Connect
+            && self.route != Route::Direct
+            && matches!(self.resp, Resp::Head)
     }
 
     /// Takes the active-connection guard (a tunnel keeps it for its lifetime).
@@ -375,8 +418,13 @@ impl Session {
     fn refresh_deadline(&mut self, ctx: &Ctx) {
         let limits = &self.config.limits;
         let mut d = ctx.now + limits.idle_timeout;
-        if let (Phase::Exchange(ex), Some(rt)) = (&self.phase, limits.request_timeout) {
-            d = d.min(ex.started + rt);
+        if let Phase::Exchange(ex) = &self.phase {
+            if let Some(rt) = limits.request_timeout {
+                d = d.min(ex.started + rt);
+            }
+            if ex.awaits_connect_answer() {
+                d = d.min(ex.connected_at + limits.connect_timeout);
+            }
         }
         self.deadline = d;
     }
@@ -490,15 +538,17 @@ impl Session {
         let nothing_back =
             matches!(ex.resp, Resp::Head) && self.sin.as_ref().map_or(true, |b| b.is_empty());
         if ex.response_started {
-            return Err(Fail::Abort);
+            // The client keeps what it got so far, then sees the connection close.
+            return Err(Fail::Refuse(Refusal::new(
+                502,
+                "the server closed the connection before the response was complete",
+            )));
         }
         let reused = self.server.as_ref().is_some_and(|s| s.reused);
-        if nothing_back && reused && !ex.has_body && !ex.stale_retry {
+        if nothing_back && reused && !ex.stale_retry && ex.replayable() {
             // Most likely closed while it sat idle: once more on a fresh connection, no blame.
             ex.stale_retry = true;
-            ex.head_sent = 0;
-            ex.server_eof = false;
-            ex.resp_scanned = 0;
+            ex.reset_attempt();
             self.drop_server(ctx);
             self.resolve_and_connect(ctx)?;
             return Ok(true);
@@ -575,6 +625,17 @@ impl Session {
         }
         Ok(true)
     }
+}
+
+/// RFC 9110 §9.2.2's idempotent methods, or a request that says it may be repeated.
+fn is_idempotent(req: &RequestHead<'_, '_>) -> bool {
+    matches!(
+        req.method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE" | "CONNECT"
+    ) || req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("idempotency-key"))
 }
 
 /// The client's address as 16 bytes (IPv4 mapped), the `client_ip` hash key.
