@@ -21,8 +21,9 @@ use std::time::Duration;
 /// Where ferry looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/ferry/ferry.yaml";
 
-/// The config used when there is no file: a direct proxy on loopback.
-pub const EMBEDDED_DEFAULT: &str = "listen: \"127.0.0.1:8080\"\n";
+/// The config used when there is no file: a direct proxy on loopback. Its pool is empty and
+/// fails open only because it says so: a pool never sends traffic direct on its own.
+pub const EMBEDDED_DEFAULT: &str = "listen: \"127.0.0.1:8080\"\non_all_down: direct\n";
 
 /// One problem found in a config, with the key path it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,11 +201,9 @@ impl Config {
         parse(EMBEDDED_DEFAULT, None).expect("the embedded default config is valid")
     }
 
-    /// True when the default pool serves `host` by `domain_policy` (rules aside).
+    /// True when the default pool serves `host` by `domain_policy` (rules aside). An empty
+    /// pool serves it too: it has nothing online, so `on_all_down` decides (never fail open).
     pub fn policy_uses_pool(&self, host: &str) -> bool {
-        if self.pools[0].members.is_empty() {
-            return false;
-        }
         match self.domain_policy.mode {
             PolicyMode::Off => true,
             PolicyMode::Blacklist => !self.domain_policy.domains.matches(host),
@@ -216,6 +215,26 @@ impl Config {
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamSpec> {
         self.pools.iter().flat_map(|p| p.members.iter())
     }
+
+    /// What is valid but probably not meant, for `--check` and the logs at start and reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for p in &self.pools {
+            if p.members.is_empty() && p.on_all_down == OnAllDown::Reject {
+                w.push(format!(
+                    "{}; its requests get 502",
+                    empty_pool_reason(&p.name)
+                ));
+            }
+        }
+        w
+    }
+}
+
+/// Why a pool with no upstream refuses requests, and how to get a direct proxy instead: the
+/// body of its 502 and the warning about it.
+pub fn empty_pool_reason(pool: &str) -> String {
+    format!("pool {pool} has no upstream; set on_all_down: direct for a direct proxy")
 }
 
 /// Reads and validates the config file at `path`.

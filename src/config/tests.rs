@@ -46,7 +46,21 @@ fn embedded_default_is_a_direct_proxy_on_loopback() {
     let c = Config::embedded();
     assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.upstreams().count(), 0);
-    assert!(!c.policy_uses_pool("example.com"));
+    // Direct because it says so: its empty pool would otherwise answer 502.
+    assert!(c.policy_uses_pool("example.com"));
+    assert_eq!(c.pools[0].on_all_down, OnAllDown::Direct);
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn a_pool_with_no_upstream_fails_closed_and_is_warned_about() {
+    let c = parse("listen: 127.0.0.1:1\n", None).unwrap();
+    assert_eq!(c.pools[0].on_all_down, OnAllDown::Reject);
+    assert!(c.policy_uses_pool("example.com"));
+    assert_eq!(
+        c.warnings(),
+        ["pool default has no upstream; set on_all_down: direct for a direct proxy; its requests get 502"]
+    );
 }
 
 #[test]

@@ -140,6 +140,9 @@ impl Reloader {
             new.upstreams().count(),
             new.rules.len()
         );
+        for w in new.warnings() {
+            log::warn!("{w}");
+        }
         Some(new)
     }
 }

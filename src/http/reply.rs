@@ -44,6 +44,14 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// 502 because a pool has no upstream at all (and `on_all_down: reject`): no use coming
+    /// back, so no `Retry-After`; the body says how to get a direct proxy.
+    pub fn no_upstream(pool: &str) -> Refusal {
+        Refusal::new(502, crate::config::empty_pool_reason(pool))
+    }
+}
+
 impl From<HeadError> for Refusal {
     fn from(e: HeadError) -> Refusal {
         match e {

@@ -157,6 +157,9 @@ impl Exchange {
                 match ctx.select.pick(p, pool, key, &[]) {
                     Some(member) => Route::Upstream { pool: p, member },
                     None if pool.on_all_down == OnAllDown::Direct => Route::Direct,
+                    None if pool.members.is_empty() => {
+                        return Err(Refusal::no_upstream(&pool.name))
+                    }
                     None => return Err(Refusal::pool_down(&pool.name)),
                 }
             }
