@@ -168,8 +168,13 @@ pub struct DomainPolicy {
 /// One upstream HTTP proxy.
 #[derive(Clone)]
 pub struct UpstreamSpec {
-    /// `http://host:port` as configured, the upstream's identity.
+    /// `http://host:port`, normalized (host lowercased, no credentials, no slash): what ferry
+    /// connects to. With `username`, the upstream's identity.
     pub url: String,
+    /// The `url` exactly as configured, a password written inside it masked
+    /// (`http://bob:***@host:port`): what `/status` and metric labels show, so a script finds
+    /// its upstream by the URL in its config. Credentials given as keys are not in it.
+    pub config_url: String,
     pub host: String,
     pub port: u16,
     pub weight: u32,
@@ -182,7 +187,7 @@ pub struct UpstreamSpec {
 }
 
 impl UpstreamSpec {
-    /// The URL with the username and a masked password: for logs, status and labels.
+    /// The normalized URL with the username and a masked password, for logs.
     pub fn display(&self) -> String {
         self.state.name.clone()
     }
@@ -214,6 +219,18 @@ impl Config {
     /// Every upstream of every pool (an upstream in two pools appears twice).
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamSpec> {
         self.pools.iter().flat_map(|p| p.members.iter())
+    }
+
+    /// Each upstream once, in config order: one listed in several pools (same URL and
+    /// username, hence the same shared state) counts once, with its first entry's settings.
+    pub fn unique_upstreams(&self) -> Vec<&UpstreamSpec> {
+        let mut out: Vec<&UpstreamSpec> = Vec::new();
+        for u in self.upstreams() {
+            if !out.iter().any(|o| Arc::ptr_eq(&o.state, &u.state)) {
+                out.push(u);
+            }
+        }
+        out
     }
 
     /// What is valid but probably not meant, for `--check` and the logs at start and reload.

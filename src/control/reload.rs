@@ -147,19 +147,17 @@ impl Reloader {
     }
 }
 
-/// Gives every upstream of `new` that `old` also has (same URL and same name, which includes
-/// the username) the old shared state, so health, latency and counts carry over.
+/// Gives every upstream of `new` that `old` also has (same URL and same username: the same
+/// name) the old shared state, so health, latency and counts carry over.
 fn carry_states(old: &Config, new: &mut Config) {
-    let mut by_url: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
+    let mut by_name: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
     for u in old.upstreams() {
-        by_url.insert(u.url.as_str(), &u.state);
+        by_name.insert(u.state.name.as_str(), &u.state);
     }
     for pool in &mut new.pools {
         for m in &mut pool.members {
-            if let Some(s) = by_url.get(m.url.as_str()) {
-                if s.name == m.state.name {
-                    m.state = Arc::clone(s);
-                }
+            if let Some(s) = by_name.get(m.state.name.as_str()) {
+                m.state = Arc::clone(s);
             }
         }
     }
