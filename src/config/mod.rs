@@ -10,7 +10,7 @@ use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};
 
 use crate::route::domain::DomainSet;
 use crate::route::rules::{RuleSet, Via};
-use crate::upstream::UpstreamState;
+use crate::upstream::{Rotation, UpstreamState};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -142,6 +142,9 @@ pub struct PoolSpec {
     pub retries: usize,
     pub on_all_down: OnAllDown,
     pub health: HealthCheck,
+    /// The shared round-robin sequences: one for `round_robin` (level 0), one per priority
+    /// level, lowest first, for `priority`; none for the other modes.
+    pub rotations: Vec<(u32, Rotation)>,
 }
 
 /// Connection limits and the timeouts of each phase.

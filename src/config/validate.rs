@@ -165,10 +165,12 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             );
         }
         if let Some(health) = hc {
+            let mode = p.mode.unwrap_or_default();
             pools.push(PoolSpec {
                 name: name.clone(),
+                rotations: rotations(mode, &members),
                 members,
-                mode: p.mode.unwrap_or_default(),
+                mode,
                 hash_key: p.hash_key.unwrap_or_default(),
                 retries,
                 on_all_down: p.on_all_down.unwrap_or_default(),
@@ -240,6 +242,29 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         workers,
         log_level: raw.log_level,
     })
+}
+
+/// The shared round-robin sequences a pool of `mode` needs (see `PoolSpec::rotations`).
+fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
+    let level = |p: Option<u32>| {
+        let m: Vec<(usize, u32)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| p.map_or(true, |p| u.priority == p))
+            .map(|(i, u)| (i, u.weight))
+            .collect();
+        Rotation::new(&m)
+    };
+    match mode {
+        Mode::RoundRobin => vec![(0, level(None))],
+        Mode::Priority => {
+            let mut levels: Vec<u32> = members.iter().map(|u| u.priority).collect();
+            levels.sort_unstable();
+            levels.dedup();
+            levels.into_iter().map(|p| (p, level(Some(p)))).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Health settings from `raw`, each missing key taken from `base` (or the defaults).
