@@ -316,6 +316,7 @@ fn status_has_http_proxy_lb_keys_and_each_upstream_once_as_configured() {
             a.url()
         ),
     );
+    // Weights 2, 1, 1: the smooth round-robin sequence starts up1, up2, up3.
     let mut client = ferry.client();
     let mut tags: Vec<String> = (0..3)
         .map(|_| {
@@ -331,8 +332,13 @@ fn status_has_http_proxy_lb_keys_and_each_upstream_once_as_configured() {
         "each upstream's credentials work"
     );
 
-    let text = ferry.admin_get("GET", "/status", "").text();
-    let status = common::json::Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    // A request is counted when it ends, which may be just after its response went out.
+    let (mut text, mut status) = (String::new(), common::json::Json::Null);
+    common::wait_until("the third request counted", || {
+        text = ferry.admin_get("GET", "/status", "").text();
+        status = common::json::Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        status.get("requests_total").map(|v| v.as_f64()) == Some(3.0)
+    });
     let keys = status.keys();
     for k in HTTP_PROXY_LB_KEYS {
         assert!(keys.contains(&k), "{k} missing: {text}");

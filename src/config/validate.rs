@@ -139,7 +139,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             match upstream(u, workers, &mut states) {
                 Ok(spec) => {
                     if members.iter().any(|o| o.url == spec.url) {
-                        // Also with another username: /status and metrics show one URL once.
+                        // Even with another username: within a pool a proxy is one member.
                         err(
                             &at(&format!("upstream[{i}].url")),
                             format!("{} is listed twice", spec.url),
