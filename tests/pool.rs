@@ -468,6 +468,11 @@ fn an_empty_pool_answers_502_and_says_how_to_get_a_direct_proxy() {
     let ferry = Ferry::start("upstream: []\n");
     let r = ferry.client().roundtrip(&get(origin.addr, "/size/4"));
     assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        r.header("retry-after"),
+        Some("10"),
+        "a pool that is down, as any other"
+    );
     assert!(
         r.text()
             .contains("pool default has no upstream; set on_all_down: direct for a direct proxy"),

@@ -42,13 +42,14 @@ impl Refusal {
             proxy_authenticate: false,
         }
     }
-}
 
-impl Refusal {
-    /// 502 because a pool has no upstream at all (and `on_all_down: reject`): no use coming
-    /// back, so no `Retry-After`; the body says how to get a direct proxy.
+    /// 502 because a pool has no upstream at all (`on_all_down: reject`): a pool with nothing
+    /// online like any other, but the body says how to get a direct proxy.
     pub fn no_upstream(pool: &str) -> Refusal {
-        Refusal::new(502, crate::config::empty_pool_reason(pool))
+        Refusal {
+            why: crate::config::empty_pool_reason(pool).into(),
+            ..Refusal::pool_down(pool)
+        }
     }
 }
 
