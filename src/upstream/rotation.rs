@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The longest cycle precomputed (8 KiB for the longest one).
+/// The longest cycle precomputed: at 4 bytes a slot, 8 KiB at most per pool or level.
 pub const MAX_SCHEDULE: usize = 2048;
 
 /// One pool's (or priority level's) shared round-robin sequence.
