@@ -81,7 +81,7 @@ def start_ferry(binary, workers):
     d = tempfile.mkdtemp(prefix="ferry-mem-")
     cfg = os.path.join(d, "ferry.yaml")
     with open(cfg, "w") as f:
-        f.write(f'listen: "127.0.0.1:0"\nworkers: {workers}\nlog_level: info\n'
+        f.write(f'listen: "127.0.0.1:0"\non_all_down: direct\nworkers: {workers}\nlog_level: info\n'
                 'limits:\n  idle_timeout_secs: 600\n')
     p = subprocess.Popen([binary, "--config", cfg], stderr=subprocess.PIPE, text=True)
     for line in p.stderr:

@@ -42,7 +42,7 @@ start() { # name addr command...
   taskset -c 1 "$@" > "$WORK/$name.out" 2>&1 & pids+=($!); PID[$name]=$!; ADDR[$name]=$addr
 }
 start_all() {
-printf 'listen: "127.0.0.1:18089"\nworkers: 1\nlog_level: warn\nlimits:\n  idle_timeout_secs: 600\n' > "$WORK/ferry.yaml"
+printf 'listen: "127.0.0.1:18089"\non_all_down: direct\nworkers: 1\nlog_level: warn\nlimits:\n  idle_timeout_secs: 600\n' > "$WORK/ferry.yaml"
 start ferry 127.0.0.1:18089 "$FERRY" --config "$WORK/ferry.yaml"
 cat > "$WORK/tinyproxy.conf" <<CONF
 Port 18090

@@ -19,7 +19,7 @@ http { access_log off; keepalive_requests 1000000; server { listen 127.0.0.1:180
 NGINX
 nginx -c "$WORK/nginx.conf" & pids+=($!)
 write_config() { # idle timeout alternates, so each reload really changes something
-  printf 'listen: "127.0.0.1:0"\nworkers: 2\nlog_level: info\nlimits:\n  idle_timeout_secs: %s\n' "$1" > "$WORK/ferry.yaml"
+  printf 'listen: "127.0.0.1:0"\non_all_down: direct\nworkers: 2\nlog_level: info\nlimits:\n  idle_timeout_secs: %s\n' "$1" > "$WORK/ferry.yaml"
 }
 write_config 60
 "$FERRY" --config "$WORK/ferry.yaml" 2> "$WORK/ferry.err" & pids+=($!)

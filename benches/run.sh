@@ -41,6 +41,7 @@ taskset -c 0 nginx -c "$WORK/nginx.conf" & pids+=($!)
 # --- ferry, direct mode, one worker pinned to core 1 ---
 cat > "$WORK/ferry.yaml" <<YAML
 listen: "127.0.0.1:0"
+on_all_down: direct
 workers: 1
 log_level: info
 YAML

@@ -65,6 +65,9 @@ fn main() -> ExitCode {
         }
     };
     if check {
+        for w in config.warnings() {
+            eprintln!("ferry: warning: {w}");
+        }
         println!("config OK: {source}");
         return ExitCode::SUCCESS;
     }
@@ -75,6 +78,9 @@ fn main() -> ExitCode {
             "ferry {} found no config file: using {source}",
             env!("CARGO_PKG_VERSION")
         ),
+    }
+    for w in config.warnings() {
+        log::warn!("{w}");
     }
     match ferry::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -289,42 +289,43 @@ impl Snapshot<'_> {
         for (name, kind, help, v) in families {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
-        let ups: Vec<_> = self
-            .unique_upstreams()
-            .into_iter()
-            .map(|u| (label(&u.display()), &u.state))
+        // Each upstream once, labelled with its URL as configured. Two upstreams may share a
+        // URL (another username, in another pool): later ones get an `account` ordinal so
+        // that every series stays unique, without naming the account.
+        let uniq = self.config.unique_upstreams();
+        let ups: Vec<_> = uniq
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let same = uniq[..i]
+                    .iter()
+                    .filter(|o| o.config_url == u.config_url)
+                    .count();
+                let mut l = format!("url=\"{}\"", label(&u.config_url));
+                if same > 0 {
+                    let _ = write!(l, ",account=\"{}\"", same + 1);
+                }
+                (l, &u.state)
+            })
             .collect();
         for (name, kind, help, read) in per_upstream {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (url, state) in &ups {
-                let _ = writeln!(o, "{name}{{url=\"{url}\"}} {}", read(state));
+            for (labels, state) in &ups {
+                let _ = writeln!(o, "{name}{{{labels}}} {}", read(state));
             }
         }
         o
     }
 
-    /// Each upstream once (one listed in two pools shares its state).
-    fn unique_upstreams(&self) -> Vec<&crate::config::UpstreamSpec> {
-        let mut out: Vec<&crate::config::UpstreamSpec> = Vec::new();
-        for u in self.config.upstreams() {
-            if !out
-                .iter()
-                .any(|o| std::sync::Arc::ptr_eq(&o.state, &u.state))
-            {
-                out.push(u);
-            }
-        }
-        out
-    }
-
-    /// `/status`: at least http-proxy-lb's fields, plus pools.
+    /// `/status`: http-proxy-lb's keys with their meanings (so its users' scripts keep
+    /// working), then ferry's own beside them. `upstreams` is flat, each upstream once (see
+    /// `Config::unique_upstreams`); `pools` lists every pool's members with their settings there.
     pub fn status_json(&self) -> String {
         let s = self.stats;
         let mut o = String::with_capacity(2048);
         let _ = write!(
             o,
-            "{{\"status\":\"{}\",\"uptime_secs\":{},\"total_requests\":{},\"success_requests\":{},\"failed_requests\":{},\"connect_requests\":{},\"http_requests\":{},\"direct_requests\":{},\"bytes_received\":{},\"bytes_sent\":{},\"active_connections\":{},\"panics\":{},\"health_checks\":{},\"health_checks_success\":{},\"reloads\":{},",
-            if self.draining { "draining" } else { "ok" },
+            "{{\"uptime_seconds\":{},\"requests_total\":{},\"requests_success\":{},\"requests_failed\":{},\"connect_requests\":{},\"http_requests\":{},\"direct_connections\":{},\"bytes_received\":{},\"bytes_sent\":{},\"active_connections\":{},\"health_checks_total\":{},\"health_checks_success\":{},\"hot_reloads\":{},\"upstreams\":[",
             s.started.elapsed().as_secs(),
             s.sum(|w| &w.requests),
             s.sum(|w| &w.success),
@@ -335,12 +336,23 @@ impl Snapshot<'_> {
             s.sum(|w| &w.bytes_received),
             s.sum(|w| &w.bytes_sent),
             self.active,
-            self.panics,
             s.health_checks.load(Ordering::Relaxed),
             s.health_checks_ok.load(Ordering::Relaxed),
             s.reloads.load(Ordering::Relaxed),
         );
-        o.push_str("\"pools\":[");
+        for (i, u) in self.config.unique_upstreams().into_iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            upstream_json(&mut o, u);
+        }
+        let _ = write!(
+            o,
+            "],\"status\":\"{}\",\"panics\":{},\"reload_failures\":{},\"pools\":[",
+            if self.draining { "draining" } else { "ok" },
+            self.panics,
+            s.reload_failures.load(Ordering::Relaxed),
+        );
         for (pi, p) in self.config.pools.iter().enumerate() {
             if pi > 0 {
                 o.push(',');
@@ -356,27 +368,32 @@ impl Snapshot<'_> {
                 if i > 0 {
                     o.push(',');
                 }
-                let st = &u.state;
-                let _ = write!(
-                    o,
-                    "{{\"url\":\"{}\",\"online\":{},\"active_connections\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"weight\":{},\"priority\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\"}}",
-                    json(&u.display()),
-                    st.is_online(),
-                    st.active(),
-                    st.latency_ms(),
-                    st.consecutive_failures(),
-                    u.weight,
-                    u.priority,
-                    st.requests(),
-                    st.failures(),
-                    json(&st.last_failure())
-                );
+                upstream_json(&mut o, u);
             }
             o.push_str("]}");
         }
         o.push_str("]}");
         o
     }
+}
+
+/// One upstream as `/status` shows it: http-proxy-lb's fields, then ferry's.
+fn upstream_json(o: &mut String, u: &crate::config::UpstreamSpec) {
+    let st = &u.state;
+    let _ = write!(
+        o,
+        "{{\"url\":\"{}\",\"online\":{},\"active_connections\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"weight\":{},\"priority\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\"}}",
+        json(&u.config_url),
+        st.is_online(),
+        st.active(),
+        st.latency_ms(),
+        st.consecutive_failures(),
+        u.weight,
+        u.priority,
+        st.requests(),
+        st.failures(),
+        json(&st.last_failure())
+    );
 }
 
 #[cfg(test)]
@@ -411,6 +428,34 @@ mod tests {
         }
         t.join().unwrap();
         assert_eq!(c.get(), 200_000 * 0x8000_0000);
+    }
+
+    #[test]
+    fn status_is_flat_and_labels_stay_unique_when_two_accounts_share_a_url() {
+        let c = crate::config::parse(
+            "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:1/', username: u, password: p}]\npools:\n  eu:\n    upstream: [{url: 'http://a:1/', username: u, password: p}, {url: 'http://b:1'}]\n  us:\n    upstream: [{url: 'http://a:1/', username: v, password: q}]\n",
+            None,
+        )
+        .unwrap();
+        let stats = Stats::new(1);
+        let snap = Snapshot {
+            stats: &stats,
+            config: &c,
+            active: 0,
+            panics: 0,
+            draining: false,
+        };
+        let status = snap.status_json();
+        let flat =
+            &status[status.find("\"upstreams\":[").unwrap()..status.find("],\"status\"").unwrap()];
+        assert_eq!(flat.matches("\"url\":").count(), 3, "{flat}");
+        let m = snap.prometheus();
+        assert!(
+            m.contains("ferry_upstream_online{url=\"http://a:1/\"} 1\n"),
+            "{m}"
+        );
+        assert!(m.contains("ferry_upstream_online{url=\"http://a:1/\",account=\"2\"} 1\n"));
+        assert!(!m.contains("u:") && !status.contains("u:"));
     }
 
     #[test]

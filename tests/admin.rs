@@ -192,12 +192,13 @@ fn status_and_metrics_show_each_upstream() {
         status.contains("\"consecutive_failures\":1,\"weight\":2,\"priority\":5"),
         "{status}"
     );
-    let masked = format!("http://u:***@{}", &b.url()["http://".len()..]);
+    // Credentials given as keys are shown nowhere: the url is the one configured.
+    let masked = b.url();
     assert!(
         status.contains(&format!("{{\"url\":\"{masked}\",\"online\":true")),
         "{status}"
     );
-    assert!(!status.contains("hunter2"));
+    assert!(!status.contains("hunter2") && !status.contains("u:"));
     let metrics = ferry.admin_get("GET", "/metrics", "").text();
     parse_prometheus(&metrics);
     assert!(metrics.contains(&format!("ferry_upstream_online{{url=\"{}\"}} 0\n", a.url())));
@@ -277,4 +278,117 @@ fn a_connect_refused_before_routing_counts_as_a_connect() {
     });
     assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
     assert_eq!(ferry.metric("ferry_http_requests_total"), Some(0.0));
+}
+
+/// The top-level keys of http-proxy-lb's `/status`, each with its meaning there.
+const HTTP_PROXY_LB_KEYS: [&str; 14] = [
+    "uptime_seconds",
+    "requests_total",
+    "requests_success",
+    "requests_failed",
+    "connect_requests",
+    "http_requests",
+    "direct_connections",
+    "bytes_received",
+    "bytes_sent",
+    "active_connections",
+    "health_checks_total",
+    "health_checks_success",
+    "hot_reloads",
+    "upstreams",
+];
+
+#[test]
+fn status_has_http_proxy_lb_keys_and_each_upstream_once_as_configured() {
+    // up1 is in two pools (one upstream: same URL, same user); up2 has its credentials as
+    // keys; up3 has them inside its URL (with a percent-escaped '@') and a trailing slash.
+    let a = Fake::proxy("up1", None);
+    let b = Fake::proxy("up2", Some("Basic Ym9iOmh1bnRlcjI=")); // bob:hunter2
+    let c = Fake::proxy("up3", Some("Basic Y2Fyb2w6czNjckB0")); // carol:s3cr@t
+    let c_url = format!("http://carol:s3cr%40t@{}/", c.addr);
+    let c_shown = format!("http://carol:***@{}/", c.addr);
+    let ferry = Ferry::start_with(
+        1,
+        &format!(
+            "{ADMIN}upstream:\n  - {{url: '{}', weight: 2, priority: 5}}\n  - {{url: '{}', username: bob, password: hunter2}}\n  - {{url: '{c_url}'}}\npools:\n  eu:\n    upstream:\n      - {{url: '{}', weight: 2, priority: 5}}\n",
+            a.url(),
+            b.url(),
+            a.url()
+        ),
+    );
+    // Weights 2, 1, 1: the smooth round-robin sequence starts up1, up2, up3.
+    let mut client = ferry.client();
+    let mut tags: Vec<String> = (0..3)
+        .map(|_| {
+            let r = client.roundtrip(b"GET http://o.test/size/1 HTTP/1.1\r\nHost: o.test\r\n\r\n");
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.served_by().unwrap().to_string()
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        ["up1", "up2", "up3"],
+        "each upstream's credentials work"
+    );
+
+    // A request is counted when it ends, which may be just after its response went out.
+    let (mut text, mut status) = (String::new(), common::json::Json::Null);
+    common::wait_until("the third request counted", || {
+        text = ferry.admin_get("GET", "/status", "").text();
+        status = common::json::Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        status.get("requests_total").map(|v| v.as_f64()) == Some(3.0)
+    });
+    let keys = status.keys();
+    for k in HTTP_PROXY_LB_KEYS {
+        assert!(keys.contains(&k), "{k} missing: {text}");
+    }
+    // ferry's extras sit beside them; its old spellings of the same counters are gone.
+    for k in &keys {
+        assert!(
+            HTTP_PROXY_LB_KEYS.contains(k)
+                || ["status", "panics", "reload_failures", "pools"].contains(k),
+            "unexpected top-level key {k}"
+        );
+    }
+    assert_eq!(status.get("requests_total").unwrap().as_f64(), 3.0);
+    assert_eq!(status.get("requests_success").unwrap().as_f64(), 3.0);
+    assert_eq!(status.get("http_requests").unwrap().as_f64(), 3.0);
+    assert_eq!(status.get("direct_connections").unwrap().as_f64(), 0.0);
+    assert_eq!(status.get("hot_reloads").unwrap().as_f64(), 0.0);
+
+    let ups = status.get("upstreams").unwrap().as_array();
+    let urls: Vec<&str> = ups.iter().map(|u| u.get("url").unwrap().as_str()).collect();
+    assert_eq!(urls, [a.url().as_str(), b.url().as_str(), c_shown.as_str()]);
+    for u in ups {
+        for k in [
+            "url",
+            "online",
+            "active_connections",
+            "latency_ms",
+            "consecutive_failures",
+            "weight",
+            "priority",
+        ] {
+            assert!(u.get(k).is_some(), "{k} missing in {u:?}");
+        }
+        assert!(u.get("online").unwrap().as_bool());
+        assert_eq!(u.get("requests").unwrap().as_f64(), 1.0);
+    }
+    assert_eq!(ups[0].get("weight").unwrap().as_f64(), 2.0);
+    assert_eq!(ups[0].get("priority").unwrap().as_f64(), 5.0);
+    assert_eq!(ups[1].get("priority").unwrap().as_f64(), 100.0);
+    let pools = status.get("pools").unwrap().as_array();
+    assert_eq!(pools.len(), 2);
+
+    let metrics = ferry.admin_get("GET", "/metrics", "").text();
+    parse_prometheus(&metrics);
+    for url in [a.url(), b.url(), c_shown] {
+        let line = format!("ferry_upstream_requests_total{{url=\"{url}\"}} 1\n");
+        assert!(metrics.contains(&line), "{line} missing: {metrics}");
+    }
+    for secret in ["hunter2", "bob", "s3cr"] {
+        assert!(!text.contains(secret), "{secret} in /status: {text}");
+        assert!(!metrics.contains(secret), "{secret} in /metrics");
+    }
 }

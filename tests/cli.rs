@@ -113,3 +113,28 @@ fn sigterm_drains_and_exits_zero() {
     // stderr is read on another thread: poll for the line rather than race it
     common::wait_until("the drain log line", || f.log_text().contains("draining"));
 }
+
+#[test]
+fn check_warns_when_the_default_pool_has_no_upstream_and_no_direct() {
+    // The pool fails closed (502), which is rarely what a file without upstreams means.
+    let (code, err) = check_text("listen: 127.0.0.1:1\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("set on_all_down: direct"),
+        "{err}"
+    );
+    for yaml in [
+        "listen: 127.0.0.1:1\non_all_down: direct\n",
+        "listen: 127.0.0.1:1\nupstream: [{url: 'http://127.0.0.1:9'}]\n",
+    ] {
+        let (code, err) = check_text(yaml);
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("warning"), "{yaml}: {err}");
+    }
+    // The embedded default is a direct proxy and says so.
+    if !std::path::Path::new("/etc/ferry/ferry.yaml").exists() {
+        let (code, _, err) = ferry(&["--check"]);
+        assert_eq!(code, 0);
+        assert!(!err.contains("warning"), "{err}");
+    }
+}

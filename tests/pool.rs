@@ -461,3 +461,42 @@ fn a_slow_name_lookup_for_a_probe_does_not_stall_the_control_thread() {
     });
     assert!(ferry.log_text().contains("slow DNS"));
 }
+
+#[test]
+fn an_empty_pool_answers_502_and_says_how_to_get_a_direct_proxy() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("upstream: []\n");
+    let r = ferry.client().roundtrip(&get(origin.addr, "/size/4"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        r.header("retry-after"),
+        Some("10"),
+        "a pool that is down, as any other"
+    );
+    assert!(
+        r.text()
+            .contains("pool default has no upstream; set on_all_down: direct for a direct proxy"),
+        "{}",
+        r.text()
+    );
+    let mut t = ferry.client();
+    t.send(format!("CONNECT {} HTTP/1.1\r\n\r\n", origin.addr).as_bytes());
+    assert_eq!(t.response().status, 502);
+    assert_eq!(
+        origin.conns.load(Ordering::SeqCst),
+        0,
+        "nothing went direct"
+    );
+    common::wait_until("the start-up warning", || {
+        ferry.log_text().contains("set on_all_down: direct")
+    });
+}
+
+#[test]
+fn an_empty_pool_with_on_all_down_direct_is_a_direct_proxy() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("on_all_down: direct\nupstream: []\n");
+    let r = ferry.client().roundtrip(&get(origin.addr, "/size/4"));
+    assert_eq!((r.status, r.served_by()), (200, Some("origin")));
+    assert!(!ferry.log_text().contains("set on_all_down: direct"));
+}

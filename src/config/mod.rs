@@ -10,7 +10,7 @@ use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};
 
 use crate::route::domain::DomainSet;
 use crate::route::rules::{RuleSet, Via};
-use crate::upstream::UpstreamState;
+use crate::upstream::{Rotation, UpstreamState};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -21,8 +21,9 @@ use std::time::Duration;
 /// Where ferry looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/ferry/ferry.yaml";
 
-/// The config used when there is no file: a direct proxy on loopback.
-pub const EMBEDDED_DEFAULT: &str = "listen: \"127.0.0.1:8080\"\n";
+/// The config used when there is no file: a direct proxy on loopback. Its pool is empty and
+/// fails open only because it says so: a pool never sends traffic direct on its own.
+pub const EMBEDDED_DEFAULT: &str = "listen: \"127.0.0.1:8080\"\non_all_down: direct\n";
 
 /// One problem found in a config, with the key path it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +144,9 @@ pub struct PoolSpec {
     pub retries: usize,
     pub on_all_down: OnAllDown,
     pub health: HealthCheck,
+    /// The shared round-robin sequences: one for `round_robin` (level 0), one per priority
+    /// level, lowest first, for `priority`; none for the other modes.
+    pub rotations: Vec<(u32, Rotation)>,
 }
 
 /// Connection limits and the timeouts of each phase.
@@ -169,8 +173,13 @@ pub struct DomainPolicy {
 /// One upstream HTTP proxy.
 #[derive(Clone)]
 pub struct UpstreamSpec {
-    /// `http://host:port` as configured, the upstream's identity.
+    /// `http://host:port`, normalized (host lowercased, no credentials, no slash): what ferry
+    /// connects to. With `username`, the upstream's identity.
     pub url: String,
+    /// The `url` exactly as configured, a password written inside it masked
+    /// (`http://bob:***@host:port`): what `/status` and metric labels show, so a script finds
+    /// its upstream by the URL in its config. Credentials given as keys are not in it.
+    pub config_url: String,
     pub host: String,
     pub port: u16,
     pub weight: u32,
@@ -183,7 +192,7 @@ pub struct UpstreamSpec {
 }
 
 impl UpstreamSpec {
-    /// The URL with the username and a masked password: for logs, status and labels.
+    /// The normalized URL with the username and a masked password, for logs.
     pub fn display(&self) -> String {
         self.state.name.clone()
     }
@@ -202,11 +211,9 @@ impl Config {
         parse(EMBEDDED_DEFAULT, None).expect("the embedded default config is valid")
     }
 
-    /// True when the default pool serves `host` by `domain_policy` (rules aside).
+    /// True when the default pool serves `host` by `domain_policy` (rules aside). An empty
+    /// pool serves it too: it has nothing online, so `on_all_down` decides (never fail open).
     pub fn policy_uses_pool(&self, host: &str) -> bool {
-        if self.pools[0].members.is_empty() {
-            return false;
-        }
         match self.domain_policy.mode {
             PolicyMode::Off => true,
             PolicyMode::Blacklist => !self.domain_policy.domains.matches(host),
@@ -218,6 +225,38 @@ impl Config {
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamSpec> {
         self.pools.iter().flat_map(|p| p.members.iter())
     }
+
+    /// Each upstream once, in config order: one listed in several pools (same URL and
+    /// username, hence the same shared state) counts once, with its first entry's settings.
+    pub fn unique_upstreams(&self) -> Vec<&UpstreamSpec> {
+        let mut out: Vec<&UpstreamSpec> = Vec::new();
+        for u in self.upstreams() {
+            if !out.iter().any(|o| Arc::ptr_eq(&o.state, &u.state)) {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// What is valid but probably not meant, for `--check` and the logs at start and reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for p in &self.pools {
+            if p.members.is_empty() && p.on_all_down == OnAllDown::Reject {
+                w.push(format!(
+                    "{}; its requests get 502",
+                    empty_pool_reason(&p.name)
+                ));
+            }
+        }
+        w
+    }
+}
+
+/// Why a pool with no upstream refuses requests, and how to get a direct proxy instead: the
+/// body of its 502 and the warning about it.
+pub fn empty_pool_reason(pool: &str) -> String {
+    format!("pool {pool} has no upstream; set on_all_down: direct for a direct proxy")
 }
 
 /// Reads and validates the config file at `path`.

@@ -46,7 +46,81 @@ fn embedded_default_is_a_direct_proxy_on_loopback() {
     let c = Config::embedded();
     assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.upstreams().count(), 0);
-    assert!(!c.policy_uses_pool("example.com"));
+    // Direct because it says so: its empty pool would otherwise answer 502.
+    assert!(c.policy_uses_pool("example.com"));
+    assert_eq!(c.pools[0].on_all_down, OnAllDown::Direct);
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn a_pool_with_no_upstream_fails_closed_and_is_warned_about() {
+    let c = parse("listen: 127.0.0.1:1\n", None).unwrap();
+    assert_eq!(c.pools[0].on_all_down, OnAllDown::Reject);
+    assert!(c.policy_uses_pool("example.com"));
+    assert_eq!(
+        c.warnings(),
+        ["pool default has no upstream; set on_all_down: direct for a direct proxy; its requests get 502"]
+    );
+}
+
+#[test]
+fn status_shows_the_url_as_configured_with_only_an_in_url_password_masked() {
+    let c = parse(
+        "listen: 127.0.0.1:1\nupstream:\n  - {url: 'http://Proxy.example:3128/', username: bob, password: pw}\n  - {url: 'HTTP://carol:p%40ss%3Aw@10.0.0.1:8118'}\npools:\n  eu:\n    upstream: [{url: 'http://proxy.example:3128', username: bob, password: pw}]\n  us:\n    upstream: [{url: 'http://proxy.example:3128', username: eve, password: pw}]\n",
+        None,
+    )
+    .unwrap();
+    let (b, carol) = (&c.pools[0].members[0], &c.pools[0].members[1]);
+    assert_eq!(b.config_url, "http://Proxy.example:3128/");
+    assert_eq!(b.url, "http://proxy.example:3128");
+    assert_eq!(
+        b.display(),
+        "http://bob:***@proxy.example:3128",
+        "logs say which user"
+    );
+    assert_eq!(carol.config_url, "HTTP://carol:***@10.0.0.1:8118");
+    assert_eq!(carol.username.as_deref(), Some("carol"));
+    assert_eq!(
+        carol.auth.as_deref(),
+        Some(format!("Basic {}", base64(b"carol:p@ss:w")).as_str())
+    );
+    // Identity is URL + username: bob in both pools is one upstream, eve another.
+    let (eu, us) = (&c.pools[1].members[0], &c.pools[2].members[0]);
+    assert!(Arc::ptr_eq(&eu.state, &b.state));
+    assert!(!Arc::ptr_eq(&us.state, &b.state));
+    let shown: Vec<&str> = c
+        .unique_upstreams()
+        .iter()
+        .map(|u| u.config_url.as_str())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "http://Proxy.example:3128/",
+            "HTTP://carol:***@10.0.0.1:8118",
+            "http://proxy.example:3128"
+        ]
+    );
+}
+
+#[test]
+fn credentials_in_the_url_are_checked() {
+    for (url, want) in [
+        (
+            "http://bob@a:1",
+            "upstream[0].url: credentials in the URL are user:password@",
+        ),
+        ("http://bob:%zz@a:1", "upstream[0].url: bad %-escape"),
+    ] {
+        let e = errors(&format!(
+            "listen: 127.0.0.1:1\nupstream: [{{url: '{url}'}}]\n"
+        ));
+        assert!(e.starts_with(want), "{url}: {e}");
+    }
+    assert!(errors(
+        "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:b@h:1', username: a, password: b}]\n"
+    )
+    .contains("both in the URL and in username/password"));
 }
 
 #[test]

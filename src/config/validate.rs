@@ -139,6 +139,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             match upstream(u, workers, &mut states) {
                 Ok(spec) => {
                     if members.iter().any(|o| o.url == spec.url) {
+                        // Even with another username: within a pool a proxy is one member.
                         err(
                             &at(&format!("upstream[{i}].url")),
                             format!("{} is listed twice", spec.url),
@@ -164,10 +165,12 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             );
         }
         if let Some(health) = hc {
+            let mode = p.mode.unwrap_or_default();
             pools.push(PoolSpec {
                 name: name.clone(),
+                rotations: rotations(mode, &members),
                 members,
-                mode: p.mode.unwrap_or_default(),
+                mode,
                 hash_key: p.hash_key.unwrap_or_default(),
                 retries,
                 on_all_down: p.on_all_down.unwrap_or_default(),
@@ -240,6 +243,29 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         workers,
         log_level: raw.log_level,
     })
+}
+
+/// The shared round-robin sequences a pool of `mode` needs (see `PoolSpec::rotations`).
+fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
+    let level = |p: Option<u32>| {
+        let m: Vec<(usize, u32)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| p.map_or(true, |p| u.priority == p))
+            .map(|(i, u)| (i, u.weight))
+            .collect();
+        Rotation::new(&m)
+    };
+    match mode {
+        Mode::RoundRobin => vec![(0, level(None))],
+        Mode::Priority => {
+            let mut levels: Vec<u32> = members.iter().map(|u| u.priority).collect();
+            levels.sort_unstable();
+            levels.dedup();
+            levels.into_iter().map(|p| (p, level(Some(p)))).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Health settings from `raw`, each missing key taken from `base` (or the defaults).
@@ -327,7 +353,9 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Validates one `upstream[]` entry; the error names the key within the entry.
+/// Validates one `upstream[]` entry; the error names the key within the entry. Credentials
+/// come from `username`/`password` or from the URL itself (`http://user:pass@host:port`,
+/// percent-escapes decoded), not both. Entries with the same URL and username share one state.
 fn upstream(
     u: &RawUpstream,
     workers: usize,
@@ -346,12 +374,30 @@ fn upstream(
     if authority.contains('/') || authority.contains('?') {
         return Err(("url", "an upstream proxy URL has no path".into()));
     }
-    if authority.contains('@') {
-        return Err((
-            "url",
-            "put credentials in username/password, not in the URL".into(),
-        ));
-    }
+    // userinfo ends at the last '@' (RFC 3986 §3.2.1); the shown URL keeps the user as
+    // written and masks the password.
+    let (in_url, authority, config_url) = match authority.rsplit_once('@') {
+        None => (None, authority, u.url.clone()),
+        Some((info, hostport)) => {
+            let Some((user, pass)) = info.split_once(':') else {
+                return Err((
+                    "url",
+                    "credentials in the URL are user:password@ (the password is missing)".into(),
+                ));
+            };
+            if u.username.is_some() || u.password.is_some() {
+                return Err((
+                    "url",
+                    "credentials are both in the URL and in username/password".into(),
+                ));
+            }
+            let decode = |s: &str| {
+                percent_decode(s).ok_or(("url", "bad %-escape in the URL's credentials".into()))
+            };
+            let shown = format!("{}{user}:***@{}", &u.url[..7], &rest[info.len() + 1..]);
+            (Some((decode(user)?, decode(pass)?)), hostport, shown)
+        }
+    };
     let t = crate::http::request::parse_authority(authority, None).map_err(|e| {
         let m = match e {
             crate::http::request::HeadError::Malformed("port missing in CONNECT target") => {
@@ -365,7 +411,11 @@ fn upstream(
     if !(1..=1000).contains(&u.weight) {
         return Err(("weight", format!("{} is out of range 1..=1000", u.weight)));
     }
-    let auth = match (&u.username, &u.password) {
+    let (username, password) = match in_url {
+        Some((user, pass)) => (Some(user), Some(pass)),
+        None => (u.username.clone(), u.password.clone()),
+    };
+    let auth = match (&username, &password) {
         (Some(user), Some(pass)) => {
             if user.contains(':') {
                 return Err(("username", "must not contain ':'".into()));
@@ -385,22 +435,47 @@ fn upstream(
     } else {
         format!("http://{host}:{}", t.port)
     };
-    let display = match &u.username {
+    // Logs say which account; `/status` and metrics show `config_url` instead.
+    let name = match &username {
         Some(user) => format!("http://{user}:***@{}", &url["http://".len()..]),
         None => url.clone(),
     };
+    let identity = format!("{url} {}", username.as_deref().unwrap_or(""));
     let state = states
-        .entry(url.clone())
-        .or_insert_with(|| UpstreamState::new(display, workers))
+        .entry(identity)
+        .or_insert_with(|| UpstreamState::new(name, workers))
         .clone();
     Ok(UpstreamSpec {
         url,
+        config_url,
         host,
         port: t.port,
         weight: u.weight,
         priority: u.priority,
-        username: u.username.clone(),
+        username,
         auth,
         state,
     })
+}
+
+/// Decodes `%XX` escapes (RFC 3986 §2.1); None when one is malformed or the result is not
+/// UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }

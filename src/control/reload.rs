@@ -92,6 +92,7 @@ impl Reloader {
             new.workers = current.workers;
         }
         carry_states(current, &mut new);
+        carry_rotations(current, &mut new);
         Some(new)
     }
 
@@ -140,23 +141,48 @@ impl Reloader {
             new.upstreams().count(),
             new.rules.len()
         );
+        for w in new.warnings() {
+            log::warn!("{w}");
+        }
         Some(new)
     }
 }
 
-/// Gives every upstream of `new` that `old` also has (same URL and same name, which includes
-/// the username) the old shared state, so health, latency and counts carry over.
+/// Gives every upstream of `new` that `old` also has (same URL and same username: the same
+/// name) the old shared state, so health, latency and counts carry over.
 fn carry_states(old: &Config, new: &mut Config) {
-    let mut by_url: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
+    let mut by_name: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
     for u in old.upstreams() {
-        by_url.insert(u.url.as_str(), &u.state);
+        by_name.insert(u.state.name.as_str(), &u.state);
     }
     for pool in &mut new.pools {
         for m in &mut pool.members {
-            if let Some(s) = by_url.get(m.url.as_str()) {
-                if s.name == m.state.name {
-                    m.state = Arc::clone(s);
-                }
+            if let Some(s) = by_name.get(m.state.name.as_str()) {
+                m.state = Arc::clone(s);
+            }
+        }
+    }
+}
+
+/// Lets each pool that the reload left as it was (same name, mode, upstreams, weights and
+/// priorities) go on with its round-robin sequence rather than start over at its first member.
+/// Run after `carry_states`, which makes the same upstreams share their state.
+fn carry_rotations(old: &Config, new: &mut Config) {
+    for pool in &mut new.pools {
+        let Some(o) = old
+            .pools
+            .iter()
+            .find(|o| o.name == pool.name && o.mode == pool.mode)
+        else {
+            continue;
+        };
+        let unchanged = o.members.len() == pool.members.len()
+            && o.members.iter().zip(&pool.members).all(|(a, b)| {
+                Arc::ptr_eq(&a.state, &b.state) && (a.weight, a.priority) == (b.weight, b.priority)
+            });
+        if unchanged {
+            for ((_, r), (_, before)) in pool.rotations.iter_mut().zip(&o.rotations) {
+                r.continue_from(before);
             }
         }
     }
@@ -190,5 +216,25 @@ mod tests {
         assert!(m[1].state.is_online(), "a new upstream starts online");
         // b's credentials changed: a new identity
         assert!(!Arc::ptr_eq(&m[2].state, &old.pools[0].members[1].state));
+    }
+
+    #[test]
+    fn an_unchanged_pool_goes_on_with_its_round_robin_sequence() {
+        let text = "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:1'}, {url: 'http://b:1'}]\n";
+        let old = config::parse(text, None).unwrap();
+        let pick = |c: &Config| c.pools[0].rotations[0].1.pick(|_| true);
+        assert_eq!(pick(&old), Some(0));
+        let mut same = config::parse(&format!("{text}log_level: debug\n"), None).unwrap();
+        carry_states(&old, &mut same);
+        carry_rotations(&old, &mut same);
+        assert_eq!(pick(&same), Some(1), "went on");
+        let mut changed = config::parse(
+            "listen: 127.0.0.1:1\nupstream: [{url: 'http://a:1'}, {url: 'http://c:1'}]\n",
+            None,
+        )
+        .unwrap();
+        carry_states(&old, &mut changed);
+        carry_rotations(&old, &mut changed);
+        assert_eq!(pick(&changed), Some(0), "a changed pool starts over");
     }
 }

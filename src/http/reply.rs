@@ -42,6 +42,15 @@ impl Refusal {
             proxy_authenticate: false,
         }
     }
+
+    /// 502 because a pool has no upstream at all (`on_all_down: reject`): a pool with nothing
+    /// online like any other, but the body says how to get a direct proxy.
+    pub fn no_upstream(pool: &str) -> Refusal {
+        Refusal {
+            why: crate::config::empty_pool_reason(pool).into(),
+            ..Refusal::pool_down(pool)
+        }
+    }
 }
 
 impl From<HeadError> for Refusal {

@@ -2,8 +2,10 @@
 //! request, and each worker's idle keep-alive connections to them.
 
 mod idle;
+pub mod rotation;
 pub mod select;
 pub mod state;
 
 pub use idle::IdlePool;
+pub use rotation::Rotation;
 pub use state::UpstreamState;

@@ -1,18 +1,17 @@
 //! Picking an upstream from a pool: smooth weighted round-robin, priority levels, best
 //! (latency EMA + active × 50 ms), least connections, weighted random, and rendezvous hashing.
-//! Each pick is O(pool size) with no allocation; the little state it needs (round-robin
-//! weights, a random generator) is per worker, so there is no lock and no shared write.
+//! Each pick is O(pool size) with no allocation and no lock. Round-robin (also within a
+//! priority level) is one sequence for the whole process, a shared ticket into the pool's
+//! `Rotation`; the rest of the state (tie-breaking turn, a random generator) is per worker.
 
 use crate::config::{HashKey, Mode, PoolSpec};
 
 /// What `best` adds per active connection, in ms.
 const ACTIVE_PENALTY_MS: u64 = 50;
 
-/// A worker's selection state for every pool of one config snapshot.
+/// A worker's selection state (round-robin's lives in the pools, shared).
 #[derive(Default)]
 pub struct Selector {
-    /// Smooth weighted round-robin "current weights", per pool, per member.
-    current: Vec<Vec<i64>>,
     /// Rotates the start of tie-breaking scans so ties are shared fairly.
     turn: usize,
     rng: u64,
@@ -21,39 +20,26 @@ pub struct Selector {
 impl Selector {
     pub fn new(seed: u64) -> Selector {
         Selector {
-            current: Vec::new(),
             turn: 0,
             rng: seed | 1,
         }
     }
 
-    /// Forgets per-pool state (the config changed).
-    pub fn reset(&mut self) {
-        self.current.clear();
-    }
-
     /// Picks a member of `pool` (its index in `pool.members`) among online members not in
     /// `exclude`; `key` feeds `hash` mode. None when no member qualifies.
-    pub fn pick(
-        &mut self,
-        pool_index: usize,
-        pool: &PoolSpec,
-        key: &[u8],
-        exclude: &[usize],
-    ) -> Option<usize> {
+    pub fn pick(&mut self, pool: &PoolSpec, key: &[u8], exclude: &[usize]) -> Option<usize> {
         let n = pool.members.len();
         let ok = |i: usize| pool.members[i].state.is_online() && !exclude.contains(&i);
         self.turn = self.turn.wrapping_add(1);
         match pool.mode {
-            Mode::RoundRobin => self.smooth_wrr(pool_index, pool, ok),
+            Mode::RoundRobin => pool.rotations.first()?.1.pick(ok),
             Mode::Priority => {
                 let level = (0..n)
                     .filter(|&i| ok(i))
                     .map(|i| pool.members[i].priority)
                     .min()?;
-                self.smooth_wrr(pool_index, pool, |i| {
-                    ok(i) && pool.members[i].priority == level
-                })
+                let (_, rotation) = pool.rotations.iter().find(|(p, _)| *p == level)?;
+                rotation.pick(ok)
             }
             Mode::Best => self.min_by(n, ok, |i| {
                 let s = &pool.members[i].state;
@@ -82,40 +68,6 @@ impl Selector {
                 .filter(|&i| ok(i))
                 .max_by_key(|&i| rendezvous(key, pool.members[i].url.as_bytes())),
         }
-    }
-
-    /// Smooth weighted round-robin (as nginx does it) over the members `eligible` admits:
-    /// interleaved, never blocky, O(n).
-    fn smooth_wrr(
-        &mut self,
-        pool_index: usize,
-        pool: &PoolSpec,
-        eligible: impl Fn(usize) -> bool,
-    ) -> Option<usize> {
-        let n = pool.members.len();
-        if self.current.len() <= pool_index {
-            self.current.resize(pool_index + 1, Vec::new());
-        }
-        let cur = &mut self.current[pool_index];
-        if cur.len() != n {
-            *cur = vec![0; n];
-        }
-        let mut total = 0i64;
-        let mut best: Option<usize> = None;
-        for i in 0..n {
-            if !eligible(i) {
-                continue;
-            }
-            let w = pool.members[i].weight as i64;
-            cur[i] += w;
-            total += w;
-            if best.map_or(true, |b| cur[i] > cur[b]) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        cur[b] -= total;
-        Some(b)
     }
 
     /// The eligible member with the lowest score; ties go round in turn.
@@ -186,7 +138,7 @@ mod tests {
         );
         let mut s = Selector::new(1);
         let picks: Vec<usize> = (0..8)
-            .map(|_| s.pick(0, &c.pools[0], b"", &[]).unwrap())
+            .map(|_| s.pick(&c.pools[0], b"", &[]).unwrap())
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 2);
         assert!(
@@ -203,13 +155,13 @@ mod tests {
         );
         let mut s = Selector::new(1);
         let p = &c.pools[0];
-        assert_eq!(s.pick(0, p, b"", &[]), Some(0));
+        assert_eq!(s.pick(p, b"", &[]), Some(0));
         p.members[0].state.passive_failure(0, 1, "test");
-        let two: Vec<_> = (0..4).map(|_| s.pick(0, p, b"", &[]).unwrap()).collect();
+        let two: Vec<_> = (0..4).map(|_| s.pick(p, b"", &[]).unwrap()).collect();
         assert_eq!(two, vec![1, 2, 1, 2]);
-        assert_eq!(s.pick(0, p, b"", &[1]), Some(2));
+        assert_eq!(s.pick(p, b"", &[1]), Some(2));
         p.members[0].state.probe_result(true, 1, 1, "");
-        assert_eq!(s.pick(0, p, b"", &[]), Some(0));
+        assert_eq!(s.pick(p, b"", &[]), Some(0));
     }
 
     #[test]
@@ -219,9 +171,9 @@ mod tests {
         p.members[0].state.passive_success(80);
         p.members[1].state.passive_success(0);
         let mut s = Selector::new(1);
-        assert_eq!(s.pick(0, p, b"", &[]), Some(1));
+        assert_eq!(s.pick(p, b"", &[]), Some(1));
         let _busy = [p.members[1].state.begin(0), p.members[1].state.begin(0)];
-        assert_eq!(s.pick(0, p, b"", &[]), Some(0));
+        assert_eq!(s.pick(p, b"", &[]), Some(0));
     }
 
     #[test]
@@ -232,7 +184,7 @@ mod tests {
         );
         let mut s = Selector::new(1);
         let picks: Vec<_> = (0..4)
-            .map(|_| s.pick(0, &c.pools[0], b"", &[]).unwrap())
+            .map(|_| s.pick(&c.pools[0], b"", &[]).unwrap())
             .collect();
         assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
     }
@@ -248,7 +200,7 @@ mod tests {
         let keys: Vec<String> = (0..300).map(|i| format!("host{i}.test")).collect();
         let before: Vec<usize> = keys
             .iter()
-            .map(|k| s.pick(0, p, k.as_bytes(), &[]).unwrap())
+            .map(|k| s.pick(p, k.as_bytes(), &[]).unwrap())
             .collect();
         for m in 0..3 {
             assert!(
@@ -258,7 +210,7 @@ mod tests {
         }
         let after: Vec<usize> = keys
             .iter()
-            .map(|k| s.pick(0, p, k.as_bytes(), &[1]).unwrap())
+            .map(|k| s.pick(p, k.as_bytes(), &[1]).unwrap())
             .collect();
         for (b, a) in before.iter().zip(&after) {
             if *b != 1 {
@@ -276,7 +228,7 @@ mod tests {
         let mut s = Selector::new(7);
         let n = 5000;
         let a = (0..n)
-            .filter(|_| s.pick(0, &c.pools[0], b"", &[]) == Some(0))
+            .filter(|_| s.pick(&c.pools[0], b"", &[]) == Some(0))
             .count();
         assert!((800..1200).contains(&a), "{a} of {n} picks for weight 1/5");
     }
@@ -285,6 +237,6 @@ mod tests {
     fn nothing_online_means_none() {
         let c = pool("  - url: 'http://a:1'\n", "round_robin");
         c.pools[0].members[0].state.passive_failure(0, 1, "x");
-        assert_eq!(Selector::new(1).pick(0, &c.pools[0], b"", &[]), None);
+        assert_eq!(Selector::new(1).pick(&c.pools[0], b"", &[]), None);
     }
 }

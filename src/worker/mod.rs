@@ -540,9 +540,8 @@ impl Loop {
 
     fn new_config(&mut self, config: Arc<Config>) {
         self.ctx.config = config;
-        // Pool indexes and members may have changed: forget per-pool selection state, and the
-        // idle connections (upstreams may be gone or have new credentials).
-        self.ctx.select.reset();
+        // Upstreams may be gone or have new credentials: forget the idle connections. (The
+        // round-robin sequences live in the snapshot's pools.)
         self.ctx.idle.clear();
     }
 

@@ -3,6 +3,7 @@
 //! and a small HTTP/1.1 client that works at the byte level.
 #![allow(dead_code)]
 
+pub mod json;
 pub mod raw;
 pub mod wire;
 
@@ -75,6 +76,18 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A test config that names no upstream and no `on_all_down` is a direct proxy, as the
+/// embedded default is: it gets `on_all_down: direct` (ferry's empty pool would answer 502).
+/// A config that mentions `upstream` or `on_all_down` anywhere is left as written, so every
+/// test of pools and of failing closed says what it means (`upstream: []` for an empty pool).
+fn direct_unless_pooled(yaml: &str) -> &'static str {
+    if yaml.contains("upstream") || yaml.contains("on_all_down") {
+        ""
+    } else {
+        "on_all_down: direct\n"
+    }
+}
+
 /// A running ferry process.
 pub struct Ferry {
     pub child: Child,
@@ -113,7 +126,10 @@ impl Ferry {
         let path = dir.join("ferry.yaml");
         std::fs::write(
             &path,
-            format!("listen: \"127.0.0.1:0\"\nworkers: {workers}\n{yaml}"),
+            format!(
+                "listen: \"127.0.0.1:0\"\nworkers: {workers}\n{}{yaml}",
+                direct_unless_pooled(yaml)
+            ),
         )
         .unwrap();
         let mut cmd = match nofile {
@@ -223,7 +239,7 @@ impl Ferry {
         };
         std::fs::write(
             self.dir.join("ferry.yaml"),
-            format!("{listen}{workers}{yaml}"),
+            format!("{listen}{workers}{}{yaml}", direct_unless_pooled(yaml)),
         )
         .unwrap();
         let count = |s: &str| {

@@ -103,7 +103,7 @@ impl Session {
         if ex.replayable() && ex.tried.len() < pool.retries {
             let ip = ip_key(peer);
             let key = select::hash_key(pool.hash_key, &ip, &ex.host);
-            if let Some(next) = ctx.select.pick(pool_index, pool, key, &ex.tried) {
+            if let Some(next) = ctx.select.pick(pool, key, &ex.tried) {
                 log::debug!(
                     "{peer}: {why} ({}); trying {}",
                     pool.members[member].display(),

@@ -165,9 +165,12 @@ impl Exchange {
                 let pool = &config.pools[p];
                 let ip = ip_key(peer);
                 let key = select::hash_key(pool.hash_key, &ip, req.target.host);
-                match ctx.select.pick(p, pool, key, &[]) {
+                match ctx.select.pick(pool, key, &[]) {
                     Some(member) => Route::Upstream { pool: p, member },
                     None if pool.on_all_down == OnAllDown::Direct => Route::Direct,
+                    None if pool.members.is_empty() => {
+                        return Err(Refusal::no_upstream(&pool.name))
+                    }
                     None => return Err(Refusal::pool_down(&pool.name)),
                 }
             }
