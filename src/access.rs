@@ -59,15 +59,19 @@ pub fn refuse_self() -> Refusal {
     Refusal::new(403, "the target is this proxy")
 }
 
-/// True when `addr` is ferry's own listener or admin server (as bound now).
+/// True when `addr` is ferry's own listener or admin server (as bound now). Both sides are
+/// compared in canonical form: `::ffff:127.0.0.1` reaches a dual-stack or IPv4 socket on
+/// 127.0.0.1 (RFC 4291 §2.5.5.2), yet as an `Ipv6Addr` it is neither loopback nor equal.
 pub fn is_self(addr: SocketAddr, config: &Config, shared: &Shared) -> bool {
+    let target = addr.ip().to_canonical();
     let matches = |ip: IpAddr, port: u16| {
+        let ip = ip.to_canonical();
         port != 0
             && addr.port() == port
-            && (addr.ip() == ip
-                || addr.ip().is_unspecified()
-                || (ip.is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
-                || (ip.is_loopback() && addr.ip().is_loopback()))
+            && (target == ip
+                || target.is_unspecified()
+                || (ip.is_unspecified() && (target.is_loopback() || target.is_unspecified()))
+                || (ip.is_loopback() && target.is_loopback()))
     };
     matches(
         config.listen.ip(),

@@ -128,3 +128,43 @@ fn passwords_never_appear_in_logs_status_metrics_or_error_pages() {
         );
     }
 }
+
+#[test]
+fn a_mapped_address_of_ferrys_own_ports_gets_403() {
+    let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");
+    let (admin, me) = (ferry.admin().port(), ferry.addr.port());
+    for host in ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]"] {
+        for port in [admin, me] {
+            let r = ferry.client().roundtrip(
+                format!("GET http://{host}:{port}/status HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(r.status, 403, "GET {host}:{port}");
+            assert!(r.text().contains("the target is this proxy"));
+            let mut t = ferry.client();
+            t.send(format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n").as_bytes());
+            assert_eq!(t.response().status, 403, "CONNECT {host}:{port}");
+        }
+    }
+}
+
+#[test]
+fn a_chained_self_connect_is_closed_after_the_first() {
+    let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");
+    let one = format!(
+        "CONNECT [::ffff:127.0.0.1]:{} HTTP/1.1\r\n\r\n",
+        ferry.addr.port()
+    );
+    let mut t = ferry.client();
+    // One write that would open a tunnel into ferry, then one from there, 400 deep.
+    t.send(one.repeat(400).as_bytes());
+    let r = t.response();
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("the target is this proxy"));
+    assert!(t.closed(), "something followed the first refusal");
+    // Counted like any refusal: one failed CONNECT, and no connection left behind.
+    common::wait_until("the refusal to be counted", || {
+        ferry.metric("ferry_requests_failed_total") == Some(1.0)
+            && ferry.metric("ferry_active_connections") == Some(0.0)
+    });
+    assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
+}

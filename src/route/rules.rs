@@ -103,7 +103,9 @@ impl RuleSet {
     }
 }
 
-/// Parses `a.b.c.d/n` or `v6::/n`.
+/// Parses `a.b.c.d/n` or `v6::/n`. A network inside `::ffff:0:0/96` is kept as the IPv4
+/// network it maps (`::ffff:10.0.0.0/104` is `10.0.0.0/8`), since addresses are compared in
+/// canonical form.
 pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (ip, len) = s
         .trim()
@@ -118,16 +120,17 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         .ok()
         .filter(|&l| l <= max)
         .ok_or_else(|| format!("prefix length {len:?} is not 0..={max}"))?;
-    Ok((ip, len))
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if ip.is_ipv6() && len >= 96 => Ok((IpAddr::V4(v4), len - 96)),
+        _ => Ok((ip, len)),
+    }
 }
 
-/// True when `ip` is inside `net/len` (IPv4-mapped IPv6 addresses count as IPv4).
+/// True when `ip` is inside `net/len`; `ip` is taken in canonical form (an IPv4-mapped IPv6
+/// address is the IPv4 address), as `access.allow`, `cidr:` rules and the self check all
+/// compare addresses (DESIGN §5).
 pub fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match (ip, net) {
+    match (ip.to_canonical(), net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
             u32::from(a) & mask == u32::from(n) & mask
@@ -181,6 +184,28 @@ mod tests {
         assert!(in_cidr(ip("::ffff:10.0.0.1"), ip("10.0.0.0"), 8));
         assert!(in_cidr(ip("fd00::1"), ip("fc00::"), 7));
         assert!(in_cidr(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn mapped_addresses_and_networks_are_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for mapped in ["::ffff:127.0.0.1", "::ffff:7f00:1", "::FFFF:127.0.0.9"] {
+            assert!(in_cidr(ip(mapped), ip("127.0.0.0"), 8), "{mapped}");
+        }
+        assert!(!in_cidr(ip("::ffff:127.0.0.1"), ip("::"), 0));
+        // IPv4-compatible (RFC 4291 §2.5.5.1, deprecated) is not mapped: no IPv4 meaning.
+        assert!(!in_cidr(ip("::127.0.0.1"), ip("127.0.0.0"), 8));
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.0/104").unwrap(),
+            (ip("127.0.0.0"), 8)
+        );
+        assert_eq!(
+            parse_cidr("::ffff:7f00:1/128").unwrap(),
+            (ip("127.0.0.1"), 32)
+        );
+        assert_eq!(parse_cidr("::/0").unwrap(), (ip("::"), 0));
+        let (net, len) = parse_cidr("::ffff:127.0.0.0/104").unwrap();
+        assert!(in_cidr(ip("127.1.2.3"), net, len));
     }
 
     #[test]
