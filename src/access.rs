@@ -46,7 +46,7 @@ pub fn check_request(
             }
         }
     }
-    if let Ok(ip) = req.target.host.parse::<IpAddr>() {
+    if let Some(ip) = req.target.ip {
         if is_self(SocketAddr::new(ip, req.target.port), config, shared) {
             return Err(refuse_self());
         }

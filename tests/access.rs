@@ -129,6 +129,39 @@ fn passwords_never_appear_in_logs_status_metrics_or_error_pages() {
     }
 }
 
+/// The numeric and IPv4-mapped spellings of 127.0.0.1 that resolvers accept (inet_aton's
+/// forms, RFC 4291 §2.5.5.2); every one denotes loopback.
+const LOOPBACK_FORMS: [&str; 6] = [
+    "2130706433",
+    "0177.0.0.1",
+    "127.1",
+    "0x7f.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+];
+
+#[test]
+fn every_spelling_of_a_rejected_address_gets_403_by_get_and_connect() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("rules:\n  - {match: [\"cidr:127.0.0.0/8\"], via: reject}\n");
+    let port = origin.addr.port();
+    for form in LOOPBACK_FORMS {
+        let r = ferry.client().roundtrip(
+            format!("GET http://{form}:{port}/size/1 HTTP/1.1\r\nHost: {form}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 403, "GET {form}");
+        let mut t = ferry.client();
+        t.send(format!("CONNECT {form}:{port} HTTP/1.1\r\n\r\n").as_bytes());
+        assert_eq!(t.response().status, 403, "CONNECT {form}");
+        assert!(t.closed(), "CONNECT {form} left the connection open");
+    }
+    assert_eq!(
+        origin.conns.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a rejected address was connected to"
+    );
+}
+
 #[test]
 fn a_mapped_address_of_ferrys_own_ports_gets_403() {
     let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");

@@ -70,13 +70,16 @@ impl RuleSet {
         self.vias.is_empty()
     }
 
-    /// The first rule that matches a request to `host:port`, if any.
-    pub fn lookup(&self, host: &str, port: u16) -> Option<Via> {
+    /// The first rule that matches a request to `host:port`, if any. `ip` is the address
+    /// `host` denotes when it is an IP literal (`addr::host_ip`); `cidr:` expressions see only
+    /// that, and then `host` should be its canonical text (`addr::IpText`), so that
+    /// `0177.0.0.1` meets the domain tables as `127.0.0.1` does.
+    pub fn lookup(&self, host: &str, ip: Option<IpAddr>, port: u16) -> Option<Via> {
         if self.vias.is_empty() {
             return None;
         }
         let mut best = self.ports.get(&port).copied().unwrap_or(usize::MAX);
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if let Some(ip) = ip {
             for &(net, len, idx) in &self.cidrs {
                 if idx < best && in_cidr(ip, net, len) {
                     best = idx;
@@ -84,11 +87,19 @@ impl RuleSet {
             }
         }
         if !self.exact.is_empty() || !self.suffix.is_empty() {
-            let host = normalize(host);
-            if let Some(&i) = self.exact.get(&host) {
+            // An address's text is already lower-case with no trailing dot: no copy needed.
+            let owned;
+            let host = match ip {
+                Some(_) => host,
+                None => {
+                    owned = normalize(host);
+                    owned.as_str()
+                }
+            };
+            if let Some(&i) = self.exact.get(host) {
                 best = best.min(i);
             }
-            let mut rest = host.as_str();
+            let mut rest = host;
             loop {
                 if let Some(&i) = self.suffix.get(rest) {
                     best = best.min(i);
@@ -168,12 +179,34 @@ mod tests {
             (&["suffix:example", "cidr:10.0.0.0/8"], Via::Direct),
             (&["*.example", "port:443"], Via::Pool(1)),
         ]);
-        assert_eq!(r.lookup("blocked.example", 443), Some(Via::Reject));
-        assert_eq!(r.lookup("a.example", 25), Some(Via::Reject));
-        assert_eq!(r.lookup("a.b.example", 443), Some(Via::Direct));
-        assert_eq!(r.lookup("10.1.2.3", 80), Some(Via::Direct));
-        assert_eq!(r.lookup("11.1.2.3", 443), Some(Via::Pool(1)));
-        assert_eq!(r.lookup("other.test", 80), None);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(r.lookup("blocked.example", None, 443), Some(Via::Reject));
+        assert_eq!(r.lookup("a.example", None, 25), Some(Via::Reject));
+        assert_eq!(r.lookup("a.b.example", None, 443), Some(Via::Direct));
+        assert_eq!(r.lookup("10.1.2.3", ip("10.1.2.3"), 80), Some(Via::Direct));
+        assert_eq!(
+            r.lookup("11.1.2.3", ip("11.1.2.3"), 443),
+            Some(Via::Pool(1))
+        );
+        assert_eq!(r.lookup("other.test", None, 80), None);
+    }
+
+    #[test]
+    fn cidr_sees_the_address_not_the_spelling() {
+        let r = rules(&[(&["cidr:127.0.0.0/8"], Via::Reject)]);
+        for host in [
+            "127.1",
+            "0177.0.0.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip = crate::addr::host_ip(host).unwrap();
+            assert!(ip.is_some(), "{host}");
+            assert_eq!(r.lookup(host, ip, 80), Some(Via::Reject), "{host}");
+        }
+        // Only the address counts: a name that looks like one is no literal.
+        assert_eq!(r.lookup("127.0.0.1.example", None, 80), None);
     }
 
     #[test]
