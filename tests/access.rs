@@ -201,3 +201,41 @@ fn a_chained_self_connect_is_closed_after_the_first() {
     });
     assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
 }
+
+#[test]
+fn a_name_that_resolves_into_a_rejected_cidr_gets_403_on_a_direct_route() {
+    let origin = Fake::origin("origin");
+    let port = origin.addr.port();
+    // A rule naming the host does not exempt its address: the name cannot reach what its
+    // address may not.
+    for rules in [
+        "admin_listen: \"127.0.0.1:0\"\nrules:\n  - {match: [\"cidr:127.0.0.0/8\", \"cidr:::1/128\"], via: reject}\n",
+        "rules:\n  - {match: [\"domain:localhost\"], via: direct}\n  - {match: [\"cidr:127.0.0.0/8\", \"cidr:::1/128\"], via: reject}\n",
+    ] {
+        let ferry = Ferry::start(rules);
+        let r = ferry.client().roundtrip(
+            format!("GET http://localhost:{port}/size/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 403, "GET with {rules}");
+        let mut t = ferry.client();
+        t.send(format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n").as_bytes());
+        assert_eq!(t.response().status, 403, "CONNECT with {rules}");
+        if rules.starts_with("admin_listen") {
+            // Counted like any refusal.
+            common::wait_until("both refusals to be counted", || {
+                ferry.metric("ferry_requests_failed_total") == Some(2.0)
+            });
+        }
+    }
+    assert_eq!(origin.conns.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // An earlier rule for the address itself still lets it through, as it would a literal.
+    let ferry = Ferry::start(
+        "rules:\n  - {match: [\"cidr:127.0.0.1/32\", \"cidr:::1/128\"], via: direct}\n  - {match: [\"cidr:127.0.0.0/8\"], via: reject}\n",
+    );
+    let r = ferry.client().roundtrip(
+        format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.body, pattern(3));
+}
