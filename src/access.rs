@@ -2,7 +2,8 @@
 //! client's address against `access.allow` (at accept), its `Proxy-Authorization` against
 //! `access.users` (compared in constant time, against every account), CONNECT ports against
 //! `access.connect_ports`, and targets that are ferry itself (its listener or admin server)
-//! refused, so it cannot loop or be used to reach its own admin API.
+//! refused, so it cannot loop or be used to reach its own admin API. The addresses a direct
+//! route connects to are checked again after resolution (`check_address`).
 
 use crate::config::Config;
 use crate::control::constant_time_eq;
@@ -46,10 +47,31 @@ pub fn check_request(
             }
         }
     }
-    if let Ok(ip) = req.target.host.parse::<IpAddr>() {
+    if let Some(ip) = req.target.ip {
         if is_self(SocketAddr::new(ip, req.target.port), config, shared) {
             return Err(refuse_self());
         }
+    }
+    Ok(())
+}
+
+/// Checks an address a direct route is about to connect to, a literal or what a name
+/// resolved to: ferry itself, no destination at all, or refused by the rules as a literal
+/// target would be. DESIGN §5: a name cannot reach what its address may not.
+pub fn check_address(addr: SocketAddr, config: &Config, shared: &Shared) -> Result<(), Refusal> {
+    if is_self(addr, config, shared) {
+        return Err(refuse_self());
+    }
+    // 0.0.0.0 and :: are no destination (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2), yet Linux
+    // connects them to the local host: past a cidr:127.0.0.0/8 reject, for one.
+    if addr.ip().to_canonical().is_unspecified() {
+        return Err(Refusal::new(403, "the target address is not a destination"));
+    }
+    if crate::route::refuses_address(config, addr) {
+        return Err(Refusal::new(
+            403,
+            "the target's address is denied by a routing rule",
+        ));
     }
     Ok(())
 }
@@ -59,15 +81,19 @@ pub fn refuse_self() -> Refusal {
     Refusal::new(403, "the target is this proxy")
 }
 
-/// True when `addr` is ferry's own listener or admin server (as bound now).
+/// True when `addr` is ferry's own listener or admin server (as bound now). Both sides are
+/// compared in canonical form: `::ffff:127.0.0.1` reaches a dual-stack or IPv4 socket on
+/// 127.0.0.1 (RFC 4291 §2.5.5.2), yet as an `Ipv6Addr` it is neither loopback nor equal.
 pub fn is_self(addr: SocketAddr, config: &Config, shared: &Shared) -> bool {
+    let target = addr.ip().to_canonical();
     let matches = |ip: IpAddr, port: u16| {
+        let ip = ip.to_canonical();
         port != 0
             && addr.port() == port
-            && (addr.ip() == ip
-                || addr.ip().is_unspecified()
-                || (ip.is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
-                || (ip.is_loopback() && addr.ip().is_loopback()))
+            && (target == ip
+                || target.is_unspecified()
+                || (ip.is_unspecified() && (target.is_loopback() || target.is_unspecified()))
+                || (ip.is_loopback() && target.is_loopback()))
     };
     matches(
         config.listen.ip(),

@@ -14,6 +14,7 @@
 //! I/O buffers) and [`server`] (start-up and join).
 
 pub mod access;
+pub mod addr;
 pub mod buffer;
 pub mod config;
 pub mod conn;

@@ -128,3 +128,114 @@ fn passwords_never_appear_in_logs_status_metrics_or_error_pages() {
         );
     }
 }
+
+/// The numeric and IPv4-mapped spellings of 127.0.0.1 that resolvers accept (inet_aton's
+/// forms, RFC 4291 §2.5.5.2); every one denotes loopback.
+const LOOPBACK_FORMS: [&str; 6] = [
+    "2130706433",
+    "0177.0.0.1",
+    "127.1",
+    "0x7f.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+];
+
+#[test]
+fn every_spelling_of_a_rejected_address_gets_403_by_get_and_connect() {
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start("rules:\n  - {match: [\"cidr:127.0.0.0/8\"], via: reject}\n");
+    let port = origin.addr.port();
+    for form in LOOPBACK_FORMS {
+        let r = ferry.client().roundtrip(
+            format!("GET http://{form}:{port}/size/1 HTTP/1.1\r\nHost: {form}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 403, "GET {form}");
+        let mut t = ferry.client();
+        t.send(format!("CONNECT {form}:{port} HTTP/1.1\r\n\r\n").as_bytes());
+        assert_eq!(t.response().status, 403, "CONNECT {form}");
+        assert!(t.closed(), "CONNECT {form} left the connection open");
+    }
+    assert_eq!(
+        origin.conns.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a rejected address was connected to"
+    );
+}
+
+#[test]
+fn a_mapped_address_of_ferrys_own_ports_gets_403() {
+    let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");
+    let (admin, me) = (ferry.admin().port(), ferry.addr.port());
+    for host in ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]"] {
+        for port in [admin, me] {
+            let r = ferry.client().roundtrip(
+                format!("GET http://{host}:{port}/status HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(r.status, 403, "GET {host}:{port}");
+            assert!(r.text().contains("the target is this proxy"));
+            let mut t = ferry.client();
+            t.send(format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n").as_bytes());
+            assert_eq!(t.response().status, 403, "CONNECT {host}:{port}");
+        }
+    }
+}
+
+#[test]
+fn a_chained_self_connect_is_closed_after_the_first() {
+    let ferry = Ferry::start("admin_listen: \"127.0.0.1:0\"\n");
+    let one = format!(
+        "CONNECT [::ffff:127.0.0.1]:{} HTTP/1.1\r\n\r\n",
+        ferry.addr.port()
+    );
+    let mut t = ferry.client();
+    // One write that would open a tunnel into ferry, then one from there, 400 deep.
+    t.send(one.repeat(400).as_bytes());
+    let r = t.response();
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("the target is this proxy"));
+    assert!(t.closed(), "something followed the first refusal");
+    // Counted like any refusal: one failed CONNECT, and no connection left behind.
+    common::wait_until("the refusal to be counted", || {
+        ferry.metric("ferry_requests_failed_total") == Some(1.0)
+            && ferry.metric("ferry_active_connections") == Some(0.0)
+    });
+    assert_eq!(ferry.metric("ferry_connect_requests_total"), Some(1.0));
+}
+
+#[test]
+fn a_name_that_resolves_into_a_rejected_cidr_gets_403_on_a_direct_route() {
+    let origin = Fake::origin("origin");
+    let port = origin.addr.port();
+    // A rule naming the host does not exempt its address: the name cannot reach what its
+    // address may not.
+    for rules in [
+        "admin_listen: \"127.0.0.1:0\"\nrules:\n  - {match: [\"cidr:127.0.0.0/8\", \"cidr:::1/128\"], via: reject}\n",
+        "rules:\n  - {match: [\"domain:localhost\"], via: direct}\n  - {match: [\"cidr:127.0.0.0/8\", \"cidr:::1/128\"], via: reject}\n",
+    ] {
+        let ferry = Ferry::start(rules);
+        let r = ferry.client().roundtrip(
+            format!("GET http://localhost:{port}/size/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 403, "GET with {rules}");
+        let mut t = ferry.client();
+        t.send(format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n").as_bytes());
+        assert_eq!(t.response().status, 403, "CONNECT with {rules}");
+        if rules.starts_with("admin_listen") {
+            // Counted like any refusal.
+            common::wait_until("both refusals to be counted", || {
+                ferry.metric("ferry_requests_failed_total") == Some(2.0)
+            });
+        }
+    }
+    assert_eq!(origin.conns.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // An earlier rule for the address itself still lets it through, as it would a literal.
+    let ferry = Ferry::start(
+        "rules:\n  - {match: [\"cidr:127.0.0.1/32\", \"cidr:::1/128\"], via: direct}\n  - {match: [\"cidr:127.0.0.0/8\"], via: reject}\n",
+    );
+    let r = ferry.client().roundtrip(
+        format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.body, pattern(3));
+}

@@ -1,6 +1,7 @@
 //! Domain expressions and rules: lines of the input are expressions, compiled into a rule set
 //! and a domain set, then looked up with hosts made from the same bytes. Nothing may panic,
-//! and an expression that compiled as `domain:x` must match x.
+//! an expression that compiled as `domain:x` must match x, and a host read as an address
+//! (`addr::host_ip`: numeric and IPv6 forms) must write out as text that reads back the same.
 #![no_main]
 
 use ferry::route::domain::{parse_expr, DomainSet};
@@ -22,8 +23,16 @@ fuzz_target!(|data: &[u8]| {
             one.add(l).unwrap();
             assert!(one.matches(&name), "{l:?} does not match its own name");
         }
+        // Hosts as a target parser hands them over: a numeric or IPv6 form is its address.
+        let ip = ferry::addr::host_ip(l).ok().flatten();
+        if let Some(ip) = ip {
+            let mut text = ferry::addr::IpText::default();
+            let shown = text.show(ip);
+            assert_eq!(shown.parse(), Ok(ip), "{l:?} shown as {shown:?}");
+            assert_eq!(ip, ip.to_canonical(), "{l:?} is not in canonical form");
+        }
         for port in [0u16, 80, 443] {
-            let _ = rules.lookup(l, port);
+            let _ = rules.lookup(l, ip, port);
         }
         let _ = set.matches(l);
     }

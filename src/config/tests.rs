@@ -189,10 +189,14 @@ fn pools_rules_and_health_overrides() {
     );
     // the same URL in two pools is one upstream
     assert!(Arc::ptr_eq(&d.members[0].state, &eu.members[0].state));
-    assert_eq!(c.rules.lookup("x.eu.example", 80), Some(Via::Pool(1)));
-    assert_eq!(c.rules.lookup("192.168.1.1", 80), Some(Via::Direct));
-    assert_eq!(c.rules.lookup("ads.example", 443), Some(Via::Reject));
-    assert_eq!(c.rules.lookup("other.example", 443), None);
+    assert_eq!(c.rules.lookup("x.eu.example", None, 80), Some(Via::Pool(1)));
+    assert_eq!(
+        c.rules
+            .lookup("192.168.1.1", "192.168.1.1".parse().ok(), 80),
+        Some(Via::Direct)
+    );
+    assert_eq!(c.rules.lookup("ads.example", None, 443), Some(Via::Reject));
+    assert_eq!(c.rules.lookup("other.example", None, 443), None);
 }
 
 #[test]

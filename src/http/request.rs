@@ -3,7 +3,7 @@
 
 use super::framing::Framing;
 use super::{has_token, tokens, trim};
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Most header fields accepted in one head (more gets 431).
 pub const MAX_HEADERS: usize = 100;
@@ -36,6 +36,9 @@ pub enum HeadError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {
     pub host: &'a str,
+    /// The address `host` denotes when it is an IP literal, numeric forms included, in
+    /// canonical form (see `addr`); `None` for a name.
+    pub ip: Option<IpAddr>,
     pub port: u16,
     pub path: &'a str,
 }
@@ -305,6 +308,7 @@ pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_
     if !bracketed && !valid_host(host) {
         return Err(HeadError::Malformed("invalid host"));
     }
+    let ip = crate::addr::host_ip(host).map_err(HeadError::Malformed)?;
     let port = match port {
         Some(p) => match parse_decimal(p.as_bytes()) {
             Some(n @ 1..=65535) => n as u16,
@@ -314,6 +318,7 @@ pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_
     };
     Ok(Target {
         host,
+        ip,
         port,
         path: "",
     })
@@ -386,6 +391,41 @@ mod tests {
         assert!(p(b"CONNECT h:h:80 HTTP/1.1\r\n\r\n").is_err());
         assert!(p(b"GET http://h:h:8080/x HTTP/1.1\r\n\r\n").is_err());
         assert!(p(b"GET http://::1/x HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn numeric_and_mapped_hosts_are_addresses() {
+        let target = |raw: &[u8]| {
+            let mut hs = [httparse::EMPTY_HEADER; 4];
+            parse(raw, &mut hs).map(|o| o.map(|r| (r.target.host.to_string(), r.target.ip)))
+        };
+        let lo = Some("127.0.0.1".parse::<IpAddr>().unwrap());
+        for raw in [
+            &b"GET http://2130706433:8/ HTTP/1.1\r\n\r\n"[..],
+            b"GET http://0177.0.0.1/ HTTP/1.1\r\n\r\n",
+            b"GET http://127.1/ HTTP/1.1\r\n\r\n",
+            b"CONNECT 0x7f.0.0.1:443 HTTP/1.1\r\n\r\n",
+            b"CONNECT [::ffff:127.0.0.1]:443 HTTP/1.1\r\n\r\n",
+            b"GET http://[::ffff:7f00:1]/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(target(raw).unwrap().unwrap().1, lo, "{raw:?}");
+        }
+        // The host stays as written: it is what the client named (and logs say).
+        let (host, _) = target(b"GET http://127.1/ HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(host, "127.1");
+        assert_eq!(
+            target(b"GET http://a.example/ HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1,
+            None
+        );
+        assert_eq!(
+            target(b"CONNECT 4294967296:443 HTTP/1.1\r\n\r\n").unwrap_err(),
+            HeadError::Malformed(crate::addr::NOT_AN_ADDRESS)
+        );
     }
 
     #[test]

@@ -70,13 +70,16 @@ impl RuleSet {
         self.vias.is_empty()
     }
 
-    /// The first rule that matches a request to `host:port`, if any.
-    pub fn lookup(&self, host: &str, port: u16) -> Option<Via> {
+    /// The first rule that matches a request to `host:port`, if any. `ip` is the address
+    /// `host` denotes when it is an IP literal (`addr::host_ip`); `cidr:` expressions see only
+    /// that, and then `host` should be its canonical text (`addr::IpText`), so that
+    /// `0177.0.0.1` meets the domain tables as `127.0.0.1` does.
+    pub fn lookup(&self, host: &str, ip: Option<IpAddr>, port: u16) -> Option<Via> {
         if self.vias.is_empty() {
             return None;
         }
         let mut best = self.ports.get(&port).copied().unwrap_or(usize::MAX);
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if let Some(ip) = ip {
             for &(net, len, idx) in &self.cidrs {
                 if idx < best && in_cidr(ip, net, len) {
                     best = idx;
@@ -84,11 +87,19 @@ impl RuleSet {
             }
         }
         if !self.exact.is_empty() || !self.suffix.is_empty() {
-            let host = normalize(host);
-            if let Some(&i) = self.exact.get(&host) {
+            // An address's text is already lower-case with no trailing dot: no copy needed.
+            let owned;
+            let host = match ip {
+                Some(_) => host,
+                None => {
+                    owned = normalize(host);
+                    owned.as_str()
+                }
+            };
+            if let Some(&i) = self.exact.get(host) {
                 best = best.min(i);
             }
-            let mut rest = host.as_str();
+            let mut rest = host;
             loop {
                 if let Some(&i) = self.suffix.get(rest) {
                     best = best.min(i);
@@ -103,7 +114,9 @@ impl RuleSet {
     }
 }
 
-/// Parses `a.b.c.d/n` or `v6::/n`.
+/// Parses `a.b.c.d/n` or `v6::/n`. A network inside `::ffff:0:0/96` is kept as the IPv4
+/// network it maps (`::ffff:10.0.0.0/104` is `10.0.0.0/8`), since addresses are compared in
+/// canonical form.
 pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (ip, len) = s
         .trim()
@@ -118,16 +131,17 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         .ok()
         .filter(|&l| l <= max)
         .ok_or_else(|| format!("prefix length {len:?} is not 0..={max}"))?;
-    Ok((ip, len))
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if ip.is_ipv6() && len >= 96 => Ok((IpAddr::V4(v4), len - 96)),
+        _ => Ok((ip, len)),
+    }
 }
 
-/// True when `ip` is inside `net/len` (IPv4-mapped IPv6 addresses count as IPv4).
+/// True when `ip` is inside `net/len`; `ip` is taken in canonical form (an IPv4-mapped IPv6
+/// address is the IPv4 address), as `access.allow`, `cidr:` rules and the self check all
+/// compare addresses (DESIGN §5).
 pub fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match (ip, net) {
+    match (ip.to_canonical(), net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
             u32::from(a) & mask == u32::from(n) & mask
@@ -165,12 +179,34 @@ mod tests {
             (&["suffix:example", "cidr:10.0.0.0/8"], Via::Direct),
             (&["*.example", "port:443"], Via::Pool(1)),
         ]);
-        assert_eq!(r.lookup("blocked.example", 443), Some(Via::Reject));
-        assert_eq!(r.lookup("a.example", 25), Some(Via::Reject));
-        assert_eq!(r.lookup("a.b.example", 443), Some(Via::Direct));
-        assert_eq!(r.lookup("10.1.2.3", 80), Some(Via::Direct));
-        assert_eq!(r.lookup("11.1.2.3", 443), Some(Via::Pool(1)));
-        assert_eq!(r.lookup("other.test", 80), None);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(r.lookup("blocked.example", None, 443), Some(Via::Reject));
+        assert_eq!(r.lookup("a.example", None, 25), Some(Via::Reject));
+        assert_eq!(r.lookup("a.b.example", None, 443), Some(Via::Direct));
+        assert_eq!(r.lookup("10.1.2.3", ip("10.1.2.3"), 80), Some(Via::Direct));
+        assert_eq!(
+            r.lookup("11.1.2.3", ip("11.1.2.3"), 443),
+            Some(Via::Pool(1))
+        );
+        assert_eq!(r.lookup("other.test", None, 80), None);
+    }
+
+    #[test]
+    fn cidr_sees_the_address_not_the_spelling() {
+        let r = rules(&[(&["cidr:127.0.0.0/8"], Via::Reject)]);
+        for host in [
+            "127.1",
+            "0177.0.0.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip = crate::addr::host_ip(host).unwrap();
+            assert!(ip.is_some(), "{host}");
+            assert_eq!(r.lookup(host, ip, 80), Some(Via::Reject), "{host}");
+        }
+        // Only the address counts: a name that looks like one is no literal.
+        assert_eq!(r.lookup("127.0.0.1.example", None, 80), None);
     }
 
     #[test]
@@ -181,6 +217,28 @@ mod tests {
         assert!(in_cidr(ip("::ffff:10.0.0.1"), ip("10.0.0.0"), 8));
         assert!(in_cidr(ip("fd00::1"), ip("fc00::"), 7));
         assert!(in_cidr(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+    }
+
+    #[test]
+    fn mapped_addresses_and_networks_are_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for mapped in ["::ffff:127.0.0.1", "::ffff:7f00:1", "::FFFF:127.0.0.9"] {
+            assert!(in_cidr(ip(mapped), ip("127.0.0.0"), 8), "{mapped}");
+        }
+        assert!(!in_cidr(ip("::ffff:127.0.0.1"), ip("::"), 0));
+        // IPv4-compatible (RFC 4291 §2.5.5.1, deprecated) is not mapped: no IPv4 meaning.
+        assert!(!in_cidr(ip("::127.0.0.1"), ip("127.0.0.0"), 8));
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.0/104").unwrap(),
+            (ip("127.0.0.0"), 8)
+        );
+        assert_eq!(
+            parse_cidr("::ffff:7f00:1/128").unwrap(),
+            (ip("127.0.0.1"), 32)
+        );
+        assert_eq!(parse_cidr("::/0").unwrap(), (ip("::"), 0));
+        let (net, len) = parse_cidr("::ffff:127.0.0.0/104").unwrap();
+        assert!(in_cidr(ip("127.1.2.3"), net, len));
     }
 
     #[test]

@@ -227,8 +227,17 @@ impl Session {
         let Phase::Exchange(ex) = &self.phase else {
             return Err(Fail::Abort);
         };
-        let target = ex.server_target(&self.config);
         let direct = matches!(ex.route, Route::Direct);
+        if direct && next == 0 {
+            // Every address before the first connect, so a name with one forbidden address
+            // is refused whichever answers first: not ferry itself (no loops, no admin API by
+            // the back door), and nothing the rules refuse as a literal.
+            for &addr in &addrs {
+                crate::access::check_address(addr, &self.config, &ctx.shared)
+                    .map_err(Fail::Refuse)?;
+            }
+        }
+        let target = ex.server_target(&self.config);
         // Taken before connecting: moved into the stage when a connect starts, given back
         // (dropped) when none does.
         let Some(pending) = PendingConnect::try_new(&ctx.connecting, self.peer.ip()) else {
@@ -240,10 +249,6 @@ impl Session {
         while next < addrs.len() {
             let addr = addrs[next];
             next += 1;
-            if direct && crate::access::is_self(addr, &self.config, &ctx.shared) {
-                // A name that resolves to ferry itself: no loops, no admin API by the back door.
-                return Err(Fail::Refuse(crate::access::refuse_self()));
-            }
             match TcpStream::connect(addr) {
                 Ok(stream) => {
                     if let Err(e) = self.attach_server(stream, target.clone(), false, false, ctx) {

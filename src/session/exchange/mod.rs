@@ -158,13 +158,17 @@ impl Exchange {
         config: &Config,
         ctx: &mut Ctx,
     ) -> Result<Exchange, Refusal> {
-        let route = match route::decide(config, req.target.host, req.target.port) {
+        let t = &req.target;
+        // An IP literal, in whatever spelling, goes on as its canonical text: connected to as
+        // a literal (never resolved), and hashed and reused as the one address it is.
+        let host = t.ip.map_or_else(|| t.host.to_string(), |ip| ip.to_string());
+        let route = match route::decide(config, t.host, t.ip, t.port) {
             Via::Reject => return Err(Refusal::new(403, "denied by a routing rule")),
             Via::Direct => Route::Direct,
             Via::Pool(p) => {
                 let pool = &config.pools[p];
                 let ip = ip_key(peer);
-                let key = select::hash_key(pool.hash_key, &ip, req.target.host);
+                let key = select::hash_key(pool.hash_key, &ip, &host);
                 match ctx.select.pick(pool, key, &[]) {
                     Some(member) => Route::Upstream { pool: p, member },
                     None if pool.on_all_down == OnAllDown::Direct => Route::Direct,
@@ -220,7 +224,7 @@ impl Exchange {
         Ok(Exchange {
             kind: req.kind,
             minor: req.minor,
-            host: req.target.host.to_string(),
+            host,
             port: req.target.port,
             keep_alive: req.keep_alive,
             upgrade: req.upgrade,
