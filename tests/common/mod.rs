@@ -3,6 +3,7 @@
 //! and a small HTTP/1.1 client that works at the byte level.
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Read, Write};
