@@ -178,3 +178,36 @@ fn tunnels_splice_on_linux() {
     });
     assert!(ferry.log_text().contains("tunnel relays by splice"));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn under_a_low_fd_limit_every_tunnel_gets_its_sockets_before_any_gets_pipes() {
+    // 256 fds, about 20 of them ferry's own. 64 tunnels need 128 sockets: they fit. Spliced,
+    // each would hold two pipes (4 fds) too, 384 fds in all: they would not.
+    const TUNNELS: usize = 64;
+    let server = banner_server(b"hi\n");
+    let ferry = Ferry::start_with_fd_limit("", 256);
+    let mut open = Vec::new();
+    for i in 0..TUNNELS {
+        let mut c = ferry.client();
+        c.send(&connect_line(server));
+        let head = c.read_head().unwrap_or_default();
+        if !head.starts_with(b"HTTP/1.1 200") {
+            let log = ferry.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            panic!(
+                "tunnel {i} of {TUNNELS} got {:?}; ferry's last log lines, newest first:\n{}",
+                String::from_utf8_lossy(&head),
+                tail.join("\n")
+            );
+        }
+        assert_eq!(c.read_exact_n(3), b"hi\n", "tunnel {i}");
+        open.push(c);
+    }
+    // All of them at once, each still relaying both ways.
+    for (i, c) in open.iter_mut().enumerate() {
+        c.send(format!("ping {i}\n").as_bytes());
+        let want = format!("PING {i}\n");
+        assert_eq!(c.read_exact_n(want.len()), want.as_bytes());
+    }
+}
