@@ -12,16 +12,29 @@ use std::sync::Arc;
 const WORKER_STACK: usize = 128 * 1024;
 /// Resolver threads.
 const RESOLVERS: usize = 2;
+/// The open-files limit assumed when it cannot be read: the usual default soft limit.
+const ASSUMED_FD_LIMIT: u64 = 1024;
 
 /// Runs ferry with `config` until it is told to stop.
 pub fn run(config: Config) -> Result<(), String> {
     let config = Arc::new(config);
-    match crate::sys::raise_fd_limit() {
-        Ok((old, new)) if old != new => log::debug!("open-files limit raised from {old} to {new}"),
-        Ok(_) => {}
-        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
-    }
+    let fd_limit = match crate::sys::raise_fd_limit() {
+        Ok((old, new)) => {
+            if old != new {
+                log::debug!("open-files limit raised from {old} to {new}");
+            }
+            new
+        }
+        Err(e) => {
+            log::warn!("cannot raise the open-files limit: {e}; assuming {ASSUMED_FD_LIMIT}");
+            ASSUMED_FD_LIMIT
+        }
+    };
     let n = config.workers;
+    let max_pipes = crate::relay::pipe_cap(fd_limit, n);
+    if max_pipes < crate::relay::MAX_PIPES {
+        log::debug!("at most {max_pipes} pipes per worker under an open-files limit of {fd_limit}");
+    }
     let listeners = crate::listener::bind(config.listen, n).map_err(|e| e.to_string())?;
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let workers: Vec<Worker> = (0..n)
@@ -29,7 +42,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let outboxes: Vec<_> = workers.iter().map(Worker::outbox).collect();
-    let shared = Arc::new(Shared::new(n));
+    let shared = Arc::new(Shared::new(n, max_pipes));
     shared
         .listen_port
         .store(addr.port(), std::sync::atomic::Ordering::Relaxed);

@@ -1,6 +1,7 @@
-//! The shipped packaging: every config we ship passes `--check`, the OpenWrt init script
-//! passes `sh -n` and shellcheck, and the systemd unit passes `systemd-analyze verify`.
-//! (.ci/run installs shellcheck and systemd-analyze.)
+//! The shipped packaging: every config we ship passes `--check`, and the OpenWrt init script
+//! and the systemd unit say what they must. Linting them needs their platforms' tools
+//! (`sh -n`, shellcheck, `systemd-analyze verify`), so `.ci/run` does that, not `cargo test`,
+//! which needs nothing but the Rust toolchain.
 
 mod common;
 
@@ -35,13 +36,10 @@ fn every_shipped_config_passes_check() {
 }
 
 #[test]
-fn the_openwrt_init_script_is_valid_shell() {
+fn the_openwrt_init_script_runs_under_procd_and_checks_before_start() {
     let script = format!("{ROOT}/packaging/openwrt/files/ferry.init");
-    let (ok, text) = run(Command::new("sh").args(["-n", &script]));
-    assert!(ok, "{text}");
-    let (ok, text) = run(Command::new("shellcheck").args(["-s", "sh", &script]));
-    assert!(ok, "{text}");
     let body = std::fs::read_to_string(&script).unwrap();
+    assert!(body.starts_with("#!/bin/sh /etc/rc.common\n"), "{script}");
     for needed in [
         "USE_PROCD=1",
         "procd_set_param respawn",
@@ -53,20 +51,14 @@ fn the_openwrt_init_script_is_valid_shell() {
 }
 
 #[test]
-fn the_systemd_unit_verifies() {
-    let dir = std::env::temp_dir().join(format!("ferry-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Point the unit at the binary under test (verify checks that ExecStart exists).
-    let unit = std::fs::read_to_string(format!("{ROOT}/packaging/systemd/ferry.service"))
-        .unwrap()
-        .replace("/usr/bin/ferry", env!("CARGO_BIN_EXE_ferry"));
-    assert!(
-        unit.contains("ExecReload=/bin/kill -HUP $MAINPID") && unit.contains("DynamicUser=yes")
-    );
-    let path = dir.join("ferry.service");
-    std::fs::write(&path, unit).unwrap();
-    let (ok, text) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(ok, "{text}");
+fn the_systemd_unit_reloads_with_sighup_and_is_sandboxed() {
+    let unit = std::fs::read_to_string(format!("{ROOT}/packaging/systemd/ferry.service")).unwrap();
+    for needed in [
+        "ExecStart=/usr/bin/ferry ",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "DynamicUser=yes",
+    ] {
+        assert!(unit.contains(needed), "the unit lacks {needed}");
+    }
     assert!(Path::new(&format!("{ROOT}/packaging/container/Containerfile")).exists());
 }

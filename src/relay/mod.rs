@@ -5,7 +5,7 @@
 
 mod pipes;
 
-pub use pipes::PipePool;
+pub use pipes::{pipe_cap, PipePool, MAX_PIPES};
 
 use crate::buffer::{Buf, BufPool};
 use crate::conn::{Conn, Io};
@@ -36,15 +36,12 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A flow that first delivers `pending`, then relays with a pipe from `pipes` if one is
-    /// free, else with a buffer.
-    pub fn new(pending: Option<Buf>, pipes: &mut PipePool) -> Flow {
-        #[cfg(not(target_os = "linux"))]
-        let _ = pipes;
+    /// A flow that first delivers `pending`, then relays through a buffer (until given a pipe).
+    fn new(pending: Option<Buf>) -> Flow {
         Flow {
             pending,
             #[cfg(target_os = "linux")]
-            pipe: pipes.get(),
+            pipe: None,
             in_pipe: 0,
             #[cfg(target_os = "linux")]
             pipe_full: false,
@@ -205,6 +202,30 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
+    /// A tunnel that first delivers `up` to the server and `down` to the client, then relays
+    /// by splice if `pipes` has a pair of pipes to spare, else by copy.
+    pub fn new(up: Option<Buf>, down: Option<Buf>, pipes: &mut PipePool) -> Tunnel {
+        #[cfg(target_os = "linux")]
+        if let Some((a, b)) = pipes.pair() {
+            return Tunnel {
+                up: Flow {
+                    pipe: Some(a),
+                    ..Flow::new(up)
+                },
+                down: Flow {
+                    pipe: Some(b),
+                    ..Flow::new(down)
+                },
+            };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = pipes;
+        Tunnel {
+            up: Flow::new(up),
+            down: Flow::new(down),
+        }
+    }
+
     /// Moves bytes both ways; `Ok(true)` when anything happened.
     pub fn pump(
         &mut self,

@@ -35,7 +35,7 @@ use crate::conn::{Conn, Io};
 use crate::http::reply::{self, Refusal};
 use crate::http::request::{self, MAX_REQUEST_LINE};
 use crate::http::HeadScan;
-use crate::relay::{Flow, Tunnel};
+use crate::relay::Tunnel;
 use crate::resolve::Answer;
 use crate::worker::Ctx;
 use exchange::Exchange;

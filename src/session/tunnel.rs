@@ -44,10 +44,7 @@ impl Session {
             }
             ctx.bufs.put(cin);
         }
-        let mut relay = Tunnel {
-            up: Flow::new(up, &mut ctx.pipes),
-            down: Flow::new(down, &mut ctx.pipes),
-        };
+        let mut relay = Tunnel::new(up, down, &mut ctx.pipes);
         log::debug!(
             "{}: tunnel relays by {}",
             self.peer,

@@ -31,8 +31,6 @@ const SWEEP: Duration = Duration::from_millis(250);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Free buffers a worker keeps.
 const POOLED_BUFFERS: usize = 64;
-/// Pipes (two per spliced tunnel) a worker may open.
-const MAX_PIPES: usize = 512;
 
 /// What other threads tell a worker.
 pub enum Inbox {
@@ -59,13 +57,17 @@ pub struct Shared {
     /// The ports ferry listens on now (0 = none), to refuse requests aimed at itself.
     pub listen_port: std::sync::atomic::AtomicU16,
     pub admin_port: std::sync::atomic::AtomicU16,
+    /// Pipes each worker may open (`relay::pipe_cap` of the open-files limit).
+    pub max_pipes: usize,
     /// The config in force, for a worker that restarts after a crash (read only then).
     latest: std::sync::Mutex<Option<Arc<Config>>>,
 }
 
 impl Shared {
-    pub fn new(workers: usize) -> Shared {
+    /// State for `workers` workers, each opening at most `max_pipes` pipes.
+    pub fn new(workers: usize, max_pipes: usize) -> Shared {
         Shared {
+            max_pipes,
             active: AtomicUsize::new(0),
             panics: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -267,7 +269,7 @@ fn run_loop(
         ctx: Ctx {
             registry,
             bufs: BufPool::new(POOLED_BUFFERS),
-            pipes: PipePool::new(max_pipes()),
+            pipes: PipePool::new(max_pipes(&shared)),
             idle: IdlePool::default(),
             dns: DnsCache::default(),
             resolver,
@@ -355,12 +357,12 @@ fn run_loop(
 
 /// Pipes a worker may open; test-hooks builds can turn splicing off (FERRY_TEST_NO_SPLICE)
 /// so that the copy fallback is tested on Linux too.
-fn max_pipes() -> usize {
+fn max_pipes(shared: &Shared) -> usize {
     #[cfg(feature = "test-hooks")]
     if std::env::var_os("FERRY_TEST_NO_SPLICE").is_some() {
         return 0;
     }
-    MAX_PIPES
+    shared.max_pipes
 }
 
 /// Where a loop that dies leaves its listener for the next life.

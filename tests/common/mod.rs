@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod raw;
+pub mod tls;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -88,6 +89,34 @@ fn direct_unless_pooled(yaml: &str) -> &'static str {
     }
 }
 
+/// Makes the process `cmd` starts begin with its open-files limit (soft and hard) at `n`, so
+/// that ferry cannot raise it.
+#[cfg(target_os = "linux")]
+fn limit_fds(cmd: &mut Command, n: u32) {
+    use std::os::unix::process::CommandExt;
+    let lim = libc::rlimit {
+        rlim_cur: libc::rlim_t::from(n),
+        rlim_max: libc::rlim_t::from(n),
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: setrlimit(2) is a plain syscall, `lim` was copied in beforehand and
+    // `last_os_error` only reads errno; nothing allocates or takes a lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere the tests set no limit; the tests that need one are Linux-only.
+#[cfg(not(target_os = "linux"))]
+fn limit_fds(_cmd: &mut Command, _n: u32) {
+    panic!("these tests set an open-files limit on Linux only");
+}
+
 /// A running ferry process.
 pub struct Ferry {
     pub child: Child,
@@ -132,16 +161,10 @@ impl Ferry {
             ),
         )
         .unwrap();
-        let mut cmd = match nofile {
-            None => ferry_command(),
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .args(ferry_argv());
-                c
-            }
-        };
+        let mut cmd = ferry_command();
+        if let Some(n) = nofile {
+            limit_fds(&mut cmd, n);
+        }
         let mut child = cmd
             .arg("--config")
             .arg(&path)
@@ -280,8 +303,18 @@ impl Ferry {
     }
 
     /// Sends a signal to the ferry process.
+    #[cfg(target_os = "linux")]
     pub fn signal(&self, sig: i32) {
-        // SAFETY-free: kill(1) by PID of the process this test started.
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) takes plain integers; the PID is that of the child this test started
+        // and has not reaped yet (Drop waits), so it names no other process.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Sends a signal to the ferry process (kill(1) where the test does not call kill(2)).
+    #[cfg(not(target_os = "linux"))]
+    pub fn signal(&self, sig: i32) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
