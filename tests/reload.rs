@@ -205,7 +205,12 @@ fn reloading_under_load_loses_no_request() {
             })
         })
         .collect();
-    for i in 0..10 {
+    // At least ten reloads, and on until enough requests ran through them (under emulation a
+    // request is slower than a reload).
+    let until = std::time::Instant::now() + common::TIMEOUT;
+    let mut i = 0;
+    while i < 10 || (done.load(Ordering::SeqCst) <= 100 && std::time::Instant::now() < until) {
+        i += 1;
         let w = 1 + i % 3;
         assert!(ferry.reload(&format!(
             "upstream:\n  - {{url: {}, weight: {w}}}\n  - url: {}\n",
