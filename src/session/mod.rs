@@ -187,8 +187,8 @@ impl Session {
     /// closed without losing anything (drain, idle sweep).
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head)
-            && self.cin.as_ref().map_or(true, |b| b.is_empty())
-            && self.cout.as_ref().map_or(true, |b| b.is_empty())
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && self.cout.as_ref().is_none_or(|b| b.is_empty())
     }
 
     /// Records readiness from the poll and drives the session.
@@ -327,7 +327,7 @@ impl Session {
                 _ => self.drop_server(ctx),
             }
         }
-        let was_empty = self.cin.as_ref().map_or(true, |b| b.is_empty());
+        let was_empty = self.cin.as_ref().is_none_or(|b| b.is_empty());
         progress |= self.fill_cin(ctx)?;
         let has_bytes = self.cin.as_ref().is_some_and(|b| !b.is_empty());
         if was_empty && has_bytes {

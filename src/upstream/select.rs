@@ -109,7 +109,7 @@ impl Selector {
             let w = pool.members[i].weight as i64;
             cur[i] += w;
             total += w;
-            if best.map_or(true, |b| cur[i] > cur[b]) {
+            if best.is_none_or(|b| cur[i] > cur[b]) {
                 best = Some(i);
             }
         }
