@@ -268,3 +268,5 @@ pub fn base64(input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yaml_tests;
