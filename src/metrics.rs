@@ -41,7 +41,7 @@ impl Counter64 {
     pub fn get(&self) -> u64 {
         loop {
             let s1 = self.seq.load(Ordering::Acquire);
-            if s1 % 2 == 0 {
+            if s1.is_multiple_of(2) {
                 let v = (self.hi.load(Ordering::Acquire) as u64) << 32
                     | self.lo.load(Ordering::Acquire) as u64;
                 if self.seq.load(Ordering::Acquire) == s1 {

@@ -272,8 +272,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses and validates config text; `source` is the file it came from, if any.
 pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
-        // serde_yaml prefixes the key path ("upstream[1]: unknown field ...") itself.
+    let raw: RawConfig = yaml_serde::from_str(text).map_err(|e| {
+        // yaml_serde prefixes the key path ("upstream[1]: unknown field ...") itself.
         ConfigErrors(vec![ConfigError {
             path: String::new(),
             msg: e.to_string(),
@@ -309,3 +309,5 @@ pub fn base64(input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yaml_tests;

@@ -251,7 +251,7 @@ fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
         let m: Vec<(usize, u32)> = members
             .iter()
             .enumerate()
-            .filter(|(_, u)| p.map_or(true, |p| u.priority == p))
+            .filter(|(_, u)| p.is_none_or(|p| u.priority == p))
             .map(|(i, u)| (i, u.weight))
             .collect();
         Rotation::new(&m)

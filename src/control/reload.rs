@@ -50,7 +50,7 @@ impl Reloader {
 
     /// True when the poll interval has passed and the file's mtime changed.
     pub fn due(&mut self, current: &Config, now: Instant) -> bool {
-        if self.next_check.map_or(true, |t| now < t) {
+        if self.next_check.is_none_or(|t| now < t) {
             return false;
         }
         self.schedule(current, now);

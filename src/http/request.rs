@@ -486,7 +486,7 @@ mod tests {
             HeadError::Version
         );
         let mut long = b"GET http://h/".to_vec();
-        long.extend(std::iter::repeat(b'a').take(MAX_REQUEST_LINE));
+        long.extend(std::iter::repeat_n(b'a', MAX_REQUEST_LINE));
         long.extend(b" HTTP/1.1\r\n\r\n");
         assert_eq!(p(&long).unwrap_err(), HeadError::UriTooLong);
         let mut many = b"GET http://h/ HTTP/1.1\r\n".to_vec();

@@ -89,7 +89,7 @@ pub struct Readiness {
 pub fn side_of(token: usize) -> (usize, Side) {
     (
         token / 2,
-        if token % 2 == 0 {
+        if token.is_multiple_of(2) {
             Side::Client
         } else {
             Side::Server
@@ -192,8 +192,8 @@ impl Session {
     /// closed without losing anything (drain, idle sweep).
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head)
-            && self.cin.as_ref().map_or(true, |b| b.is_empty())
-            && self.cout.as_ref().map_or(true, |b| b.is_empty())
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && self.cout.as_ref().is_none_or(|b| b.is_empty())
     }
 
     /// Records readiness from the poll and drives the session.

@@ -154,9 +154,8 @@ impl Session {
                         let r = if ex.dechunk {
                             st.advance_with(avail, |data| cout.push(data))
                         } else {
-                            st.advance(avail).map(|n| {
+                            st.advance(avail).inspect(|&n| {
                                 cout.push(&avail[..n]);
-                                n
                             })
                         };
                         moved = r.map_err(|e| {
@@ -166,7 +165,7 @@ impl Session {
                         sin.consume(moved);
                         ex.bytes_down += moved as u64;
                     }
-                    let sin_empty = self.sin.as_ref().map_or(true, |b| b.is_empty());
+                    let sin_empty = self.sin.as_ref().is_none_or(|b| b.is_empty());
                     if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
                         ex.resp = Resp::Done;
                         return Ok(true);

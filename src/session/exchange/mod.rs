@@ -543,7 +543,7 @@ impl Session {
             return Err(Fail::Abort);
         };
         let nothing_back =
-            matches!(ex.resp, Resp::Head) && self.sin.as_ref().map_or(true, |b| b.is_empty());
+            matches!(ex.resp, Resp::Head) && self.sin.as_ref().is_none_or(|b| b.is_empty());
         if ex.response_started {
             // The client keeps what it got so far, then sees the connection close.
             return Err(Fail::Refuse(Refusal::new(
@@ -587,8 +587,8 @@ impl Session {
             return Ok(false);
         }
         let request_sent = ex.req_body.is_done()
-            && ex.head.as_ref().map_or(true, |h| ex.head_sent >= h.len())
-            && self.sout.as_ref().map_or(true, |b| b.is_empty());
+            && ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len())
+            && self.sout.as_ref().is_none_or(|b| b.is_empty());
         ex.count(ctx, true);
         if let Some(l) = ex.log.take() {
             l.request(
@@ -603,7 +603,7 @@ impl Session {
         let keep_server = ex.server_keep
             && request_sent
             && !ex.server_eof
-            && self.sin.as_ref().map_or(true, |b| b.is_empty());
+            && self.sin.as_ref().is_none_or(|b| b.is_empty());
         // A response that ended before its request did leaves the rest of the request body on
         // the client connection, where it cannot be told from a next request: close.
         let keep_client = ex.client_keep && ex.req_body.is_done();
