@@ -374,6 +374,46 @@ impl Drop for Pipeliner {
     }
 }
 
+/// `n` slowloris clients: each opens a connection, begins a request head and adds one byte to
+/// it every 100 ms, never finishing it; one that is closed opens a new one.
+struct Slowloris {
+    connects: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Slowloris {
+    fn start(admin: SocketAddr, n: usize) -> Slowloris {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c2, stop2) = (connects.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let open = || {
+                let mut s = TcpStream::connect(admin).ok()?;
+                s.set_nodelay(true).ok()?;
+                s.write_all(b"GET /health HTTP/1.1\r\nX-Drip: ").ok()?;
+                c2.fetch_add(1, Ordering::SeqCst);
+                Some(s)
+            };
+            let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+            while !stop2.load(Ordering::SeqCst) {
+                for c in conns.iter_mut() {
+                    if !c.as_mut().is_some_and(|s| s.write_all(b"a").is_ok()) {
+                        *c = open();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Slowloris { connects, stop }
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn a_client_that_never_reads_its_answers_is_not_read_from() {
     let ferry = Ferry::start(ADMIN);
@@ -400,6 +440,28 @@ fn a_client_that_never_reads_its_answers_is_not_read_from() {
         health_within(admin, Duration::from_secs(1));
     }
     assert!(ferry.rss_kib() < before + 16 * 1024);
+}
+
+#[test]
+fn slow_clients_filling_every_slot_do_not_lock_out_health() {
+    let ferry = Ferry::start(ADMIN);
+    let admin = ferry.admin();
+    let loris = Slowloris::start(admin, 70);
+    let p = Pipeliner::start(admin, 2 << 20);
+    wait_until("70 slow connections", || {
+        loris.connects.load(Ordering::SeqCst) >= 70
+    });
+    wait_until("the pipeliner to send its requests", || p.sent() >= 2 << 20);
+    // Asked again and again while the slow clients, pushed out to make room, come back.
+    let mut slowest = Duration::ZERO;
+    wait_until("the slow clients to reconnect 100 times", || {
+        slowest = slowest.max(health_within(admin, Duration::from_secs(1)));
+        loris.connects.load(Ordering::SeqCst) >= 170
+    });
+    eprintln!(
+        "/health took {slowest:?} at most; {} slow connections opened",
+        loris.connects.load(Ordering::SeqCst)
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! each connection's protocol (size limit, head deadline, bounded output, pipelining) lives
 //! in [`session`], and this file moves bytes between it and the socket in short turns. A turn
 //! that runs out of budget with work left is resumed on the next pass of the loop, after
-//! whatever else is ready.
+//! whatever else is ready. When the slots are full, a new client takes the place of a stalled
+//! one (see `Admin::slot_for`).
 
 mod answer;
 pub mod session;
@@ -20,6 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use session::AdminSession;
 use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// The listener's token; connections follow from `FIRST_CONN`.
@@ -27,6 +29,9 @@ pub const LISTENER: Token = Token(2);
 const FIRST_CONN: usize = 1 << 20;
 /// Admin connections open at most.
 const MAX_CONNS: usize = 64;
+/// Admin connections one peer address holds at most, so that one host flooding the port
+/// churns only its own share of the slots.
+const PER_PEER: usize = MAX_CONNS / 4;
 /// Reads and writes one connection gets per turn before the others (and probes, reloads
 /// and signals) have theirs.
 const TURN_ROUNDS: usize = 8;
@@ -35,6 +40,7 @@ const ACCEPTS_PER_TURN: usize = 64;
 
 struct Conn {
     stream: TcpStream,
+    peer: IpAddr,
     session: AdminSession,
     /// What the kernel last said: true until a read (write) hits `WouldBlock`. The session
     /// may decline to read for a while, and mio is edge-triggered, so this is remembered.
@@ -138,11 +144,9 @@ impl Admin {
         self.accept_again = false;
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, peer)) => {
                     let now = Instant::now();
-                    let Some(slot) = self.free_slot() else {
-                        continue; // full: drop it
-                    };
+                    let slot = self.slot_for(peer.ip(), registry);
                     if registry
                         .register(
                             &mut stream,
@@ -155,13 +159,14 @@ impl Admin {
                     }
                     self.conns[slot] = Some(Conn {
                         stream,
+                        peer: peer.ip(),
                         session: AdminSession::new(now, config.limits.header_timeout),
                         readable: true,
                         writable: true,
                         again: false,
                     });
-                    // The request is often here already; answering it now saves a pass
-                    // through the poll.
+                    // The request is often here already: answering it now means a burst of
+                    // newer connections cannot push this one out before it is served.
                     self.turn(slot, registry, config, shared);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -175,16 +180,46 @@ impl Admin {
         self.accept_again = true;
     }
 
-    /// A free slot for a new connection, if there is one.
-    fn free_slot(&mut self) -> Option<usize> {
-        match self.conns.iter().position(Option::is_none) {
-            Some(s) => Some(s),
-            None if self.conns.len() < MAX_CONNS => {
-                self.conns.push(None);
-                Some(self.conns.len() - 1)
-            }
-            None => None,
-        }
+    /// A free slot for a new connection from `peer`, making one if need be.
+    ///
+    /// Slow or idle clients must never lock the admin server out (DESIGN §6), and a deadline
+    /// alone does not ensure that: enough slow clients hold every slot for as long as it
+    /// runs. So when `peer` already holds `PER_PEER` connections, its own connection that
+    /// has gone longest without an answered request makes way; else, when all slots are
+    /// taken, that connection among all of them does. A client that is being served moves
+    /// its mark with every answer, so only connections that idle, never finish a head, or do
+    /// not read their answers are pushed out, the longest-stalled first; and one host that
+    /// floods the port churns only its own share while the others have room.
+    fn slot_for(&mut self, peer: IpAddr, registry: &Registry) -> usize {
+        let stalest = |only: Option<IpAddr>| {
+            self.conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+                .filter(|(_, c)| only.map_or(true, |p| c.peer == p))
+                .min_by_key(|(_, c)| c.session.answered_at())
+                .map(|(i, _)| i)
+        };
+        let held = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| c.peer == peer)
+            .count();
+        let evict = if held >= PER_PEER {
+            stalest(Some(peer))
+        } else if let Some(free) = self.conns.iter().position(Option::is_none) {
+            return free;
+        } else if self.conns.len() < MAX_CONNS {
+            self.conns.push(None);
+            return self.conns.len() - 1;
+        } else {
+            stalest(None)
+        };
+        let i = evict.expect("a full table or a peer at its cap has a connection to evict");
+        log::debug!("admin: closing a stalled connection to make room");
+        self.close(i, registry);
+        i
     }
 
     /// Gives connection `i` one turn and acts on how it ended.
