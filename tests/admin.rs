@@ -527,3 +527,30 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(w.closed());
     writer.join().unwrap();
 }
+
+#[test]
+fn the_access_log_is_written_whatever_the_log_level() {
+    let origin = Fake::origin("origin");
+    let yaml = format!("{ADMIN}access_log: true\n");
+    let ferry = Ferry::start_with_log_env(&yaml, None);
+    ferry.admin();
+    // Quieter by reload: the reload's own report is an info line, so it shows in the
+    // metrics instead.
+    std::fs::write(
+        ferry.dir.join("ferry.yaml"),
+        format!("listen: \"127.0.0.1:0\"\nworkers: 2\n{yaml}log_level: warn\n"),
+    )
+    .unwrap();
+    ferry.signal(1);
+    wait_until("the reload", || {
+        ferry.metric("ferry_reloads_total") == Some(1.0)
+    });
+    let r = ferry.client().roundtrip(&get(origin.addr, "/size/7"));
+    assert_eq!(r.status, 200);
+    let want = format!("GET http://{}/size/7 via=direct status=200", origin.addr);
+    wait_until("the access log line", || ferry.log_text().contains(&want));
+    assert!(
+        !ferry.log_text().contains("config reloaded"),
+        "info lines are still logged"
+    );
+}
