@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         println!("config OK: {source}");
         return ExitCode::SUCCESS;
     }
-    ferry::logging::init(config.log_level);
+    ferry::logging::init(config.log_level, config.access_log);
     match &path {
         Some(_) => log::info!("ferry {} using config {source}", env!("CARGO_PKG_VERSION")),
         None => log::info!(

@@ -4,8 +4,13 @@
 mod common;
 
 use common::wire::get;
-use common::{banner_server, Fake, Ferry};
+use common::{banner_server, wait_until, Fake, Ferry};
 use std::collections::HashSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin_listen: \"127.0.0.1:0\"\n";
 
@@ -391,4 +396,287 @@ fn status_has_http_proxy_lb_keys_and_each_upstream_once_as_configured() {
         assert!(!text.contains(secret), "{secret} in /status: {text}");
         assert!(!metrics.contains(secret), "{secret} in /metrics");
     }
+}
+
+/// Asks `/health` on a fresh connection and returns how long the whole answer took; fails if
+/// it did not come, whole, within `within`.
+fn health_within(admin: SocketAddr, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut s = TcpStream::connect_timeout(&admin, within).expect("connect to the admin port");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(within)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send /health");
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    while !got.ends_with(b"{\"status\":\"ok\"}") && start.elapsed() < within {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        got.starts_with(b"HTTP/1.1 200") && got.ends_with(b"{\"status\":\"ok\"}"),
+        "/health got {:?} after {took:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(took < within, "/health took {took:?}");
+    took
+}
+
+/// A client that pipelines `GET /metrics` without ever reading an answer, until it has sent
+/// `limit` bytes; when its connection is closed it opens another. `stalled` turns true once a
+/// write has been blocked for a second: ferry stopped reading it.
+struct Pipeliner {
+    sent: Arc<AtomicUsize>,
+    stalled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pipeliner {
+    fn start(admin: SocketAddr, limit: usize) -> Pipeliner {
+        let (sent, stalled, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (sent2, stalled2, stop2) = (sent.clone(), stalled.clone(), stop.clone());
+        let connect = move || {
+            let s = TcpStream::connect(admin).ok()?;
+            s.set_write_timeout(Some(Duration::from_millis(100))).ok()?;
+            Some(s)
+        };
+        let mut s = connect().unwrap();
+        std::thread::spawn(move || {
+            let batch = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1000);
+            let (mut off, mut blocked_since) = (0, None);
+            while !stop2.load(Ordering::SeqCst) {
+                if sent2.load(Ordering::SeqCst) >= limit {
+                    // Stays connected, still not reading.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                match s.write(&batch[off..]) {
+                    Ok(n) => {
+                        sent2.fetch_add(n, Ordering::SeqCst);
+                        off = (off + n) % batch.len();
+                        blocked_since = None;
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        let since = *blocked_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_secs(1) {
+                            stalled2.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Err(_) => match connect() {
+                        Some(again) => (s, off) = (again, 0),
+                        None => return,
+                    },
+                }
+            }
+        });
+        Pipeliner {
+            sent,
+            stalled,
+            stop,
+        }
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Pipeliner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `n` slowloris clients: each opens a connection, begins a request head and adds one byte to
+/// it every 100 ms, never finishing it; one that is closed opens a new one.
+struct Slowloris {
+    connects: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Slowloris {
+    fn start(admin: SocketAddr, n: usize) -> Slowloris {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c2, stop2) = (connects.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let open = || {
+                let mut s = TcpStream::connect(admin).ok()?;
+                s.set_nodelay(true).ok()?;
+                s.write_all(b"GET /health HTTP/1.1\r\nX-Drip: ").ok()?;
+                c2.fetch_add(1, Ordering::SeqCst);
+                Some(s)
+            };
+            let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+            while !stop2.load(Ordering::SeqCst) {
+                for c in conns.iter_mut() {
+                    if c.as_mut().is_none_or(|s| s.write_all(b"a").is_err()) {
+                        *c = open();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Slowloris { connects, stop }
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_not_read_from() {
+    let ferry = Ferry::start(ADMIN);
+    let admin = ferry.admin();
+    let before = ferry.rss_kib();
+    let p = Pipeliner::start(admin, 256 << 20);
+    let mut rss = before;
+    // Stops early when memory runs away, so that the unfixed server fails without eating the
+    // machine.
+    wait_until("ferry to stop reading the pipeliner", || {
+        rss = rss.max(ferry.rss_kib());
+        p.stalled.load(Ordering::SeqCst) || rss > 256 * 1024
+    });
+    eprintln!(
+        "pipeliner sent {} KiB; ferry's RSS {before} KiB before, {rss} KiB at most",
+        p.sent() >> 10
+    );
+    assert!(
+        rss < before + 16 * 1024,
+        "RSS grew from {before} KiB to {rss} KiB"
+    );
+    // Still attached and not reading, it does not slow anyone else down.
+    for _ in 0..5 {
+        health_within(admin, Duration::from_secs(1));
+    }
+    assert!(ferry.rss_kib() < before + 16 * 1024);
+}
+
+#[test]
+fn slow_clients_filling_every_slot_do_not_lock_out_health() {
+    let ferry = Ferry::start(ADMIN);
+    let admin = ferry.admin();
+    // The pipeliner first, until ferry stops reading it; the slow clients' churn then soon
+    // pushes it out (it is the most stalled), and it comes back and pipelines again.
+    let p = Pipeliner::start(admin, usize::MAX);
+    wait_until("ferry to stop reading the pipeliner", || {
+        p.stalled.load(Ordering::SeqCst) || ferry.rss_kib() > 256 * 1024
+    });
+    let loris = Slowloris::start(admin, 70);
+    wait_until("70 slow connections", || {
+        loris.connects.load(Ordering::SeqCst) >= 70
+    });
+    // Asked again and again while the slow clients, pushed out to make room, come back.
+    let mut slowest = Duration::ZERO;
+    wait_until("the slow clients to reconnect 100 times", || {
+        slowest = slowest.max(health_within(admin, Duration::from_secs(1)));
+        loris.connects.load(Ordering::SeqCst) >= 170
+    });
+    let rss = ferry.rss_kib();
+    eprintln!(
+        "/health took {slowest:?} at most; {} slow connections opened; RSS {rss} KiB",
+        loris.connects.load(Ordering::SeqCst)
+    );
+    assert!(rss < 32 * 1024, "RSS {rss} KiB");
+}
+
+#[test]
+fn bytes_dripping_in_do_not_extend_a_heads_deadline() {
+    let ferry = Ferry::start(&format!("{ADMIN}limits:\n  header_timeout_secs: 1\n"));
+    let mut s = TcpStream::connect(ferry.admin()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nX-Drip: ").unwrap();
+    let start = Instant::now();
+    let mut b = [0u8; 64];
+    let closed = loop {
+        // The read's timeout paces the drip: a byte every 100 ms, far inside the size limit.
+        match s.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+        }
+        if s.write_all(b"a").is_err() {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+    };
+    let took = start.elapsed();
+    assert!(closed, "still open after {took:?} of dripping");
+    assert!(took < Duration::from_secs(4), "closed only after {took:?}");
+}
+
+/// A guard for the way consumed requests are dropped from the input (it passed before that
+/// changed too): many pipelined requests, sent at once, are all answered, in order.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let ferry = Ferry::start(ADMIN);
+    let mut w = common::Wire::connect(ferry.admin());
+    let kinds: [(&str, u16); 4] = [
+        ("GET /health HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+        ("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+        ("HEAD /status HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+        ("POST /health HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+    ];
+    let n = 2000;
+    let mut all = Vec::new();
+    for i in 0..n {
+        all.extend_from_slice(kinds[i % 4].0.as_bytes());
+    }
+    all.extend_from_slice(b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let writer = {
+        let mut s = w.stream.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(&all).unwrap())
+    };
+    for i in 0..n {
+        let r = w.response_to(i % 4 == 2);
+        assert_eq!(r.status, kinds[i % 4].1, "answer {i}");
+    }
+    let last = w.response();
+    assert_eq!(
+        (last.status, last.text().as_str()),
+        (200, "{\"ready\":true}")
+    );
+    assert!(w.closed());
+    writer.join().unwrap();
+}
+
+#[test]
+fn the_access_log_is_written_whatever_the_log_level() {
+    let origin = Fake::origin("origin");
+    let yaml = format!("{ADMIN}access_log: true\non_all_down: direct\n");
+    let ferry = Ferry::start_with_log_env(&yaml, None);
+    ferry.admin();
+    // Quieter by reload: the reload's own report is an info line, so it shows in the
+    // metrics instead.
+    std::fs::write(
+        ferry.dir.join("ferry.yaml"),
+        format!("listen: \"127.0.0.1:0\"\nworkers: 2\n{yaml}log_level: warn\n"),
+    )
+    .unwrap();
+    ferry.signal(1);
+    wait_until("the reload", || {
+        ferry.metric("ferry_reloads_total") == Some(1.0)
+    });
+    let r = ferry.client().roundtrip(&get(origin.addr, "/size/7"));
+    assert_eq!(r.status, 200);
+    let want = format!("GET http://{}/size/7 via=direct status=200", origin.addr);
+    wait_until("the access log line", || ferry.log_text().contains(&want));
+    assert!(
+        !ferry.log_text().contains("config reloaded"),
+        "info lines are still logged"
+    );
 }

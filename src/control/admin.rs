@@ -1,40 +1,71 @@
 //! The admin HTTP server, on the control thread: `GET /health`, `/readyz`, `/status` and
 //! `/metrics` (HEAD too), exact paths only; anything else 404, other methods 405. With
 //! `admin.token` every request needs `Authorization: Bearer <token>` (401 otherwise, compared
-//! in constant time). Keep-alive, a read timeout and a size limit per request.
+//! in constant time).
+//!
+//! The control thread also runs probes, reloads and signals, so nothing here may hold it:
+//! each connection's protocol (size limit, head deadline, bounded output, pipelining) lives
+//! in [`session`], and this file moves bytes between it and the socket in short turns. A turn
+//! that runs out of budget with work left is resumed on the next pass of the loop, after
+//! whatever else is ready. When the slots are full, a new client takes the place of a stalled
+//! one (see `Admin::slot_for`).
+
+mod answer;
+pub mod session;
+
+pub use answer::constant_time_eq;
 
 use crate::config::Config;
-use crate::metrics::Snapshot;
 use crate::worker::Shared;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use std::io::{Read, Write};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use session::AdminSession;
+use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
+use std::time::Instant;
 
 /// The listener's token; connections follow from `FIRST_CONN`.
 pub const LISTENER: Token = Token(2);
 const FIRST_CONN: usize = 1 << 20;
-/// Largest admin request head.
-const MAX_REQUEST: usize = 8 * 1024;
-/// An admin connection idle this long is closed.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Admin connections open at most.
 const MAX_CONNS: usize = 64;
+/// Admin connections one peer address holds at most, so that one host flooding the port
+/// churns only its own share of the slots.
+const PER_PEER: usize = MAX_CONNS / 4;
+/// Reads and writes one connection gets per turn before the others (and probes, reloads
+/// and signals) have theirs.
+const TURN_ROUNDS: usize = 8;
+/// Connections accepted per turn of the listener.
+const ACCEPTS_PER_TURN: usize = 64;
 
 struct Conn {
     stream: TcpStream,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    close: bool,
-    deadline: Instant,
+    peer: IpAddr,
+    session: AdminSession,
+    /// What the kernel last said: true until a read (write) hits `WouldBlock`. The session
+    /// may decline to read for a while, and mio is edge-triggered, so this is remembered.
+    readable: bool,
+    writable: bool,
+    /// The last turn ended on its budget, not for lack of work.
+    again: bool,
+}
+
+/// How a connection's turn ended.
+enum Turn {
+    /// Waiting for the peer (or for its own output to drain).
+    Idle,
+    /// Out of budget with work left.
+    Again,
+    /// The connection is finished.
+    Done,
 }
 
 /// The admin server's listener and connections.
 pub struct Admin {
     listener: TcpListener,
     conns: Vec<Option<Conn>>,
+    /// The listener's last turn ended on its budget.
+    accept_again: bool,
 }
 
 impl Admin {
@@ -45,6 +76,7 @@ impl Admin {
         Ok(Admin {
             listener,
             conns: Vec::new(),
+            accept_again: false,
         })
     }
 
@@ -65,78 +97,140 @@ impl Admin {
         token == LISTENER || token.0 >= FIRST_CONN
     }
 
-    /// The earliest connection deadline.
+    /// When `tick` is next due: now if a turn was cut short, else the earliest deadline.
     pub fn next_wake(&self) -> Option<Instant> {
-        self.conns.iter().flatten().map(|c| c.deadline).min()
+        let conns = self.conns.iter().flatten();
+        if self.accept_again || conns.clone().any(|c| c.again) {
+            return Some(Instant::now());
+        }
+        conns.map(|c| c.session.deadline()).min()
     }
 
-    /// Closes connections past their deadline.
-    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+    /// Resumes the turns that were cut short and closes connections past their deadline.
+    pub fn tick(&mut self, registry: &Registry, now: Instant, config: &Config, shared: &Shared) {
+        if self.accept_again {
+            self.accept(registry, config, shared);
+        }
         for i in 0..self.conns.len() {
-            if self.conns[i].as_ref().is_some_and(|c| now >= c.deadline) {
+            if self.conns[i].as_ref().is_some_and(|c| c.again) {
+                self.turn(i, registry, config, shared);
+            }
+            if self.conns[i]
+                .as_ref()
+                .is_some_and(|c| now >= c.session.deadline())
+            {
                 self.close(i, registry);
             }
         }
     }
 
     /// Handles readiness of the listener or a connection.
-    pub fn ready(
-        &mut self,
-        token: Token,
-        registry: &Registry,
-        config: &Config,
-        shared: &Arc<Shared>,
-    ) {
+    pub fn ready(&mut self, token: Token, registry: &Registry, config: &Config, shared: &Shared) {
         if token == LISTENER {
-            self.accept(registry);
+            self.accept(registry, config, shared);
             return;
         }
         let i = token.0 - FIRST_CONN;
         let Some(Some(c)) = self.conns.get_mut(i) else {
             return;
         };
-        let alive = serve(c, config, shared);
-        if !alive {
-            self.close(i, registry);
-        }
+        // Any event may mean either direction moved; a wrong guess costs one WouldBlock.
+        c.readable = true;
+        c.writable = true;
+        self.turn(i, registry, config, shared);
     }
 
-    fn accept(&mut self, registry: &Registry) {
-        loop {
+    fn accept(&mut self, registry: &Registry, config: &Config, shared: &Shared) {
+        self.accept_again = false;
+        for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let slot = match self.conns.iter().position(Option::is_none) {
-                        Some(s) => s,
-                        None if self.conns.len() < MAX_CONNS => {
-                            self.conns.push(None);
-                            self.conns.len() - 1
-                        }
-                        None => continue, // full: drop it
-                    };
+                Ok((mut stream, peer)) => {
+                    let now = Instant::now();
+                    let slot = self.slot_for(peer.ip(), registry);
                     if registry
                         .register(
                             &mut stream,
                             Token(FIRST_CONN + slot),
                             Interest::READABLE | Interest::WRITABLE,
                         )
-                        .is_ok()
+                        .is_err()
                     {
-                        self.conns[slot] = Some(Conn {
-                            stream,
-                            inbuf: Vec::new(),
-                            out: Vec::new(),
-                            close: false,
-                            deadline: Instant::now() + READ_TIMEOUT,
-                        });
+                        continue;
                     }
+                    self.conns[slot] = Some(Conn {
+                        stream,
+                        peer: peer.ip(),
+                        session: AdminSession::new(now, config.limits.header_timeout),
+                        readable: true,
+                        writable: true,
+                        again: false,
+                    });
+                    // The request is often here already: answering it now means a burst of
+                    // newer connections cannot push this one out before it is served.
+                    self.turn(slot, registry, config, shared);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("admin accept: {e}");
                     return;
                 }
             }
+        }
+        self.accept_again = true;
+    }
+
+    /// A free slot for a new connection from `peer`, making one if need be.
+    ///
+    /// Slow or idle clients must never lock the admin server out (DESIGN §6), and a deadline
+    /// alone does not ensure that: enough slow clients hold every slot for as long as it
+    /// runs. So when `peer` already holds `PER_PEER` connections, its own connection that
+    /// has gone longest without an answered request makes way; else, when all slots are
+    /// taken, that connection among all of them does. A client that is being served moves
+    /// its mark with every answer, so only connections that idle, never finish a head, or do
+    /// not read their answers are pushed out, the longest-stalled first; and one host that
+    /// floods the port churns only its own share while the others have room.
+    fn slot_for(&mut self, peer: IpAddr, registry: &Registry) -> usize {
+        let stalest = |only: Option<IpAddr>| {
+            self.conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+                .filter(|(_, c)| only.is_none_or(|p| c.peer == p))
+                .min_by_key(|(_, c)| c.session.answered_at())
+                .map(|(i, _)| i)
+        };
+        let held = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| c.peer == peer)
+            .count();
+        let evict = if held >= PER_PEER {
+            stalest(Some(peer))
+        } else if let Some(free) = self.conns.iter().position(Option::is_none) {
+            return free;
+        } else if self.conns.len() < MAX_CONNS {
+            self.conns.push(None);
+            return self.conns.len() - 1;
+        } else {
+            stalest(None)
+        };
+        let i = evict.expect("a full table or a peer at its cap has a connection to evict");
+        log::debug!("admin: closing a stalled connection to make room");
+        self.close(i, registry);
+        i
+    }
+
+    /// Gives connection `i` one turn and acts on how it ended.
+    fn turn(&mut self, i: usize, registry: &Registry, config: &Config, shared: &Shared) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        match serve(c, config, shared) {
+            Turn::Idle => c.again = false,
+            Turn::Again => c.again = true,
+            Turn::Done => self.close(i, registry),
         }
     }
 
@@ -147,233 +241,49 @@ impl Admin {
     }
 }
 
-/// Reads, answers and writes what it can; false when the connection is done.
-fn serve(c: &mut Conn, config: &Config, shared: &Arc<Shared>) -> bool {
+/// Writes, reads and answers for at most `TURN_ROUNDS` rounds, each moving at most one read's
+/// worth of input and one write.
+fn serve(c: &mut Conn, config: &Config, shared: &Shared) -> Turn {
     let mut b = [0u8; 4096];
-    loop {
-        match c.stream.read(&mut b) {
-            Ok(0) => return !c.out.is_empty() && flush(c),
-            Ok(n) => {
-                c.inbuf.extend_from_slice(&b[..n]);
-                c.deadline = Instant::now() + READ_TIMEOUT;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    while !c.close {
-        let Some(end) = crate::http::find_head_end(&c.inbuf, 0) else {
-            if c.inbuf.len() > MAX_REQUEST {
-                respond(c, 431, "text/plain", b"request too large\n", false, &[]);
-                c.close = true;
-            }
-            break;
-        };
-        let head: Vec<u8> = c.inbuf.drain(..end).collect();
-        answer(c, &head, config, shared);
-    }
-    flush(c) && !(c.close && c.out.is_empty())
-}
-
-fn flush(c: &mut Conn) -> bool {
-    while !c.out.is_empty() {
-        match c.stream.write(&c.out) {
-            Ok(0) => return false,
-            Ok(n) => {
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Answers one request head.
-fn answer(c: &mut Conn, head: &[u8], config: &Config, shared: &Arc<Shared>) {
-    let mut hs = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut hs);
-    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
-        respond(c, 400, "text/plain", b"bad request\n", false, &[]);
-        c.close = true;
-        return;
-    };
-    let method = req.method.unwrap_or("");
-    let path = req.path.unwrap_or("");
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
-    if header("content-length").is_some_and(|v| v != b"0") || header("transfer-encoding").is_some()
-    {
-        // Admin requests carry no body; refusing keeps the stream in sync.
-        respond(
-            c,
-            400,
-            "text/plain",
-            b"no request body expected\n",
-            false,
-            &[],
-        );
-        c.close = true;
-        return;
-    }
-    if req.version == Some(0)
-        || header("connection").is_some_and(|v| crate::http::has_token(v, "close"))
-    {
-        c.close = true;
-    }
-    let head_only = method == "HEAD";
-    if let Some(token) = &config.admin_token {
-        let ok = header("authorization")
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .is_some_and(|t| constant_time_eq(t, token.as_bytes()));
-        if !ok {
-            respond(
-                c,
-                401,
-                "text/plain",
-                b"unauthorized\n",
-                head_only,
-                &["WWW-Authenticate: Bearer realm=\"ferry\""],
-            );
-            return;
-        }
-    }
-    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics");
-    if !known {
-        respond(c, 404, "text/plain", b"not found\n", head_only, &[]);
-        return;
-    }
-    if method != "GET" && method != "HEAD" {
-        respond(
-            c,
-            405,
-            "text/plain",
-            b"method not allowed\n",
-            false,
-            &["Allow: GET, HEAD"],
-        );
-        return;
-    }
-    let draining = shared.draining.load(Ordering::Relaxed);
-    let snap = Snapshot {
-        stats: &shared.stats,
-        config,
-        active: shared.active.load(Ordering::Relaxed),
-        panics: shared.panics.load(Ordering::Relaxed),
-        draining,
-    };
-    match path {
-        "/health" if draining => respond(
-            c,
-            503,
-            "application/json",
-            b"{\"status\":\"draining\"}",
-            head_only,
-            &[],
-        ),
-        "/health" => respond(
-            c,
-            200,
-            "application/json",
-            b"{\"status\":\"ok\"}",
-            head_only,
-            &[],
-        ),
-        "/readyz" => {
-            let any_upstreams = config.upstreams().next().is_some();
-            let ready =
-                !draining && (!any_upstreams || config.upstreams().any(|u| u.state.is_online()));
-            if ready {
-                respond(
-                    c,
-                    200,
-                    "application/json",
-                    b"{\"ready\":true}",
-                    head_only,
-                    &[],
-                );
-            } else {
-                respond(
-                    c,
-                    503,
-                    "application/json",
-                    b"{\"ready\":false}",
-                    head_only,
-                    &[],
-                );
+    for _ in 0..TURN_ROUNDS {
+        let now = Instant::now();
+        let mut moved = false;
+        if c.writable && !c.session.unsent().is_empty() {
+            match c.stream.write(c.session.unsent()) {
+                Ok(0) => return Turn::Done,
+                Ok(n) => {
+                    c.session.wrote(n, now);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => moved = true,
+                Err(_) => return Turn::Done,
             }
         }
-        "/status" => respond(
-            c,
-            200,
-            "application/json",
-            snap.status_json().as_bytes(),
-            head_only,
-            &[],
-        ),
-        _ => respond(
-            c,
-            200,
-            "text/plain; version=0.0.4",
-            snap.prometheus().as_bytes(),
-            head_only,
-            &[],
-        ),
+        let room = c.session.input_room().min(b.len());
+        if c.readable && room > 0 {
+            match c.stream.read(&mut b[..room]) {
+                Ok(0) => {
+                    c.session.received_eof();
+                    c.readable = false;
+                    moved = true;
+                }
+                Ok(n) => {
+                    c.session.received(&b[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => moved = true,
+                Err(_) => return Turn::Done,
+            }
+        }
+        moved |= c.session.answer(now, config, shared);
+        if c.session.done() {
+            return Turn::Done;
+        }
+        if !moved {
+            return Turn::Idle;
+        }
     }
-}
-
-fn respond(c: &mut Conn, status: u16, ctype: &str, body: &[u8], head_only: bool, extra: &[&str]) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n", body.len());
-    for e in extra {
-        head.push_str(e);
-        head.push_str("\r\n");
-    }
-    if c.close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    c.out.extend_from_slice(head.as_bytes());
-    if !head_only {
-        c.out.extend_from_slice(body);
-    }
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess
-/// was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | (a.len() != b.len()) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret1"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
+    Turn::Again
 }

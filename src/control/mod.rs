@@ -4,7 +4,7 @@
 //! exits at once. SIGHUP reloads the config now. Signals arrive through signal-hook's
 //! self-pipe, so the loop never blocks on anything but its poll.
 
-mod admin;
+pub mod admin;
 mod probe;
 mod reload;
 
@@ -167,7 +167,7 @@ impl Control {
             }
             self.prober.tick(self.poll.registry(), now);
             if let Some(a) = self.admin.as_mut() {
-                a.expire(self.poll.registry(), now);
+                a.tick(self.poll.registry(), now, &self.config, &self.shared);
             }
         }
     }

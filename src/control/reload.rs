@@ -124,8 +124,8 @@ impl Reloader {
                 }
             }
         }
-        if new.log_level != current.log_level && crate::logging::env_level().is_none() {
-            log::set_max_level(crate::logging::filter(new.log_level));
+        if new.log_level != current.log_level || new.access_log != current.access_log {
+            crate::logging::set(new.log_level, new.access_log);
         }
         let new = Arc::new(new);
         for o in outboxes {

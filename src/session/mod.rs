@@ -303,7 +303,7 @@ impl Session {
                 ctx.stats()
                     .request_done(self.refused_connect, false, false, 0, 0);
                 if self.config.access_log {
-                    log::info!(target: "access", "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0", self.peer, r.status);
+                    log::info!(target: crate::logging::ACCESS, "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0", self.peer, r.status);
                 }
                 false
             }

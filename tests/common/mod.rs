@@ -146,11 +146,27 @@ impl Ferry {
         Ferry::spawn_with(2, yaml, None, true)
     }
 
+    /// Starts ferry with `FERRY_LOG` set to `log`, or unset (`None`) so that the config's
+    /// `log_level` rules.
+    pub fn start_with_log_env(yaml: &str, log: Option<&str>) -> Ferry {
+        Ferry::spawn_full(2, yaml, None, false, log)
+    }
+
     fn spawn(workers: usize, yaml: &str, nofile: Option<u32>) -> Ferry {
         Ferry::spawn_with(workers, yaml, nofile, false)
     }
 
     fn spawn_with(workers: usize, yaml: &str, nofile: Option<u32>, no_splice: bool) -> Ferry {
+        Ferry::spawn_full(workers, yaml, nofile, no_splice, Some("debug"))
+    }
+
+    fn spawn_full(
+        workers: usize,
+        yaml: &str,
+        nofile: Option<u32>,
+        no_splice: bool,
+        log: Option<&str>,
+    ) -> Ferry {
         let dir = scratch_dir();
         let path = dir.join("ferry.yaml");
         std::fs::write(
@@ -165,10 +181,13 @@ impl Ferry {
         if let Some(n) = nofile {
             limit_fds(&mut cmd, n);
         }
+        match log {
+            Some(level) => cmd.env("FERRY_LOG", level),
+            None => cmd.env_remove("FERRY_LOG"),
+        };
         let mut child = cmd
             .arg("--config")
             .arg(&path)
-            .env("FERRY_LOG", "debug")
             .env(
                 if no_splice {
                     "FERRY_TEST_NO_SPLICE"

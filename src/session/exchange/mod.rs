@@ -77,7 +77,7 @@ pub struct LogLine {
 impl LogLine {
     fn request(&self, peer: SocketAddr, status: u16, up: u64, down: u64, attempts: u8, ms: u128) {
         log::info!(
-            target: "access",
+            target: crate::logging::ACCESS,
             "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
             self.method,
             self.target,
