@@ -680,3 +680,13 @@ fn the_access_log_is_written_whatever_the_log_level() {
         "info lines are still logged"
     );
 }
+
+#[test]
+fn readyz_is_503_while_a_pool_can_serve_nothing() {
+    // An empty pool that rejects answers every request 502: not ready.
+    let ferry = Ferry::start(&format!("{ADMIN}upstream: []\n"));
+    assert_eq!(ferry.admin_get("GET", "/readyz", "").status, 503);
+    // The same pool going direct serves everything.
+    let ferry = Ferry::start(&format!("{ADMIN}upstream: []\non_all_down: direct\n"));
+    assert_eq!(ferry.admin_get("GET", "/readyz", "").status, 200);
+}

@@ -115,9 +115,13 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
             &[],
         ),
         "/readyz" => {
-            let any_upstreams = config.upstreams().next().is_some();
-            let ready =
-                !draining && (!any_upstreams || config.upstreams().any(|u| u.state.is_online()));
+            // DESIGN §6: every pool can serve: one of its members is online, or it sends
+            // requests direct when none is. An empty pool that rejects cannot.
+            let ready = !draining
+                && config.pools.iter().all(|p| {
+                    p.on_all_down == crate::config::OnAllDown::Direct
+                        || p.members.iter().any(|m| m.state.is_online())
+                });
             if ready {
                 respond(
                     r,
