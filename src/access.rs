@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::constant_time_eq;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
-use crate::worker::Shared;
+use crate::shared::Shared;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 

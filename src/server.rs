@@ -3,7 +3,8 @@
 
 use crate::config::Config;
 use crate::resolve::{Deliver, Resolver};
-use crate::worker::{Shared, Worker};
+use crate::shared::Shared;
+use crate::worker::Worker;
 use std::sync::Arc;
 
 /// Stack of a worker thread, chosen by measurement: with 32 KiB the test suite overflows on a

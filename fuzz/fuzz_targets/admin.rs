@@ -15,7 +15,7 @@
 
 use ferry::config::Config;
 use ferry::control::admin::session::{AdminSession, OUT_LIMIT};
-use ferry::worker::Shared;
+use ferry::shared::Shared;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@ pub mod session;
 pub use answer::constant_time_eq;
 
 use crate::config::Config;
-use crate::worker::Shared;
+use crate::shared::Shared;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use session::AdminSession;

@@ -11,8 +11,9 @@ mod reload;
 pub use admin::constant_time_eq;
 
 use crate::config::Config;
+use crate::mailbox::{Inbox, Outbox};
 use crate::resolve::Resolver;
-use crate::worker::{Inbox, Outbox, Shared};
+use crate::shared::Shared;
 use crossbeam_channel::Receiver;
 use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};

@@ -11,8 +11,8 @@
 
 use crate::config::{Config, HealthCheck, UpstreamSpec};
 use crate::resolve::{Answer, Asker, Resolver};
+use crate::shared::Shared;
 use crate::upstream::UpstreamState;
-use crate::worker::Shared;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{Read, Write};

@@ -8,8 +8,9 @@
 //! sessions in flight finish with the one they started with.
 
 use crate::config::{self, Config};
+use crate::mailbox::{Inbox, Outbox};
+use crate::shared::Shared;
 use crate::upstream::UpstreamState;
-use crate::worker::{Inbox, Outbox, Shared};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

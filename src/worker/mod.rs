@@ -7,19 +7,21 @@ mod pending;
 
 use crate::buffer::BufPool;
 use crate::config::Config;
+use crate::mailbox::{Inbox, Outbox};
 use crate::relay::PipePool;
-use crate::resolve::{Answer, Deliver, DnsCache, Resolver};
+use crate::resolve::{Answer, DnsCache, Resolver};
 use crate::session::{self, Session, Side, Step};
+use crate::shared::Shared;
 use crate::upstream::IdlePool;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token};
 pub use pending::PendingConnects;
 use std::cell::RefCell;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,98 +33,6 @@ const SWEEP: Duration = Duration::from_millis(250);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Free buffers a worker keeps.
 const POOLED_BUFFERS: usize = 64;
-
-/// What other threads tell a worker.
-pub enum Inbox {
-    Answer(Answer),
-    /// A reloaded config: new sessions use it; sessions in flight keep theirs.
-    Config(Arc<Config>),
-    /// A new listener (the `listen` address changed): it replaces the old one, which closes.
-    Listener(TcpListener),
-    /// Stop accepting, finish what is in flight.
-    Drain,
-    /// To the control thread: probe this upstream now (a request through it timed out).
-    Probe(Arc<crate::upstream::UpstreamState>),
-}
-
-/// State shared by all workers and the control thread.
-pub struct Shared {
-    /// Client connections open, across workers (for `max_connections`).
-    pub active: AtomicUsize,
-    /// Sessions that panicked and were closed.
-    pub panics: AtomicUsize,
-    pub draining: AtomicBool,
-    /// Counters, one set per worker.
-    pub stats: crate::metrics::Stats,
-    /// The ports ferry listens on now (0 = none), to refuse requests aimed at itself.
-    pub listen_port: std::sync::atomic::AtomicU16,
-    pub admin_port: std::sync::atomic::AtomicU16,
-    /// Pipes each worker may open (`relay::pipe_cap` of the open-files limit).
-    pub max_pipes: usize,
-    /// The config in force, for a worker that restarts after a crash (read only then).
-    latest: std::sync::Mutex<Option<Arc<Config>>>,
-}
-
-impl Shared {
-    /// State for `workers` workers, each opening at most `max_pipes` pipes.
-    pub fn new(workers: usize, max_pipes: usize) -> Shared {
-        Shared {
-            max_pipes,
-            active: AtomicUsize::new(0),
-            panics: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
-            stats: crate::metrics::Stats::new(workers),
-            listen_port: std::sync::atomic::AtomicU16::new(0),
-            admin_port: std::sync::atomic::AtomicU16::new(0),
-            latest: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Records the config in force (start-up and every reload).
-    pub fn set_latest_config(&self, c: Arc<Config>) {
-        if let Ok(mut l) = self.latest.lock() {
-            *l = Some(c);
-        }
-    }
-
-    /// The config in force.
-    pub fn latest_config(&self) -> Arc<Config> {
-        self.latest
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .expect("the config is recorded at start-up")
-    }
-}
-
-/// A worker's mailbox: a channel plus the waker that interrupts its poll.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: Sender<Inbox>,
-    waker: Arc<Waker>,
-}
-
-impl Outbox {
-    /// A mailbox that wakes the poll of `registry` with `token`, and its receiving end. The
-    /// control thread has one too, for the resolver's answers to its probes.
-    pub fn pair(registry: &Registry, token: Token) -> std::io::Result<(Outbox, Receiver<Inbox>)> {
-        let waker = Arc::new(Waker::new(registry, token)?);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Ok((Outbox { tx, waker }, rx))
-    }
-
-    pub fn send(&self, m: Inbox) {
-        if self.tx.send(m).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
-}
-
-impl Deliver for Outbox {
-    fn deliver(&self, a: Answer) {
-        self.send(Inbox::Answer(a));
-    }
-}
 
 /// What sessions use of their worker.
 pub struct Ctx {

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::metrics::Snapshot;
-use crate::worker::Shared;
+use crate::shared::Shared;
 use std::sync::atomic::Ordering;
 
 /// A response being written into the connection's output.

@@ -11,7 +11,7 @@
 
 use super::answer;
 use crate::config::Config;
-use crate::worker::Shared;
+use crate::shared::Shared;
 use std::time::{Duration, Instant};
 
 /// Largest admin request head.

@@ -383,7 +383,7 @@ impl Session {
                     // not the proxy's fault), but an upstream that accepts and then answers
                     // nothing must still be found out: the control thread probes it now, and
                     // a failed probe counts.
-                    ctx.control.send(crate::worker::Inbox::Probe(
+                    ctx.control.send(crate::mailbox::Inbox::Probe(
                         pool.members[member].state.clone(),
                     ));
                 }
