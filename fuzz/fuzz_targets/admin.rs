@@ -52,6 +52,26 @@ fn largest_answer(config: &Config, shared: &Shared) -> usize {
     s.unsent().len() + 256
 }
 
+/// One step of a peer that sends what fits (then EOF) and reads every answer at once.
+fn feed_and_read_all(
+    s: &mut AdminSession,
+    rest: &mut &[u8],
+    out: &mut Vec<u8>,
+    now: Instant,
+    config: &Config,
+    shared: &Shared,
+) {
+    let n = s.input_room().min(rest.len());
+    s.received(&rest[..n]);
+    *rest = &rest[n..];
+    if rest.is_empty() {
+        s.received_eof();
+    }
+    s.answer(now, config, shared);
+    out.extend_from_slice(s.unsent());
+    s.wrote(s.unsent().len(), now);
+}
+
 /// Feeds `stream` whole (as far as there is room) and reads everything at once, then EOF.
 fn reference(stream: &[u8], config: &Config, shared: &Shared) -> Vec<u8> {
     let now = Instant::now();
@@ -59,15 +79,7 @@ fn reference(stream: &[u8], config: &Config, shared: &Shared) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = stream;
     for _ in 0..stream.len() + 16 {
-        let n = s.input_room().min(rest.len());
-        s.received(&rest[..n]);
-        rest = &rest[n..];
-        if rest.is_empty() {
-            s.received_eof();
-        }
-        s.answer(now, config, shared);
-        out.extend_from_slice(s.unsent());
-        s.wrote(s.unsent().len(), now);
+        feed_and_read_all(&mut s, &mut rest, &mut out, now, config, shared);
         if s.done() {
             return out;
         }
@@ -154,15 +166,7 @@ fuzz_target!(|data: &[u8]| {
             if s.done() {
                 break;
             }
-            let n = s.input_room().min(rest.len());
-            s.received(&rest[..n]);
-            rest = &rest[n..];
-            if rest.is_empty() {
-                s.received_eof();
-            }
-            s.answer(now, config, shared);
-            out.extend_from_slice(s.unsent());
-            s.wrote(s.unsent().len(), now);
+            feed_and_read_all(&mut s, &mut rest, &mut out, now, config, shared);
         }
         assert!(s.done(), "the session never finished");
     }
