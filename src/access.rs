@@ -40,10 +40,11 @@ pub fn check_request(
             return Err(r);
         }
     }
-    if req.kind == MethodKind::Connect {
+    // An upgrade (WebSocket) becomes a raw tunnel as a CONNECT does: the same ports apply.
+    if req.kind == MethodKind::Connect || req.upgrade {
         if let Some(ports) = &config.access.connect_ports {
             if !ports.contains(&req.target.port) {
-                return Err(Refusal::new(403, "CONNECT to this port is not allowed"));
+                return Err(Refusal::new(403, "a tunnel to this port is not allowed"));
             }
         }
     }

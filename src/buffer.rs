@@ -76,7 +76,8 @@ impl Buf {
     /// Appends all of `bytes`, growing the buffer when they do not fit.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.room() < bytes.len() {
-            self.grow_to(self.len() + bytes.len());
+            // At least doubling, so that a run of appends copies each byte O(1) times.
+            self.grow_to((self.len() + bytes.len()).max(2 * self.capacity()));
         }
         let spare = self.spare();
         let n = bytes.len();

@@ -566,6 +566,8 @@ fn a_client_that_never_reads_its_answers_is_not_read_from() {
 fn slow_clients_filling_every_slot_do_not_lock_out_health() {
     let ferry = Ferry::start(ADMIN);
     let admin = ferry.admin();
+    // Growth, not size: under an emulator (FERRY_TEST_RUNNER) RSS counts the emulator too.
+    let before = ferry.rss_kib();
     // The pipeliner first, until ferry stops reading it; the slow clients' churn then soon
     // pushes it out (it is the most stalled), and it comes back and pipelines again.
     let p = Pipeliner::start(admin, usize::MAX);
@@ -587,7 +589,10 @@ fn slow_clients_filling_every_slot_do_not_lock_out_health() {
         "/health took {slowest:?} at most; {} slow connections opened; RSS {rss} KiB",
         loris.connects.load(Ordering::SeqCst)
     );
-    assert!(rss < 32 * 1024, "RSS {rss} KiB");
+    assert!(
+        rss < before + 28 * 1024,
+        "RSS {before} KiB before, {rss} KiB after"
+    );
 }
 
 #[test]

@@ -166,7 +166,10 @@ fn a_worker_whose_loop_dies_is_restarted() {
     let mut waiting = ferry.client();
     waiting.send(&get(origin.addr, "/size/6"));
     assert_eq!(waiting.response().body, pattern(6));
-    assert!(ferry.log_text().contains("crashed; restarting"));
+    // The log is read from ferry's stderr by another thread: it may lag a moment.
+    common::wait_until("the restart log line", || {
+        ferry.log_text().contains("crashed; restarting")
+    });
 }
 
 /// An address whose connects hang: a listener whose backlog is full, so SYNs are dropped.

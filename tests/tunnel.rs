@@ -161,6 +161,9 @@ fn the_copy_fallback_relays_tunnels_and_half_close_too() {
     let got = send_all_then_read_all(&mut c, &data);
     assert!(got[..data.len()] == data[..]);
     assert_eq!(&got[data.len()..], b"<eof>");
+    common::wait_until("the relay log line", || {
+        ferry.log_text().contains("tunnel relays by ")
+    });
     assert!(ferry.log_text().contains("tunnel relays by copy"));
     assert!(!ferry.log_text().contains("tunnel relays by splice"));
 }

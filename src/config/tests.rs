@@ -243,3 +243,17 @@ fn domain_policy_routes_hosts() {
     assert!(c.policy_uses_pool("sub.exact.com"));
     assert!(c.policy_uses_pool("example.org"));
 }
+
+#[test]
+fn times_that_would_overflow_a_clock_are_refused() {
+    let e = errors(
+        "listen: \"127.0.0.1:1\"\nreload_interval_secs: 18446744073709551615\nlimits:\n  idle_timeout_secs: 31536001\nhealth_check:\n  timeout_secs: 99999999999\n",
+    );
+    for key in [
+        "reload_interval_secs",
+        "limits.idle_timeout_secs",
+        "health_check.timeout_secs",
+    ] {
+        assert!(e.contains(key), "{key} not named in {e}");
+    }
+}

@@ -35,6 +35,19 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             err(key, "must be at least 1".into());
         }
     }
+    // A time added to "now" must not overflow it (a panic on every request once).
+    for (key, v) in [
+        ("limits.connect_timeout_secs", l.connect_timeout_secs),
+        ("limits.header_timeout_secs", l.header_timeout_secs),
+        ("limits.idle_timeout_secs", l.idle_timeout_secs),
+        ("limits.request_timeout_secs", l.request_timeout_secs),
+        ("limits.shutdown_timeout_secs", l.shutdown_timeout_secs),
+        ("reload_interval_secs", raw.reload_interval_secs),
+    ] {
+        if v > MAX_SECS {
+            err(key, format!("{v} is over {MAX_SECS} (a year)"));
+        }
+    }
     if !(1024..=1 << 20).contains(&l.max_header_bytes) {
         err(
             "limits.max_header_bytes",
@@ -269,6 +282,9 @@ fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
 }
 
 /// Health settings from `raw`, each missing key taken from `base` (or the defaults).
+/// The longest time any `*_secs` key may say: a year.
+const MAX_SECS: u64 = 365 * 24 * 3600;
+
 fn health(
     raw: &RawHealthCheck,
     base: Option<&HealthCheck>,
@@ -286,6 +302,18 @@ fn health(
     }
     if timeout == 0 {
         return Err(("timeout_secs", "must be at least 1".into()));
+    }
+    if interval > MAX_SECS {
+        return Err((
+            "interval_secs",
+            format!("{interval} is over {MAX_SECS} (a year)"),
+        ));
+    }
+    if timeout > MAX_SECS {
+        return Err((
+            "timeout_secs",
+            format!("{timeout} is over {MAX_SECS} (a year)"),
+        ));
     }
     let url = raw
         .url

@@ -34,6 +34,8 @@ enum Chunk {
         value: u64,
         digits: u8,
     },
+    /// White space after the size: only more of it, an extension or the line end may follow.
+    Bws(u64),
     /// Inside chunk extensions; the size is already known.
     Ext(u64),
     /// After the CR that ends the size line.
@@ -186,10 +188,24 @@ fn advance_chunked(
                             digits: digits.saturating_add(1),
                         }
                     }
-                    // RFC 9112 §7.1.1: chunk-ext may be preceded by BWS.
-                    b';' | b' ' | b'\t' if digits > 0 => Chunk::Ext(value),
+                    b';' if digits > 0 => Chunk::Ext(value),
+                    // RFC 9112 §7.1.1: chunk-ext may be preceded by BWS, and only that:
+                    // `5 junk` is not a size line (a next hop might read it otherwise).
+                    b' ' | b'\t' if digits > 0 => Chunk::Bws(value),
                     b'\r' if digits > 0 => Chunk::SizeLf(value),
                     _ => return Err(FramingError("invalid chunk size")),
+                }
+            }
+            Chunk::Bws(size) => {
+                *line += 1;
+                if *line > MAX_CHUNK_LINE {
+                    return Err(FramingError("chunk-size line too long"));
+                }
+                match b {
+                    b' ' | b'\t' => Chunk::Bws(size),
+                    b';' => Chunk::Ext(size),
+                    b'\r' => Chunk::SizeLf(size),
+                    _ => return Err(FramingError("junk after a chunk size")),
                 }
             }
             Chunk::Ext(size) => {
@@ -320,6 +336,7 @@ mod tests {
             b"11111111111111111\r\n",
             b"0\r\nbad\ntrailer",
             b"-1\r\n",
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(feed(Framing::Chunked, bad, 1).is_err(), "{:?}", bad);
         }

@@ -17,7 +17,12 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
         if buf[i] == b'\n' {
+            // `\n\n` and `\n\r\n` (an LF-ended line, then a CRLF empty line) as httparse
+            // reads them; `\r\n\r\n` below.
             if i >= 1 && buf[i - 1] == b'\n' {
+                return Some(i + 1);
+            }
+            if i >= 2 && &buf[i - 2..i] == b"\n\r" {
                 return Some(i + 1);
             }
             if i >= 3 && &buf[i - 3..i] == b"\r\n\r" {
@@ -193,6 +198,11 @@ mod tests {
         assert_eq!(find_head_end(b"\n\n", 0), Some(2));
         assert_eq!(find_head_end(b"\n\n", 2), None);
         assert_eq!(find_head_end(b"\r\n\r\n", 4), None);
+        // An LF-ended field line, then a CRLF empty line (httparse takes it as the end).
+        assert_eq!(
+            find_head_end(b"HTTP/1.1 200 OK\r\nA: b\n\r\nx", 0),
+            Some(24)
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.0\n\nx", 0), Some(16));
     }
 

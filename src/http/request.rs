@@ -121,12 +121,13 @@ pub fn parse<'h, 'b>(
     let mut length: Option<u64> = None;
     let mut hosts = 0;
     let mut max_forwards = None;
+    let mut closes = false;
     for h in headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("proxy-connection")
         {
             if has_token(h.value, "close") {
-                keep_alive = false;
+                closes = true;
             } else if minor == 0 && has_token(h.value, "keep-alive") {
                 keep_alive = true;
             }
@@ -134,11 +135,16 @@ pub fn parse<'h, 'b>(
         } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade_field = !trim(h.value).is_empty();
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // The last coding of the last field decides (RFC 9112 §6.3 rule 4).
-            if let Some(last) = tokens(h.value).last() {
-                te_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-            } else {
+            // The last coding of the last field decides (RFC 9112 §6.3 rule 4); chunked
+            // applied twice is an error (§6.1), and so is anything after it.
+            if tokens(h.value).next().is_none() {
                 return Err(HeadError::Malformed("empty Transfer-Encoding"));
+            }
+            for t in tokens(h.value) {
+                if te_chunked == Some(true) {
+                    return Err(HeadError::Malformed("a coding after chunked"));
+                }
+                te_chunked = Some(t.eq_ignore_ascii_case(b"chunked"));
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             length = Some(merge_length(length, h.value)?);
@@ -148,12 +154,16 @@ pub fn parse<'h, 'b>(
         {
             let n =
                 parse_decimal(trim(h.value)).ok_or(HeadError::Malformed("invalid Max-Forwards"))?;
-            max_forwards = Some(n.min(u32::MAX as u64) as u32);
+            // Several fields: the lowest counts (and is sent on as one field).
+            let n = n.min(u32::MAX as u64) as u32;
+            max_forwards = Some(max_forwards.map_or(n, |m: u32| m.min(n)));
         }
     }
     if hosts > 1 {
         return Err(HeadError::Malformed("more than one Host field"));
     }
+    // `close` in any connection field wins over a `keep-alive` in another.
+    keep_alive &= !closes;
     if minor == 0 && te_chunked.is_some() {
         // RFC 9112 §6.1: an HTTP/1.0 recipient cannot know chunked; a server must treat a
         // 1.0 message with Transfer-Encoding as faulty framing.
@@ -234,6 +244,9 @@ pub fn parse_decimal(t: &[u8]) -> Option<u64> {
 /// begins with 0x16). Only the method is looked at, so a head dripped in byte by byte costs
 /// no rescanning past it.
 pub fn plausible_start(bytes: &[u8]) -> bool {
+    if bytes == b"\r" {
+        return true; // the start of an empty line, the rest of which is still on its way
+    }
     for (i, &b) in bytes.iter().enumerate() {
         if b == b' ' {
             return i > 0;

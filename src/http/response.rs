@@ -91,7 +91,9 @@ pub fn parse<'h, 'b>(
             (None, None) => Framing::UntilClose,
         }
     };
-    if framing == Framing::UntilClose {
+    // RFC 9112 §6.1: after an HTTP/1.0 message with Transfer-Encoding the connection closes,
+    // whatever it says.
+    if framing == Framing::UntilClose || (minor == 0 && te_chunked.is_some()) {
         keep_alive = false;
     }
     Ok(Some(ResponseHead {

@@ -94,11 +94,14 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, 
             write_authority(out, t, Some(80));
             write_path(out, t.path);
         }
+        // RFC 9112 §3.2.4: an OPTIONS for the server as a whole goes on as `*`.
+        (_, TargetForm::Origin) if req.method == "OPTIONS" && t.path.is_empty() => out.push(b"*"),
         (_, TargetForm::Origin) => write_path(out, t.path),
     }
     let _ = write!(out, " HTTP/1.{}\r\nHost: ", req.minor);
     write_authority(out, t, default_port);
     out.push(b"\r\n");
+    let mut max_forwards_sent = false;
     for h in req.headers {
         let name = h.name;
         let kept_upgrade = req.upgrade && name.eq_ignore_ascii_case("upgrade");
@@ -110,7 +113,10 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, 
             continue;
         }
         if let (Some(n), true) = (req.max_forwards, name.eq_ignore_ascii_case("max-forwards")) {
-            let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+            if !max_forwards_sent {
+                let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+                max_forwards_sent = true;
+            }
             continue;
         }
         write_field(out, name, h.value);
@@ -377,6 +383,16 @@ mod tests {
         assert_eq!(
             rewrite(raw, TargetForm::Origin, None),
             "OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 2\r\n\r\n"
+        );
+        let raw = b"TRACE http://h HTTP/1.1\r\nMax-Forwards: 7\r\nMax-Forwards: 2\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 1\r\n\r\n"
+        );
+        let raw = b"OPTIONS http://h:81 HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, TargetForm::Origin, None),
+            "OPTIONS * HTTP/1.1\r\nHost: h:81\r\n\r\n"
         );
         let raw = b"GET http://h/ HTTP/1.1\r\nMax-Forwards: 3\r\n\r\n";
         assert_eq!(

@@ -49,6 +49,11 @@ use std::time::{Duration, Instant};
 /// Rounds one `drive` makes before the worker serves other sessions; the session is then
 /// driven again on the next loop turn.
 const MAX_ROUNDS: usize = 32;
+/// Bytes owed to the client past which a session makes no more of them (no new request is
+/// started, no further response head is read) until the client reads: a client that never
+/// reads holds its buffers, not an ever-growing queue of answers.
+pub(crate) const OUT_LIMIT: usize = crate::buffer::BUF_SIZE;
+
 /// How long a closing connection keeps reading (and discarding) what the client still sends,
 /// so that our last response is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(2);
@@ -352,10 +357,11 @@ impl Session {
             self.head_started = Some(ctx.now);
             self.deadline = self.head_deadline(ctx.now);
         }
-        if has_bytes && self.try_start_request(ctx)? {
+        let backlogged = self.cout.as_ref().is_some_and(|b| b.len() >= OUT_LIMIT);
+        if has_bytes && !backlogged && self.try_start_request(ctx)? {
             return Ok(true);
         }
-        if self.client_eof {
+        if self.client_eof && !(has_bytes && backlogged) {
             // The client is done: close once it has what it is owed.
             self.enter_closing(ctx, true);
             return Ok(true);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::http::response;
+use crate::session::OUT_LIMIT;
 
 impl Session {
     /// Parses response heads and relays body bytes from `sin` to `cout`.
@@ -14,6 +15,10 @@ impl Session {
             };
             match &mut ex.resp {
                 Resp::Head => {
+                    if self.cout.as_ref().is_some_and(|b| b.len() >= OUT_LIMIT) {
+                        // The client is not reading: no more heads (a 1xx storm) until it does.
+                        return Ok(progress);
+                    }
                     let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) else {
                         if ex.server_eof {
                             return self.server_gone(ctx);
@@ -63,18 +68,32 @@ impl Session {
                     if let Some((pool, member)) = ex.upstream(&self.config) {
                         if ex.kind == MethodKind::Connect && (resp.code >= 500 || resp.code == 407)
                         {
-                            // The upstream proxy itself refused: another one may not.
-                            let len = resp.len;
+                            // Another upstream may do better. A 407 is the upstream refusing
+                            // ferry's credentials: its fault, counted. A 5xx is most often its
+                            // verdict on the client's target (unreachable, unknown): not held
+                            // against it, or one CONNECT to a dead host would take every
+                            // upstream of the pool offline.
+                            let (len, refused_us) = (resp.len, resp.code == 407);
                             sin.consume(len);
-                            return self.fail_over("the upstream proxy refused the CONNECT", ctx);
+                            return self.move_on(
+                                if refused_us {
+                                    "the upstream proxy refused ferry's credentials for the CONNECT"
+                                } else {
+                                    "the upstream proxy could not open the tunnel"
+                                },
+                                refused_us,
+                                ctx,
+                            );
                         }
                         let ms = ctx.now.duration_since(ex.attempt_started).as_millis();
                         pool.members[member]
                             .state
                             .passive_success(ms.min(u32::MAX as u128) as u32);
                     }
-                    // A response has begun: the request will not be replayed.
+                    // A response has begun: the request will not be replayed. A head not yet
+                    // sent whole stays cut: no body byte may follow it.
                     if let Some(h) = ex.head.take() {
+                        ex.head_cut = ex.head_sent < h.len();
                         ctx.bufs.put(h);
                     }
                     progress = true;

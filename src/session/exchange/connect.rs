@@ -84,6 +84,18 @@ impl Session {
     /// against that upstream, then try another member of the pool while the request can be
     /// replayed and the pool's `retries` allow. A direct request just gets the 502.
     pub(super) fn fail_over(&mut self, why: &'static str, ctx: &mut Ctx) -> Result<bool, Fail> {
+        self.move_on(why, true, ctx)
+    }
+
+    /// `fail_over`, with `blame` saying whether the failure counts against the upstream (it
+    /// does not when the upstream only passed on its verdict on the client's target, or a
+    /// reused connection had simply been closed while idle).
+    pub(super) fn move_on(
+        &mut self,
+        why: &'static str,
+        blame: bool,
+        ctx: &mut Ctx,
+    ) -> Result<bool, Fail> {
         let config = self.config.clone();
         let peer = self.peer;
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -92,9 +104,11 @@ impl Session {
         let Some((pool, member)) = ex.upstream(&config) else {
             return Err(Fail::Refuse(Refusal::new(502, why)));
         };
-        pool.members[member]
-            .state
-            .passive_failure(ctx.worker, pool.health.fall, why);
+        if blame {
+            pool.members[member]
+                .state
+                .passive_failure(ctx.worker, pool.health.fall, why);
+        }
         ex.guard = None;
         let pool_index = match ex.route {
             Route::Upstream { pool, .. } => pool,
@@ -265,6 +279,14 @@ impl Session {
                     self.deadline = ctx.now + self.config.limits.connect_timeout;
                     return Ok(());
                 }
+                Err(e) if out_of_descriptors(&e) => {
+                    // ferry's own shortage, not the upstream's or the origin's fault.
+                    log::warn!("cannot open a connection: {e}");
+                    return Err(Fail::Refuse(Refusal::new(
+                        503,
+                        "ferry is out of file descriptors",
+                    )));
+                }
                 Err(e) => log::debug!("{}: connect to {addr} failed: {e}", self.peer),
             }
         }
@@ -412,4 +434,12 @@ impl Session {
             }
         }
     }
+}
+
+/// True for the errors that say this process (or the system) has no socket to give.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

@@ -132,6 +132,8 @@ pub struct Exchange {
     /// A 1xx response was received (and relayed to an HTTP/1.1 client): the response has
     /// begun for retry purposes, though a final status can still follow.
     interim: bool,
+    /// A response came before the head was sent whole: nothing more goes to the server.
+    head_cut: bool,
     /// The chunked response body goes to an HTTP/1.0 client de-chunked.
     dechunk: bool,
     /// When the connection of this attempt became usable.
@@ -179,6 +181,17 @@ impl Exchange {
                 }
             }
         };
+        if let Route::Upstream { pool, .. } = route {
+            // RFC 9110 §9.3.8: TRACE's final recipient echoes the request, which would carry
+            // ferry's credentials for the upstream back to the client.
+            if req.method == "TRACE" && config.pools[pool].members.iter().any(|m| m.auth.is_some())
+            {
+                return Err(Refusal::new(
+                    403,
+                    "TRACE is not relayed through upstream proxies that need credentials",
+                ));
+            }
+        }
         let mut head_base = 0;
         let head = match (req.kind, route) {
             (MethodKind::Connect, Route::Direct) => None,
@@ -246,6 +259,7 @@ impl Exchange {
             resp: Resp::Head,
             resp_scan: HeadScan::default(),
             interim: false,
+            head_cut: false,
             dechunk: false,
             connected_at: ctx.now,
             status: 0,
@@ -489,6 +503,9 @@ impl Session {
                 return Ok(progress);
             }
         }
+        if ex.head_cut {
+            return Ok(progress); // the server answered before it had the whole head
+        }
         if let Some(sout) = self.sout.as_mut().filter(|b| !b.is_empty()) {
             if s.conn.writable {
                 let (n, io) = s.conn.write_from(sout);
@@ -561,12 +578,15 @@ impl Session {
             return Ok(true);
         }
         if ex.route != Route::Direct {
-            return self.fail_over(
+            // A reused connection that ends with nothing back was most likely closed while
+            // idle: not the upstream's fault, even when the request may not be replayed.
+            return self.move_on(
                 if nothing_back {
                     "the upstream proxy closed the connection without responding"
                 } else {
                     "the upstream proxy sent an incomplete response"
                 },
+                !(reused && nothing_back),
                 ctx,
             );
         }
@@ -587,6 +607,7 @@ impl Session {
             return Ok(false);
         }
         let request_sent = ex.req_body.is_done()
+            && !ex.head_cut
             && ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len())
             && self.sout.as_ref().is_none_or(|b| b.is_empty());
         ex.count(ctx, true);
