@@ -1,6 +1,9 @@
 //! Name resolution off the workers: a couple of resolver threads run the blocking
 //! `getaddrinfo` and post answers to the asking worker's inbox, waking its poll. Each worker
-//! keeps a small cache of answers so that repeat hosts cost no round trip.
+//! keeps a small cache of answers (failures too, briefly) so that repeat hosts cost no round
+//! trip, and asks once for a name however many of its sessions wait for it. A job that waited
+//! in the queue past its asker's deadline is answered without a look-up: the threads are few,
+//! and a burst of slow names must not keep them busy for sessions that gave up long ago.
 
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
@@ -10,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long a worker reuses an answer (getaddrinfo gives no TTL).
 const CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a worker remembers that a name could not be resolved.
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Names a worker remembers at most.
 const CACHE_MAX: usize = 256;
 
@@ -27,11 +32,14 @@ pub struct Answer {
     pub asker: Asker,
     pub host: String,
     pub result: Result<Vec<IpAddr>, String>,
+    /// Not looked up: the job waited past its deadline (says nothing about the name).
+    pub abandoned: bool,
 }
 
 struct Job {
     asker: Asker,
     host: String,
+    deadline: Instant,
 }
 
 /// Where answers for one worker go.
@@ -58,12 +66,18 @@ impl Resolver {
                 .stack_size(128 * 1024)
                 .spawn(move || {
                     for job in rx {
-                        let result = lookup(&job.host);
+                        let abandoned = Instant::now() >= job.deadline;
+                        let result = if abandoned {
+                            Err(format!("{}: no resolver thread was free in time", job.host))
+                        } else {
+                            lookup(&job.host)
+                        };
                         if let Some(out) = outboxes.get(job.asker.worker) {
                             out.deliver(Answer {
                                 asker: job.asker,
                                 host: job.host,
                                 result,
+                                abandoned,
                             });
                         }
                     }
@@ -72,11 +86,13 @@ impl Resolver {
         Ok(Resolver { jobs: tx })
     }
 
-    /// Asks for the addresses of `host`; the answer arrives in the worker's inbox.
-    pub fn ask(&self, asker: Asker, host: &str) {
+    /// Asks for the addresses of `host`; the answer arrives in the worker's inbox. Past
+    /// `deadline` the asker no longer waits: the job is then answered without a look-up.
+    pub fn ask(&self, asker: Asker, host: &str, deadline: Instant) {
         let _ = self.jobs.send(Job {
             asker,
             host: host.to_string(),
+            deadline,
         });
     }
 }
@@ -109,26 +125,67 @@ fn lookup(host: &str) -> Result<Vec<IpAddr>, String> {
 /// A worker's memory of recent answers.
 #[derive(Default)]
 pub struct DnsCache {
-    entries: HashMap<String, (Vec<IpAddr>, Instant)>,
+    entries: HashMap<String, (Result<Vec<IpAddr>, String>, Instant)>,
+    /// Names asked of the resolver and not yet answered, with the sessions (slot,
+    /// generation) that wait for each.
+    waiting: HashMap<String, Vec<(usize, u32)>>,
+}
+
+/// How long an answer is good for.
+fn ttl(r: &Result<Vec<IpAddr>, String>) -> Duration {
+    if r.is_ok() {
+        CACHE_TTL
+    } else {
+        NEGATIVE_TTL
+    }
 }
 
 impl DnsCache {
-    /// The addresses of `host` with `port`, if known and fresh.
-    pub fn get(&self, host: &str, port: u16, now: Instant) -> Option<Vec<SocketAddr>> {
-        let (ips, at) = self.entries.get(host)?;
-        (now.duration_since(*at) < CACHE_TTL)
-            .then(|| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+    /// The addresses of `host` with `port`, or why it has none, if known and fresh.
+    pub fn get(
+        &self,
+        host: &str,
+        port: u16,
+        now: Instant,
+    ) -> Option<Result<Vec<SocketAddr>, String>> {
+        let (r, at) = self.entries.get(host)?;
+        (now.duration_since(*at) < ttl(r)).then(|| {
+            r.as_ref()
+                .map(|ips| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+                .map_err(Clone::clone)
+        })
     }
 
-    pub fn put(&mut self, host: String, ips: Vec<IpAddr>, now: Instant) {
+    pub fn put(&mut self, host: String, r: Result<Vec<IpAddr>, String>, now: Instant) {
         if self.entries.len() >= CACHE_MAX {
             self.entries
-                .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+                .retain(|_, (r, at)| now.duration_since(*at) < ttl(r));
             if self.entries.len() >= CACHE_MAX {
                 self.entries.clear();
             }
         }
-        self.entries.insert(host, (ips, now));
+        self.entries.insert(host, (r, now));
+    }
+
+    /// Records that session (`slot`, `generation`) waits for `host`. True when it is the
+    /// first: only then is the resolver asked.
+    pub fn wait_for(&mut self, host: &str, slot: usize, generation: u32) -> bool {
+        match self.waiting.get_mut(host) {
+            Some(w) => {
+                w.push((slot, generation));
+                false
+            }
+            None => {
+                self.waiting
+                    .insert(host.to_string(), vec![(slot, generation)]);
+                true
+            }
+        }
+    }
+
+    /// The sessions that waited for `host`, now that it is answered.
+    pub fn answered(&mut self, host: &str) -> Vec<(usize, u32)> {
+        self.waiting.remove(host).unwrap_or_default()
     }
 }
 
@@ -147,13 +204,28 @@ mod tests {
     fn cache_expires() {
         let mut c = DnsCache::default();
         let t0 = Instant::now();
-        c.put("h".into(), vec!["127.0.0.1".parse().unwrap()], t0);
+        c.put("h".into(), Ok(vec!["127.0.0.1".parse().unwrap()]), t0);
         assert_eq!(
             c.get("h", 80, t0).unwrap(),
-            vec!["127.0.0.1:80".parse().unwrap()]
+            Ok(vec!["127.0.0.1:80".parse().unwrap()])
         );
         assert!(c.get("h", 80, t0 + CACHE_TTL).is_none());
         assert!(c.get("x", 80, t0).is_none());
+        // A failure is remembered, but not for long.
+        c.put("bad".into(), Err("no such name".into()), t0);
+        assert_eq!(c.get("bad", 80, t0), Some(Err("no such name".into())));
+        assert!(c.get("bad", 80, t0 + NEGATIVE_TTL).is_none());
+    }
+
+    #[test]
+    fn one_question_per_name() {
+        let mut c = DnsCache::default();
+        assert!(c.wait_for("h", 1, 7));
+        assert!(!c.wait_for("h", 2, 3));
+        assert!(c.wait_for("other", 4, 0));
+        assert_eq!(c.answered("h"), vec![(1, 7), (2, 3)]);
+        assert!(c.answered("h").is_empty());
+        assert!(c.wait_for("h", 5, 0));
     }
 
     #[test]

@@ -226,3 +226,33 @@ fn a_head_that_times_out_gets_a_proper_408() {
     let head = c.read_head().unwrap();
     assert!(head.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
 }
+
+#[test]
+fn a_burst_of_slow_names_from_clients_that_left_does_not_hold_the_resolvers() {
+    // test-hooks: every `*.slow-dns.ferry.test` look-up takes 4 s. Twenty clients ask for one
+    // each and hang up; their look-ups wait in the queue past their deadline and are dropped
+    // unasked, instead of keeping both resolver threads busy for 40 s.
+    let origin = Fake::origin("origin");
+    let ferry = Ferry::start_with(1, &format!("{DIRECT}limits:\n  connect_timeout_secs: 2\n"));
+    for i in 0..20 {
+        let mut c = ferry.client();
+        c.send(
+            format!("GET http://n{i}.slow-dns.ferry.test/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+    }
+    // The first two take 4 s; then the rest are skipped at once.
+    std::thread::sleep(Duration::from_secs(5));
+    let started = Instant::now();
+    let mut c = ferry.client();
+    let port = origin.addr.port();
+    let r = c.roundtrip(
+        format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -114,7 +114,11 @@ fn an_upstream_refusing_connect_gets_the_client_a_502_that_says_why() {
     c.send(b"CONNECT o.test:443 HTTP/1.1\r\nHost: o.test:443\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 502);
-    assert!(r.text().contains("refused ferry's credentials"), "{}", r.text());
+    assert!(
+        r.text().contains("refused ferry's credentials"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]

@@ -235,7 +235,7 @@ impl Prober {
             slot: t,
             ..self.asker
         };
-        self.resolver.ask(asker, host);
+        self.resolver.ask(asker, host, now + target.health.timeout);
     }
 
     /// The resolver's answer for a target's look-up.

@@ -219,15 +219,8 @@ impl Session {
     /// Takes a resolver's answer (ignored unless the session is still waiting for it).
     pub fn resolved(&mut self, answer: Answer, ctx: &mut Ctx) -> Step {
         if let Phase::Exchange(ex) = &mut self.phase {
-            if ex.is_resolving() {
-                let r = match answer.result {
-                    Ok(ips) => {
-                        ctx.dns.put(answer.host, ips.clone(), ctx.now);
-                        Ok(ips)
-                    }
-                    Err(e) => Err(e),
-                };
-                let step = self.on_resolved(r, ctx);
+            if ex.is_resolving(&answer.host, &self.config) {
+                let step = self.on_resolved(answer.result, ctx);
                 if step != Step::Wait {
                     return step;
                 }

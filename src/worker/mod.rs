@@ -407,13 +407,31 @@ impl Loop {
         }
     }
 
+    /// A resolver's answer: cached (unless the job was abandoned unasked), then handed to
+    /// every session that waits for that name.
     fn answer(&mut self, a: Answer) {
-        let slot = a.asker.slot;
-        let matches = matches!(self.sessions.get(slot), Some(Some(s)) if s.generation() == a.asker.generation);
-        if matches {
-            self.with_session(slot, |s, ctx| s.resolved(a, ctx));
-        } else if let Ok(ips) = a.result {
-            self.ctx.dns.put(a.host, ips, self.ctx.now);
+        let waiting = self.ctx.dns.answered(&a.host);
+        if !a.abandoned {
+            self.ctx
+                .dns
+                .put(a.host.clone(), a.result.clone(), self.ctx.now);
+        }
+        for (slot, generation) in waiting {
+            let matches =
+                matches!(self.sessions.get(slot), Some(Some(s)) if s.generation() == generation);
+            if matches {
+                let each = Answer {
+                    asker: crate::resolve::Asker {
+                        slot,
+                        generation,
+                        ..a.asker
+                    },
+                    host: a.host.clone(),
+                    result: a.result.clone(),
+                    abandoned: a.abandoned,
+                };
+                self.with_session(slot, |s, ctx| s.resolved(each, ctx));
+            }
         }
     }
 

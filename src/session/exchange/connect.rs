@@ -181,17 +181,36 @@ impl Session {
         if let Some(a) = resolve::literal(host, port) {
             return self.connect_to(vec![a], 0, ctx);
         }
-        if let Some(addrs) = ctx.dns.get(host, port, ctx.now) {
-            return self.connect_to(addrs, 0, ctx);
+        match ctx.dns.get(host, port, ctx.now) {
+            Some(Ok(addrs)) => return self.connect_to(addrs, 0, ctx),
+            Some(Err(e)) => return self.cannot_resolve(&e, ctx),
+            None => {}
         }
-        let asker = Asker {
-            worker: ctx.worker,
-            slot: self.slot,
-            generation: self.generation,
-        };
-        ctx.resolver.ask(asker, host);
+        if ctx.dns.wait_for(host, self.slot, self.generation) {
+            let asker = Asker {
+                worker: ctx.worker,
+                slot: self.slot,
+                generation: self.generation,
+            };
+            let deadline = ctx.now + config.limits.connect_timeout;
+            ctx.resolver.ask(asker, host, deadline);
+        }
         ex.stage = Stage::Resolving;
         Ok(())
+    }
+
+    /// The next hop's name has no address (now, or a moment ago).
+    fn cannot_resolve(&mut self, why: &str, ctx: &mut Ctx) -> Result<(), Fail> {
+        log::debug!("{}: {why}", self.peer);
+        match &self.phase {
+            Phase::Exchange(ex) if ex.route != Route::Direct => self
+                .fail_over("cannot resolve the upstream proxy", ctx)
+                .map(|_| ()),
+            _ => Err(Fail::Refuse(Refusal::new(
+                502,
+                "cannot resolve the target host",
+            ))),
+        }
     }
 
     /// A resolver answered.
@@ -212,18 +231,7 @@ impl Session {
                 0,
                 ctx,
             ),
-            Err(e) => {
-                log::debug!("{}: {e}", self.peer);
-                if ex.route == Route::Direct {
-                    Err(Fail::Refuse(Refusal::new(
-                        502,
-                        "cannot resolve the target host",
-                    )))
-                } else {
-                    self.fail_over("cannot resolve the upstream proxy", ctx)
-                        .map(|_| ())
-                }
-            }
+            Err(e) => self.cannot_resolve(&e, ctx),
         };
         match self.settle(result.map(|_| true), ctx) {
             Step::Again => Step::Wait,

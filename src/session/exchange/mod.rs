@@ -275,8 +275,10 @@ impl Exchange {
         })
     }
 
-    pub fn is_resolving(&self) -> bool {
-        matches!(self.stage, Stage::Resolving)
+    /// True while the exchange waits for the addresses of `host` (an answer for a name it
+    /// asked for earlier, before a failover, is not for it).
+    pub fn is_resolving(&self, host: &str, config: &Config) -> bool {
+        matches!(self.stage, Stage::Resolving) && self.next_hop(config).0 == host
     }
 
     /// True once any byte of the final response went towards the client.
