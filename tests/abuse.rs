@@ -256,3 +256,50 @@ fn a_burst_of_slow_names_from_clients_that_left_does_not_hold_the_resolvers() {
         started.elapsed()
     );
 }
+
+#[test]
+fn an_upstream_that_is_ferry_itself_is_not_looped_through() {
+    let ferry = Ferry::start_with(1, DIRECT);
+    assert!(ferry.reload(&format!(
+        "health_check:\n  interval_secs: 3600\nupstream:\n  - url: http://{}\n",
+        ferry.addr
+    )));
+    let mut c = ferry.client();
+    let r = c.roundtrip(b"GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("this proxy itself"), "{}", r.text());
+    assert!(r.header("via").is_none(), "the request went round");
+}
+
+#[test]
+fn a_dechunked_body_cut_short_ends_with_a_reset_not_a_clean_close() {
+    // An HTTP/1.0 client knows the end of a de-chunked body only by the close: a clean close
+    // after a cut would pass for the whole body.
+    let origin = Raw::start(|c| {
+        c.read_request();
+        c.write_and_finish(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\npar",
+        );
+    });
+    let ferry = Ferry::start_with(1, DIRECT);
+    let mut c = ferry.client();
+    c.send(format!("GET http://{}/ HTTP/1.0\r\n\r\n", origin.addr).as_bytes());
+    let head = c.read_head().unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut got = c.take_buffered();
+    let mut b = [0u8; 64];
+    let end = loop {
+        match std::io::Read::read(&mut c.stream, &mut b) {
+            Ok(0) => break "a clean close",
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "a reset",
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(end, "a reset", "after {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"hello"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

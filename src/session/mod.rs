@@ -123,7 +123,11 @@ enum Phase {
     Head,
     Exchange(Box<Exchange>),
     Tunnel(Box<TunnelState>),
-    Closing { shut: bool },
+    /// `shut`: our FIN went out; `reset`: close with a reset once `cout` is written.
+    Closing {
+        shut: bool,
+        reset: bool,
+    },
 }
 
 /// One client connection and everything it is doing.
@@ -310,22 +314,30 @@ impl Session {
         if started {
             // A reply would corrupt the response under way: the client gets what it is owed
             // of it (a message cut short, never an empty reply), then the connection closes.
-            self.enter_closing(ctx, true);
+            // Where the close itself ends the body (de-chunked for HTTP/1.0), a plain close
+            // would pass for a complete message: that one ends with a reset.
+            let reset = matches!(&self.phase, Phase::Exchange(ex) if ex.ends_with_close());
+            self.enter_closing(ctx);
+            if let Phase::Closing { reset: r, .. } = &mut self.phase {
+                *r = reset;
+            }
             return;
         }
         log::debug!("{}: {} {}", self.peer, r.status, r.why);
         reply::write(ctx.bufs.fill(&mut self.cout), &r);
-        self.enter_closing(ctx, true);
+        self.enter_closing(ctx);
     }
 
-    fn enter_closing(&mut self, ctx: &mut Ctx, flush: bool) {
-        let old = mem::replace(&mut self.phase, Phase::Closing { shut: false });
+    /// Writes out what the client is owed, then closes.
+    fn enter_closing(&mut self, ctx: &mut Ctx) {
+        let old = mem::replace(
+            &mut self.phase,
+            Phase::Closing {
+                shut: false,
+                reset: false,
+            },
+        );
         self.release_phase(old, ctx);
-        if !flush {
-            if let Some(b) = self.cout.take() {
-                ctx.bufs.put(b);
-            }
-        }
         self.deadline = ctx.now + LINGER;
     }
 
@@ -356,7 +368,7 @@ impl Session {
         }
         if self.client_eof && !(has_bytes && backlogged) {
             // The client is done: close once it has what it is owed.
-            self.enter_closing(ctx, true);
+            self.enter_closing(ctx);
             return Ok(true);
         }
         Ok(progress)
@@ -434,7 +446,7 @@ impl Session {
                         cin.consume(len);
                         self.scan = HeadScan::default();
                         if !keep {
-                            self.enter_closing(ctx, true);
+                            self.enter_closing(ctx);
                         } else {
                             self.deadline = ctx.now + self.config.limits.idle_timeout;
                         }
@@ -465,9 +477,14 @@ impl Session {
             }
             return Ok(progress);
         }
-        let Phase::Closing { shut } = &mut self.phase else {
+        let Phase::Closing { shut, reset } = &mut self.phase else {
             return Ok(false);
         };
+        if *reset {
+            // SO_LINGER 0: the close sends RST, which the client cannot take for an end.
+            let _ = socket2::SockRef::from(&self.client.stream).set_linger(Some(Duration::ZERO));
+            return Err(Fail::Abort);
+        }
         if !*shut {
             self.client.shutdown_write();
             *shut = true;
@@ -606,7 +623,13 @@ impl Session {
 
     /// Gives everything back and deregisters both sockets.
     pub fn close(mut self, ctx: &mut Ctx) {
-        let old = mem::replace(&mut self.phase, Phase::Closing { shut: true });
+        let old = mem::replace(
+            &mut self.phase,
+            Phase::Closing {
+                shut: true,
+                reset: false,
+            },
+        );
         self.release_phase(old, ctx);
         self.drop_server(ctx);
         for b in [self.cin.take(), self.cout.take(), self.sout.take()]

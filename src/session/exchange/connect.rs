@@ -259,6 +259,18 @@ impl Session {
                     .map_err(Fail::Refuse)?;
             }
         }
+        if !direct
+            && next == 0
+            && addrs
+                .iter()
+                .any(|&a| crate::access::is_self(a, &self.config, &ctx.shared))
+        {
+            // An upstream that is ferry itself would send each request round until its head
+            // overflows with Via fields: a config mistake, held against that upstream.
+            return self
+                .fail_over("the upstream proxy is this proxy itself", ctx)
+                .map(|_| ());
+        }
         let target = ex.server_target(&self.config);
         // Taken before connecting: moved into the stage when a connect starts, given back
         // (dropped) when none does.

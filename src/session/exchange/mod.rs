@@ -396,6 +396,12 @@ impl Exchange {
             && matches!(self.resp, Resp::Head)
     }
 
+    /// True when the client learns where the response body ends only from the close (a
+    /// chunked body de-chunked for HTTP/1.0).
+    pub fn ends_with_close(&self) -> bool {
+        self.dechunk
+    }
+
     /// Takes the active-connection guard (a tunnel keeps it for its lifetime).
     pub fn take_guard(&mut self) -> Option<ActiveGuard> {
         self.guard.take()
@@ -651,7 +657,7 @@ impl Session {
             self.release_phase(old, ctx);
             self.deadline = ctx.now + self.config.limits.idle_timeout;
         } else {
-            self.enter_closing(ctx, true);
+            self.enter_closing(ctx);
         }
         Ok(true)
     }
