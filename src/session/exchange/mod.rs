@@ -14,8 +14,12 @@
 //! response (heads, 1xx, tunnels, body relay); this file sends the request and decides what
 //! survives the exchange.
 
+mod access_log;
 mod answer;
 mod connect;
+mod send;
+
+pub use access_log::LogLine;
 
 use connect::PendingConnect;
 
@@ -65,38 +69,6 @@ enum Resp {
     Head,
     Body(BodyState),
     Done,
-}
-
-/// What the access log says about a request (only built when `access_log` is on).
-pub struct LogLine {
-    method: String,
-    target: String,
-    route: String,
-}
-
-impl LogLine {
-    fn request(&self, peer: SocketAddr, status: u16, up: u64, down: u64, attempts: u8, ms: u128) {
-        log::info!(
-            target: crate::logging::ACCESS,
-            "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
-            self.method,
-            self.target,
-            self.route,
-            ms
-        );
-    }
-
-    /// The line for a tunnel when it ends.
-    pub fn tunnel(&self, peer: SocketAddr, up: u64, down: u64, started: Instant, now: Instant) {
-        self.request(
-            peer,
-            200,
-            up,
-            down,
-            1,
-            now.duration_since(started).as_millis(),
-        );
-    }
 }
 
 /// A request in flight and its response.
@@ -456,75 +428,6 @@ impl Session {
             }
         }
         self.deadline = d;
-    }
-
-    /// Moves request body bytes from `cin` to `sout`, as far as the framing says they belong.
-    fn feed_request_body(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
-        let Phase::Exchange(ex) = &mut self.phase else {
-            return Ok(false);
-        };
-        if ex.req_body.is_done() {
-            return Ok(false);
-        }
-        let Some(cin) = self.cin.as_mut().filter(|b| !b.is_empty()) else {
-            if self.client_eof {
-                // The client gave up halfway through its body.
-                return Err(Fail::Abort);
-            }
-            return Ok(false);
-        };
-        let sout = ctx.bufs.fill(&mut self.sout);
-        let room = sout.room();
-        if room == 0 {
-            return Ok(false);
-        }
-        let avail = &cin.bytes()[..cin.len().min(room)];
-        let n = ex
-            .req_body
-            .advance(avail)
-            .map_err(|e| Fail::Refuse(Refusal::new(400, e.0)))?;
-        sout.push(&avail[..n]);
-        cin.consume(n);
-        ex.bytes_up += n as u64;
-        Ok(n > 0)
-    }
-
-    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes.
-    fn write_server(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
-        let Phase::Exchange(ex) = &mut self.phase else {
-            return Ok(false);
-        };
-        let Some(s) = self.server.as_mut() else {
-            return Err(Fail::Abort);
-        };
-        let mut progress = false;
-        if let Some(head) = &ex.head {
-            if ex.head_sent < head.len() && s.conn.writable {
-                let (n, io) = s.conn.write_slice(&head.bytes()[ex.head_sent..]);
-                ex.head_sent += n;
-                progress |= n > 0;
-                if let Io::Error(k) = io {
-                    return self.server_failed(k, ctx);
-                }
-            }
-            if ex.head_sent < head.len() {
-                return Ok(progress);
-            }
-        }
-        if ex.head_cut {
-            return Ok(progress); // the server answered before it had the whole head
-        }
-        if let Some(sout) = self.sout.as_mut().filter(|b| !b.is_empty()) {
-            if s.conn.writable {
-                let (n, io) = s.conn.write_from(sout);
-                ex.body_sent += n as u64;
-                progress |= n > 0;
-                if let Io::Error(k) = io {
-                    return self.server_failed(k, ctx);
-                }
-            }
-        }
-        Ok(progress)
     }
 
     /// Reads from the server into `sin` while there is room.

@@ -1,0 +1,44 @@
+//! The access log's line for a request or a tunnel (only built when `access_log` is on).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What the access log says about a request (only built when `access_log` is on).
+pub struct LogLine {
+    pub(super) method: String,
+    pub(super) target: String,
+    pub(super) route: String,
+}
+
+impl LogLine {
+    pub(super) fn request(
+        &self,
+        peer: SocketAddr,
+        status: u16,
+        up: u64,
+        down: u64,
+        attempts: u8,
+        ms: u128,
+    ) {
+        log::info!(
+            target: crate::logging::ACCESS,
+            "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
+            self.method,
+            self.target,
+            self.route,
+            ms
+        );
+    }
+
+    /// The line for a tunnel when it ends.
+    pub fn tunnel(&self, peer: SocketAddr, up: u64, down: u64, started: Instant, now: Instant) {
+        self.request(
+            peer,
+            200,
+            up,
+            down,
+            1,
+            now.duration_since(started).as_millis(),
+        );
+    }
+}
