@@ -103,7 +103,7 @@ impl Session {
                         reply::write_final_recipient(out, &req, &cin.bytes()[..end], keep);
                         ctx.stats().request_done(false, false, true, 0, 0);
                         if self.config.access_log {
-                            log::info!(target: "access", "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
+                            log::info!(target: crate::logging::ACCESS, "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
                         }
                         let len = req.len;
                         cin.consume(len);
