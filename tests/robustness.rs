@@ -409,7 +409,7 @@ fn bytes_that_cannot_start_a_request_are_refused_at_once() {
     let r = c.response();
     assert_eq!(r.status, 400);
     assert!(c.closed());
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[test]
