@@ -11,9 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Some(end) = ferry::http::find_head_end(data, 0) else { return };
     let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let Ok(Some(req)) = request::parse(&data[..end], &mut hs) else { return };
-    for form in [TargetForm::Origin, TargetForm::Absolute] {
+    for (form, via) in [(TargetForm::Origin, false), (TargetForm::Absolute, true)] {
         let mut out = Buf::with_capacity(256);
-        request_head(&mut out, &req, form);
+        request_head(&mut out, &req, form, via);
         finish_request_head(&mut out, Some("Basic dTpw"));
         let mut hs2 = [httparse::EMPTY_HEADER; MAX_HEADERS + 4];
         let again = request::parse(out.bytes(), &mut hs2);
