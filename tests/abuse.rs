@@ -240,21 +240,27 @@ fn a_burst_of_slow_names_from_clients_that_left_does_not_hold_the_resolvers() {
             format!("GET http://n{i}.slow-dns.ferry.test/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
         );
     }
-    // The first two take 4 s; then the rest are skipped at once.
-    std::thread::sleep(Duration::from_secs(5));
-    let started = Instant::now();
-    let mut c = ferry.client();
+    // The first two take 4 s; then the rest are skipped at once, and a name is looked up
+    // again well before the 40 s the queue would take to work through.
     let port = origin.addr.port();
-    let r = c.roundtrip(
-        format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let started = Instant::now();
+    loop {
+        let mut c = ferry.client();
+        let r = c.roundtrip(
+            format!("GET http://localhost:{port}/size/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .as_bytes(),
+        );
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "still {} after {:?}: {}",
+            r.status,
+            started.elapsed(),
+            r.text()
+        );
+    }
 }
 
 #[test]
