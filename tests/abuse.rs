@@ -309,3 +309,37 @@ fn a_dechunked_body_cut_short_ends_with_a_reset_not_a_clean_close() {
         String::from_utf8_lossy(&got)
     );
 }
+
+#[test]
+fn requests_held_back_for_a_slow_reader_are_not_timed_out() {
+    // A client with a small receive window pipelines requests whose answers (TRACE echoes)
+    // back up, then reads nothing for longer than the header timeout. ferry holds the next
+    // heads back meanwhile; that is no reason for a 408, and no answer may be lost.
+    let ferry = Ferry::start_with(1, &format!("{DIRECT}limits:\n  header_timeout_secs: 1\n"));
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&ferry.addr.into()).unwrap();
+    let stream: std::net::TcpStream = sock.into();
+    stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let n = 700;
+    let sender = std::thread::spawn(move || {
+        let pad = "a".repeat(8000);
+        for i in 0..n {
+            let req = format!("TRACE http://127.0.0.1:9/t{i} HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\nX-Pad: {pad}\r\n\r\n");
+            if writer.write_all(req.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut c = common::Wire::from_stream(stream);
+    for i in 0..n {
+        let r = c.response();
+        assert_eq!(r.status, 200, "answer {i}: {}", r.text());
+        assert!(r
+            .text()
+            .starts_with(&format!("TRACE http://127.0.0.1:9/t{i} ")));
+    }
+    sender.join().unwrap();
+}

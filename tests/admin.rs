@@ -116,6 +116,19 @@ fn a_token_guards_every_path() {
             .status,
         200
     );
+    // RFC 9110 §11.1: the scheme is case-insensitive; the token is not.
+    assert_eq!(
+        ferry
+            .admin_get("GET", "/status", "Authorization: bearer s3cret\r\n")
+            .status,
+        200
+    );
+    assert_eq!(
+        ferry
+            .admin_get("GET", "/status", "Authorization: Bearer S3CRET\r\n")
+            .status,
+        401
+    );
 }
 
 #[test]

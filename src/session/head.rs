@@ -19,13 +19,20 @@ impl Session {
         }
         progress |= self.fill_cin(ctx)?;
         let has_bytes = self.cin.as_ref().is_some_and(|b| !b.is_empty());
-        if has_bytes && self.head_started.is_none() {
+        let backlogged = self.cout.as_ref().is_some_and(|b| b.len() >= OUT_LIMIT);
+        if backlogged {
+            // ferry holds the next head back until the client reads its answers: that head's
+            // clock does not run meanwhile (it starts again when the head is looked at), and
+            // the client gets the idle timeout per write, as a slow reader does.
+            if self.head_started.take().is_some() || progress {
+                self.deadline = ctx.now + self.config.limits.idle_timeout;
+            }
+        } else if has_bytes && self.head_started.is_none() {
             // The header and request timeouts run from the first byte of a head (empty lines
             // before it included: they cannot keep a connection open for ever).
             self.head_started = Some(ctx.now);
             self.deadline = self.head_deadline(ctx.now);
         }
-        let backlogged = self.cout.as_ref().is_some_and(|b| b.len() >= OUT_LIMIT);
         if has_bytes && !backlogged && self.try_start_request(ctx)? {
             return Ok(true);
         }

@@ -225,7 +225,7 @@ impl Session {
     pub fn resolved(&mut self, answer: Answer, ctx: &mut Ctx) -> Step {
         if let Phase::Exchange(ex) = &mut self.phase {
             if ex.is_resolving(&answer.host, &self.config) {
-                let step = self.on_resolved(answer.result, ctx);
+                let step = self.on_resolved(answer.result, answer.abandoned, ctx);
                 if step != Step::Wait {
                     return step;
                 }
@@ -339,7 +339,13 @@ impl Session {
             },
         );
         self.release_phase(old, ctx);
-        self.deadline = ctx.now + LINGER;
+        // Answers still owed get the idle timeout per write (see `drive_closing`); the linger
+        // starts once they are out.
+        self.deadline = if self.cout.as_ref().is_some_and(|b| !b.is_empty()) {
+            ctx.now + self.config.limits.idle_timeout
+        } else {
+            ctx.now + LINGER
+        };
     }
 
     // ---- Closing ----

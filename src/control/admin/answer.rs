@@ -58,9 +58,10 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
     }
     let head_only = method == "HEAD";
     if let Some(token) = &config.admin_token {
+        // RFC 9110 §11.1: the scheme name is case-insensitive.
         let ok = header("authorization")
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .is_some_and(|t| constant_time_eq(t, token.as_bytes()));
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()));
         if !ok {
             respond(
                 r,

@@ -217,6 +217,7 @@ impl Session {
     pub(in crate::session) fn on_resolved(
         &mut self,
         r: Result<Vec<IpAddr>, String>,
+        abandoned: bool,
         ctx: &mut Ctx,
     ) -> Step {
         let Phase::Exchange(ex) = &self.phase else {
@@ -224,6 +225,24 @@ impl Session {
         };
         let (_, port) = ex.next_hop(&self.config);
         let result = match r {
+            // No resolver thread was free in time: ferry's own shortage, not the name's (nor
+            // a named upstream's) fault.
+            Err(e) if abandoned => {
+                log::debug!("{}: {e}", self.peer);
+                match ex.route {
+                    Route::Direct => Err(Fail::Refuse(Refusal::new(
+                        504,
+                        "no resolver was free to look up the target host in time",
+                    ))),
+                    _ => self
+                        .move_on(
+                            "no resolver was free to look up the upstream proxy",
+                            false,
+                            ctx,
+                        )
+                        .map(|_| ()),
+                }
+            }
             Ok(ips) => self.connect_to(
                 ips.into_iter()
                     .map(|ip| SocketAddr::new(ip, port))
