@@ -708,3 +708,40 @@ fn readyz_is_503_while_a_pool_can_serve_nothing() {
     let ferry = Ferry::start(&format!("{ADMIN}upstream: []\non_all_down: direct\n"));
     assert_eq!(ferry.admin_get("GET", "/readyz", "").status, 200);
 }
+
+/// A connection to `to` from the loopback address `from` (any of 127.0.0.0/8).
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&local.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    s
+}
+
+#[test]
+fn a_full_admin_server_takes_room_from_the_busiest_address_not_an_idle_monitor() {
+    let ferry = Ferry::start(ADMIN);
+    let admin = ferry.admin();
+    let ask = |w: &mut common::Wire| {
+        w.send(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(w.response().status, 200);
+    };
+    // A monitor on a kept connection, answered first...
+    let mut monitor = common::Wire::from_stream(connect_from("127.0.0.1", admin));
+    ask(&mut monitor);
+    // ...then 63 more connections from other addresses, each answered after it: the table
+    // is full and the monitor is the one idle longest.
+    let mut others = Vec::new();
+    for i in 0..63 {
+        let from = format!("127.0.0.{}", 2 + i / 15);
+        let mut w = common::Wire::from_stream(connect_from(&from, admin));
+        ask(&mut w);
+        others.push(w);
+    }
+    // One more client: someone must make way, and it is not the monitor.
+    let mut late = common::Wire::from_stream(connect_from("127.0.0.9", admin));
+    ask(&mut late);
+    ask(&mut monitor);
+}

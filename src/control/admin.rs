@@ -186,10 +186,10 @@ impl Admin {
     /// alone does not ensure that: enough slow clients hold every slot for as long as it
     /// runs. So when `peer` already holds `PER_PEER` connections, its own connection that
     /// has gone longest without an answered request makes way; else, when all slots are
-    /// taken, that connection among all of them does. A client that is being served moves
-    /// its mark with every answer, so only connections that idle, never finish a head, or do
-    /// not read their answers are pushed out, the longest-stalled first; and one host that
-    /// floods the port churns only its own share while the others have room.
+    /// taken, that connection of the address holding the most slots does. A client that is
+    /// being served moves its mark with every answer, so only connections that idle, never
+    /// finish a head, or do not read their answers are pushed out, the longest-stalled first;
+    /// and hosts that flood the port churn their own share while a lone client keeps its own.
     fn slot_for(&mut self, peer: IpAddr, registry: &Registry) -> usize {
         let stalest = |only: Option<IpAddr>| {
             self.conns
@@ -214,7 +214,25 @@ impl Admin {
             self.conns.push(None);
             return self.conns.len() - 1;
         } else {
-            stalest(None)
+            // Full: the address holding the most slots gives one up, so that clients spread
+            // over a few addresses cannot push out a lone monitor that merely sat idle.
+            let most = self
+                .conns
+                .iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        self.conns
+                            .iter()
+                            .flatten()
+                            .filter(|o| o.peer == c.peer)
+                            .count(),
+                        c.peer,
+                    )
+                })
+                .max_by_key(|&(n, _)| n)
+                .map(|(_, p)| p);
+            stalest(most)
         };
         let i = evict.expect("a full table or a peer at its cap has a connection to evict");
         log::debug!("admin: closing a stalled connection to make room");
