@@ -7,7 +7,7 @@
 # Plain: the stable toolchain and its prebuilt std (`rustup target add TARGET`).
 # --lean: nightly rebuilds std without its backtrace symbolizer (gimli, addr2line, miniz):
 #   a stripped binary has no symbols for it to read anyway. On x86_64 this takes the binary
-#   from about 1.2 MB to 1.03 MB and idle RSS from 1.1-1.2 MiB to about 1.05 MiB
+#   from about 1.2 MB to 1.03 MB and idle RSS from 1.1-1.2 MiB to about 1.04 MiB
 #   (docs/BENCHMARKS.md).
 #   On aarch64 musl: 1,052,840 to 919,408 bytes. Needs `rustup component add rust-src
 #   --toolchain nightly` and, because nightly ships no prebuilt std for musl targets, the
