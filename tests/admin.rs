@@ -745,3 +745,12 @@ fn a_full_admin_server_takes_room_from_the_busiest_address_not_an_idle_monitor()
     ask(&mut late);
     ask(&mut monitor);
 }
+
+#[test]
+fn empty_lines_before_an_admin_request_are_skipped() {
+    let ferry = Ferry::start(ADMIN);
+    let mut w = common::Wire::connect(ferry.admin());
+    w.send(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(w.response().status, 200);
+    assert_eq!(w.response().status, 200);
+}

@@ -106,6 +106,11 @@ impl AdminSession {
             self.sent = 0;
         }
         while !self.closing && self.unsent().len() < OUT_LIMIT {
+            // Empty lines before a request line are skipped (RFC 9112 §2.2), as on the data
+            // path.
+            let blank = crate::http::leading_empty_lines(&self.inbuf[self.start..]);
+            self.start += blank;
+            self.scanned = self.scanned.saturating_sub(blank);
             let tail = &self.inbuf[self.start..];
             match crate::http::find_head_end(tail, self.scanned) {
                 Some(end) if end <= MAX_REQUEST => {
