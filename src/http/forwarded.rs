@@ -42,6 +42,7 @@ const FORWARDING: &[&str] = &[
 
 /// Writes the head for a backend server, all but `Host` and the blank line (`finish`).
 /// Returns the request id sent on (kept from a trusted peer, or `f.new_id`).
+#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn request_head(
     out: &mut Buf,
     req: &RequestHead<'_, '_>,
@@ -105,7 +106,9 @@ pub fn request_head(
         "X-Forwarded-Proto",
         proto.unwrap_or(f.scheme.as_bytes()),
     );
-    let host = field("x-forwarded-host").next().unwrap_or(f.host.as_bytes());
+    let host = field("x-forwarded-host")
+        .next()
+        .unwrap_or(f.host.as_bytes());
     if !host.is_empty() {
         write_field(out, "X-Forwarded-Host", host);
     }
@@ -122,10 +125,12 @@ pub fn request_head(
 /// `Proxy-*` fields are between a client and its proxy (DESIGN §7.1 removes them both
 /// ways): a server behind ferry has no business with them.
 pub fn is_proxy_field(name: &str) -> bool {
-    name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
 /// Ends a head from `request_head` with the Host the attempt's server gets.
+#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn finish(out: &mut Buf, host: &str) {
     write_field(out, "Host", host.as_bytes());
     out.push(b"\r\n");

@@ -66,6 +66,7 @@ impl Flow {
 
     /// Moves what can be moved from `src` to `dst` now. Returns whether anything happened;
     /// an error means the tunnel must be closed.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pump(&mut self, src: &mut Conn, dst: &mut Conn, bufs: &mut BufPool) -> io::Result<bool> {
         let mut progress = false;
         for _ in 0..MAX_ROUNDS {
@@ -112,6 +113,7 @@ impl Flow {
     }
 
     #[cfg(target_os = "linux")]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn splice_out(&mut self, dst: &mut Conn) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
         let Some(pipe) = &self.pipe else {
@@ -136,11 +138,13 @@ impl Flow {
     }
 
     #[cfg(not(target_os = "linux"))]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn splice_out(&mut self, _dst: &mut Conn) -> io::Result<bool> {
         Ok(false)
     }
 
     #[cfg(target_os = "linux")]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn splice_in(&mut self, src: &mut Conn) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
         let Some(pipe) = &self.pipe else {
@@ -177,6 +181,7 @@ impl Flow {
     }
 
     #[cfg(not(target_os = "linux"))]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn splice_in(&mut self, _src: &mut Conn) -> io::Result<bool> {
         Ok(false)
     }
@@ -227,6 +232,7 @@ impl Tunnel {
     }
 
     /// Moves bytes both ways; `Ok(true)` when anything happened.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pump(
         &mut self,
         client: &mut Conn,

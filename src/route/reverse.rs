@@ -25,6 +25,7 @@ pub struct Plan {
 const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
+#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
     if req.kind == MethodKind::Connect {
         return Err(

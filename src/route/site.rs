@@ -27,6 +27,7 @@ impl HostTable {
         Ok(HostTable { pats })
     }
 
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn lookup(&self, host: &str) -> Option<usize> {
         let h = host.to_ascii_lowercase();
         let h = if h.starts_with('[') {
@@ -67,6 +68,7 @@ impl PathError {
     }
 }
 
+#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     out.clear();
     if !target.starts_with('/') {
@@ -129,6 +131,7 @@ impl RouteTable {
         Ok(RouteTable { prefixes: out })
     }
 
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn lookup(&self, path: &str) -> Option<usize> {
         let mut best: Option<(usize, usize)> = None;
         for (i, p) in self.prefixes.iter().enumerate() {

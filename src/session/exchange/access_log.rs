@@ -14,6 +14,7 @@ pub struct LogLine {
 }
 
 impl LogLine {
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn request(
         &self,
         peer: SocketAddr,

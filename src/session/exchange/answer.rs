@@ -7,6 +7,7 @@ use crate::session::OUT_LIMIT;
 
 impl Session {
     /// Parses response heads and relays body bytes from `sin` to `cout`.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = false;
         loop {

@@ -148,6 +148,7 @@ pub struct Exchange {
 impl Exchange {
     /// Routes a parsed request and renders its head for the next hop. A rule `reject` or a
     /// pool with nothing online (and `on_all_down: reject`) refuses it here.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn start(
         req: &RequestHead<'_, '_>,
         peer: SocketAddr,
@@ -240,6 +241,7 @@ impl Exchange {
     /// Starts a reverse request that `plan` routed to a backend: its first server picked,
     /// its head rendered for it (DESIGN §7.1).
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn start_reverse(
         req: &RequestHead<'_, '_>,
         plan: route::reverse::Plan,
@@ -327,6 +329,7 @@ impl Exchange {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn new(
         req: &RequestHead<'_, '_>,
         host: String,
@@ -531,6 +534,7 @@ impl Exchange {
         self.guard.take()
     }
 
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn release(mut self, ctx: &mut Ctx) {
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
@@ -539,6 +543,7 @@ impl Exchange {
 }
 
 impl Session {
+    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = self.flush_client(ctx)?;
         if let Phase::Exchange(ex) = &self.phase {
@@ -568,6 +573,7 @@ impl Session {
         Ok(progress)
     }
 
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn refresh_deadline(&mut self, ctx: &Ctx) {
         let limits = &self.config.limits;
         let mut d = ctx.now + limits.idle_timeout;
@@ -590,6 +596,7 @@ impl Session {
     }
 
     /// Reads from the server into `sin` while there is room.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn fill_sin(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
@@ -669,6 +676,7 @@ impl Session {
 
     /// After the whole response: log, keep or close the server connection, and go back to
     /// reading the next request or close.
+    #[cfg_attr(ferry_lean, optimize(speed))]
     fn finish_if_done(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
