@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::backend::Fault;
 use common::wire::{get, site_get};
 use common::{wait_until, Backend, Ferry, Wire};
 use std::collections::HashMap;
@@ -178,6 +179,25 @@ fn given_a_server_taken_out_by_failures_when_it_mends_then_probes_bring_it_back(
     b1.set_status(0);
     b1.set_health(0);
     wait_until("b1 back", || served(&mut c, "/") == (200, "b1".to_string()));
+}
+
+#[test]
+fn given_a_server_refusing_connects_when_a_post_comes_then_another_server_takes_it() {
+    // Nothing of the request was sent, so even a POST may move (DESIGN §7.3).
+    let (down, up) = (Backend::start("down"), Backend::start("up"));
+    down.set_fault(Fault::Refuse);
+    let ferry = pool(&[&down, &up], "      mode: round_robin");
+    let mut c = ferry.reverse_client();
+    for i in 0..4 {
+        let r = c.roundtrip(
+            format!("POST /p{i} HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc")
+                .as_bytes(),
+        );
+        assert_eq!((r.status, r.served_by()), (200, Some("up")), "request {i}");
+        assert_eq!(r.header("x-body-len"), Some("3"));
+    }
+    assert_eq!(up.requests().len(), 4);
+    assert_eq!(down.connections(), 0);
 }
 
 #[test]
