@@ -62,7 +62,9 @@ pub fn request_head(
             .filter(|v| !v.is_empty())
     };
     copy_request_fields(out, req, |name| {
-        FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n)) || f.edits.replaces(name)
+        FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || is_proxy_field(name)
+            || f.edits.replaces(name)
     });
     // X-Forwarded-For: the trusted chain, then the client.
     out.push(b"X-Forwarded-For: ");
@@ -103,8 +105,10 @@ pub fn request_head(
         "X-Forwarded-Proto",
         proto.unwrap_or(f.scheme.as_bytes()),
     );
-    let host = field("x-forwarded-host").next();
-    write_field(out, "X-Forwarded-Host", host.unwrap_or(f.host.as_bytes()));
+    let host = field("x-forwarded-host").next().unwrap_or(f.host.as_bytes());
+    if !host.is_empty() {
+        write_field(out, "X-Forwarded-Host", host);
+    }
     let id = field("x-request-id")
         .next()
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -113,6 +117,12 @@ pub fn request_head(
     write_field(out, "X-Request-Id", id.as_bytes());
     end_request_fields(out, req, f.via, Some(f.edits));
     id
+}
+
+/// `Proxy-*` fields are between a client and its proxy (DESIGN §7.1 removes them both
+/// ways): a server behind ferry has no business with them.
+pub fn is_proxy_field(name: &str) -> bool {
+    name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
 /// Ends a head from `request_head` with the Host the attempt's server gets.

@@ -45,11 +45,17 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
         return Err(Refusal::new(404, format!("no site is published for host {host:?}")).kept());
     };
     let site = &rev.sites[site_index];
-    // `OPTIONS *` asks about the server as a whole: the site's root route answers it.
-    let asterisk = req.target.path.is_empty();
-    let raw = if asterisk { "/" } else { req.target.path };
-    let mut target = String::with_capacity(raw.len());
-    normalize_path(raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
+    // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
+    // whole: the site's root route answers it. Another method's empty path is "/".
+    let path = req.target.path;
+    let asterisk = path.is_empty() && req.method == "OPTIONS";
+    let mut target = String::with_capacity(path.len() + 1);
+    let raw: std::borrow::Cow<'_, str> = if path.starts_with('/') {
+        path.into()
+    } else {
+        format!("/{path}").into()
+    };
+    normalize_path(&raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
     let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
     let Some(route_index) = site.table.lookup(path) else {
         return Err(Refusal::new(
@@ -182,6 +188,10 @@ reverse:
         // an absolute-form target's host wins over Host
         let p = run("GET http://app.test/only HTTP/1.1\r\nHost: elsewhere\r\n\r\n").unwrap();
         assert_eq!(p.site, 0);
+        let p = run("GET http://app.test?q HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(p.target, "/?q");
+        let p = run("OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (0, "*"));
     }
 
     #[test]
