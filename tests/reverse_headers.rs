@@ -35,7 +35,7 @@ fn ask(ferry: &Ferry, from: &str, extra: &str) -> Response {
 }
 
 /// Asserts the values of fields as the backend received them, each list field joined
-/// (`("x-forwarded-for", "a, b")` holds whether it came as one field or two).
+/// (`("x-forwarded-for", "a, b")` holds whether it came as one field or two; `""`: absent).
 fn expect_fields(got: &Seen, want: &[(&str, &str)]) {
     for &(name, value) in want {
         assert_eq!(
@@ -64,7 +64,7 @@ fn given_an_untrusted_peer_when_it_sends_forwarding_headers_then_they_are_replac
     let r = ask(
         &ferry,
         "127.0.0.1",
-        "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nX-Real-IP: 6.6.6.6\r\n",
+        "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n",
     );
     assert_eq!(r.status, 200);
     expect_fields(
@@ -74,6 +74,8 @@ fn given_an_untrusted_peer_when_it_sends_forwarding_headers_then_they_are_replac
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", "app.test"),
             ("x-real-ip", "127.0.0.1"),
+            // ferry speaks X-Forwarded-*; a Forwarded beside them could disagree
+            ("forwarded", ""),
         ],
     );
 }
@@ -85,7 +87,7 @@ fn given_a_trusted_peer_when_it_sends_forwarding_headers_then_xff_is_appended_an
     let r = ask(
         &ferry,
         TRUSTED,
-        "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: public.test\r\n",
+        "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: public.test\r\nForwarded: for=203.0.113.9\r\n",
     );
     assert_eq!(r.status, 200);
     expect_fields(
@@ -95,6 +97,7 @@ fn given_a_trusted_peer_when_it_sends_forwarding_headers_then_xff_is_appended_an
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "public.test"),
             ("x-real-ip", "203.0.113.9"),
+            ("forwarded", ""),
         ],
     );
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::wire::{site_get, Response};
-use common::{Backend, Ferry};
+use common::{Backend, Ferry, Wire};
 
 /// Sites listed from the least to the most specific, so that a first-match table fails.
 const SITES: &str = r#"
@@ -39,9 +39,14 @@ fn send(ferry: &Ferry, req: &[u8]) -> Response {
     ferry.reverse_client().roundtrip(req)
 }
 
-/// Who served `GET path` for `host` (which must succeed).
+/// Who served `GET path` for `host` (which must succeed), on a fresh connection.
 fn server_for(ferry: &Ferry, host: &str, path: &str) -> String {
-    let r = send(ferry, &site_get(host, path));
+    server_for_on(&mut ferry.reverse_client(), host, path)
+}
+
+/// Who served `GET path` for `host` (which must succeed), on the connection `c`.
+fn server_for_on(c: &mut Wire, host: &str, path: &str) -> String {
+    let r = c.roundtrip(&site_get(host, path));
     assert_eq!(r.status, 200, "{host}{path}: {}", r.text());
     r.served_by().expect("a tagged answer").to_string()
 }
@@ -429,4 +434,32 @@ fn given_https_redirect_then_plain_requests_get_308_to_https() {
     assert!(b.requests().is_empty());
     // a site without it is served
     assert_eq!(server_for(&ferry, "app.test", "/p"), "app");
+}
+
+#[test]
+fn given_pipelined_requests_for_two_sites_then_each_reaches_its_own_backend_in_order() {
+    let (ferry, bs) = sites();
+    let mut c = ferry.reverse_client();
+    let mut burst = site_get("www.app.test", "/1");
+    burst.extend(site_get("elsewhere.test", "/2"));
+    burst.extend(site_get("www.app.test", "/3"));
+    c.send(&burst);
+    for (want, path) in [("exact", "/1"), ("any", "/2"), ("exact", "/3")] {
+        let r = c.response();
+        assert_eq!((r.status, r.served_by()), (200, Some(want)), "{path}");
+        assert!(r.text().starts_with(&format!("GET {path} ")), "{path}");
+    }
+    assert_eq!(bs[0].requests().len(), 1);
+    assert_eq!(bs[4].requests().len(), 2);
+}
+
+#[test]
+fn given_a_keep_alive_client_when_ferry_answers_404_or_a_redirect_then_it_can_go_on() {
+    // docs/DESIGN-NOTES.md 26: answers that are not errors keep the connection.
+    let b = Backend::start("app");
+    let ferry = Ferry::start_reverse(&[&b], REDIRECTS);
+    let mut c = ferry.reverse_client();
+    assert_eq!(c.roundtrip(&site_get("nowhere.test", "/")).status, 404);
+    assert_eq!(c.roundtrip(&site_get("app.test", "/old/x")).status, 308);
+    assert_eq!(server_for_on(&mut c, "app.test", "/p"), "app");
 }
