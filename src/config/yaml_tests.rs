@@ -288,7 +288,7 @@ fn booleans_are_true_and_false_only() {
 fn leading_zero_ports_are_decimal_in_strings_and_refused_as_numbers() {
     // Inside a string ferry parses the port itself, in decimal: 0808 is 808, never octal.
     let c = ok("listen: 127.0.0.1:0808\n");
-    assert_eq!(c.listen, "127.0.0.1:808".parse().unwrap());
+    assert_eq!(c.listen, Some("127.0.0.1:808".parse().unwrap()));
     let c = ok(&format!(
         "{L}rules:\n  - match: [port:0808]\n    via: direct\n"
     ));
@@ -344,7 +344,7 @@ fn merge_keys_are_refused_with_their_path() {
 fn byte_order_mark_crlf_and_nulls_are_accepted() {
     assert_eq!(
         ok(&format!("\u{feff}{L}")).listen,
-        "127.0.0.1:1".parse().unwrap()
+        Some("127.0.0.1:1".parse().unwrap())
     );
     assert_eq!(ok("listen: \"127.0.0.1:1\"\r\nworkers: 1\r\n").workers, 1);
     assert_eq!(ok(&format!("{L}admin_listen: ~\n")).admin_listen, None);

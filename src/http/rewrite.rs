@@ -414,6 +414,7 @@ mod tests {
             conn: ConnectionField::Close,
             via: false,
             dechunk: true,
+            edits: None,
         };
         assert_eq!(
             rewrite_response(raw, form),
