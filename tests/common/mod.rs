@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod json;
+pub mod prom;
 pub mod raw;
 pub mod tls;
 pub mod wire;
