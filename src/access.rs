@@ -6,10 +6,10 @@
 //! route connects to are checked again after resolution (`check_address`).
 
 use crate::config::Config;
-use crate::listener::Role;
 use crate::control::constant_time_eq;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
+use crate::listener::Role;
 use crate::shared::Shared;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -50,7 +50,12 @@ pub fn check_request(
         }
     }
     if let Some(ip) = req.target.ip {
-        if is_self(SocketAddr::new(ip, req.target.port), listening, config, shared) {
+        if is_self(
+            SocketAddr::new(ip, req.target.port),
+            listening,
+            config,
+            shared,
+        ) {
             return Err(refuse_self());
         }
     }
@@ -139,6 +144,6 @@ pub fn is_self(
     };
     listening.iter().any(|l| matches(l.ip(), l.port()))
         || config
-        .admin_listen
-        .is_some_and(|a| matches(a.ip(), shared.admin_port.load(Ordering::Relaxed)))
+            .admin_listen
+            .is_some_and(|a| matches(a.ip(), shared.admin_port.load(Ordering::Relaxed)))
 }

@@ -3,11 +3,11 @@
 //! mio poll.
 
 use crate::config::Config;
+use crate::listener::{Listening, Role};
 use crate::resolve::{Answer, Deliver};
 use crossbeam_channel::{Receiver, Sender};
-use crate::listener::{Listening, Role};
-use std::net::SocketAddr;
 use mio::{Registry, Token, Waker};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What other threads tell a worker.

@@ -274,7 +274,13 @@ impl Config {
     /// What is valid but probably not meant, for `--check` and the logs at start and reload.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        for p in &self.pools {
+        // A file with only the reverse role has an empty default pool that serves nothing.
+        let forward = if self.listen.is_some() {
+            &self.pools[..]
+        } else {
+            &[]
+        };
+        for p in forward {
             if p.members.is_empty() && p.on_all_down == OnAllDown::Reject {
                 w.push(format!(
                     "{}; its requests get 502",
@@ -340,6 +346,8 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+#[cfg(test)]
+mod reverse_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

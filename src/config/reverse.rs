@@ -285,7 +285,10 @@ pub struct HeaderRules {
 pub enum RouteAction {
     /// Index into `Reverse::backends`.
     Backend(usize),
-    Redirect { to: String, status: u16 },
+    Redirect {
+        to: String,
+        status: u16,
+    },
 }
 
 /// The Host a request carries to its server.
@@ -350,9 +353,10 @@ pub(super) fn validate(
     let mut listen = Vec::new();
     for (i, s) in raw.listen.iter().enumerate() {
         match socket_addr(s) {
-            Ok(a) if listen.contains(&a) => {
-                err(&format!("reverse.listen[{i}]"), format!("{a} is listed twice"))
-            }
+            Ok(a) if listen.contains(&a) => err(
+                &format!("reverse.listen[{i}]"),
+                format!("{a} is listed twice"),
+            ),
             Ok(a) => listen.push(a),
             Err(m) => err(&format!("reverse.listen[{i}]"), m),
         }
@@ -371,10 +375,7 @@ pub(super) fn validate(
     }
     let allow = match &raw.allow {
         Some(list) => cidrs(list, "reverse.allow", err),
-        None => vec![
-            (IpAddr::from([0u8; 4]), 0),
-            (IpAddr::from([0u16; 8]), 0),
-        ],
+        None => vec![(IpAddr::from([0u8; 4]), 0), (IpAddr::from([0u16; 8]), 0)],
     };
     let trusted_proxies = cidrs(&raw.trusted_proxies, "reverse.trusted_proxies", err);
     if raw.proxy_protocol && trusted_proxies.is_empty() {
@@ -399,7 +400,10 @@ pub(super) fn validate(
     for (i, s) in raw.sites.iter().enumerate() {
         let at = format!("reverse.sites[{i}]");
         if s.hosts.is_empty() {
-            err(&format!("{at}.hosts"), "at least one host (or \"*\")".into());
+            err(
+                &format!("{at}.hosts"),
+                "at least one host (or \"*\")".into(),
+            );
         }
         let name = s
             .name
@@ -511,16 +515,24 @@ fn route(
             if !matches!(rd.status, 301 | 302 | 303 | 307 | 308) {
                 err(
                     &format!("{at}.redirect.status"),
-                    format!("{} is not a redirect status (301, 302, 303, 307, 308)", rd.status),
+                    format!(
+                        "{} is not a redirect status (301, 302, 303, 307, 308)",
+                        rd.status
+                    ),
                 );
             }
-            let scheme_ok = ["http://", "https://"]
-                .iter()
-                .any(|s| rd.to.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+            let scheme_ok = ["http://", "https://"].iter().any(|s| {
+                rd.to
+                    .get(..s.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(s))
+            });
             if !scheme_ok || !is_field_value(&rd.to) || rd.to.contains(['?', '#', ' ']) {
                 err(
                     &format!("{at}.redirect.to"),
-                    format!("{:?} must be an http:// or https:// URL without a query", rd.to),
+                    format!(
+                        "{:?} must be an http:// or https:// URL without a query",
+                        rd.to
+                    ),
                 );
             }
             RouteAction::Redirect {
@@ -540,7 +552,10 @@ fn route(
     let mut methods = Vec::new();
     for (k, m) in r.methods.iter().enumerate() {
         if m.is_empty() || !m.bytes().all(is_token_byte) {
-            err(&format!("{at}.methods[{k}]"), format!("{m:?} is not a method"));
+            err(
+                &format!("{at}.methods[{k}]"),
+                format!("{m:?} is not a method"),
+            );
         }
         methods.push(m.to_ascii_uppercase());
     }
@@ -618,7 +633,10 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
                 err(&key, format!("{name:?} is not a header name"));
                 false
             } else if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-                err(&key, format!("{name} is set by ferry itself and cannot be changed here"));
+                err(
+                    &key,
+                    format!("{name} is set by ferry itself and cannot be changed here"),
+                );
                 false
             } else {
                 true
@@ -641,7 +659,10 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
         }
         for (k, v) in raw.set.iter().chain(&raw.add) {
             if !is_field_value(v) {
-                err(&format!("{at}.{k}"), "the value has a control character".into());
+                err(
+                    &format!("{at}.{k}"),
+                    "the value has a control character".into(),
+                );
             }
         }
         out
@@ -659,7 +680,8 @@ fn is_token_byte(b: u8) -> bool {
 
 /// RFC 9110 §5.5: visible characters, spaces and tabs; no CR, LF or NUL.
 fn is_field_value(v: &str) -> bool {
-    v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    v.bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -672,8 +694,15 @@ fn backend(
     states: &mut HashMap<String, Arc<UpstreamState>>,
     err: &mut dyn FnMut(&str, String),
 ) -> Option<Backend> {
-    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) {
-        err(at, "a backend name is letters, digits, '-', '_' and '.'".into());
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+    {
+        err(
+            at,
+            "a backend name is letters, digits, '-', '_' and '.'".into(),
+        );
     }
     if b.servers.is_empty() {
         err(&format!("{at}.servers"), "at least one server".into());
@@ -732,7 +761,10 @@ fn backend(
     if !(1..=MAX_SECS).contains(&b.keepalive.idle_timeout_secs) {
         err(
             &format!("{at}.keepalive.idle_timeout_secs"),
-            format!("{} is out of range 1..={MAX_SECS}", b.keepalive.idle_timeout_secs),
+            format!(
+                "{} is out of range 1..={MAX_SECS}",
+                b.keepalive.idle_timeout_secs
+            ),
         );
     }
     let rotations = super::validate::rotations(b.mode, &members);
@@ -767,9 +799,15 @@ fn backend_health(
         ok = false;
     };
     if !h.path.starts_with('/') || !is_field_value(&h.path) || h.path.contains([' ', '\t']) {
-        bad("path", format!("{:?} must be a path starting with '/'", h.path));
+        bad(
+            "path",
+            format!("{:?} must be a path starting with '/'", h.path),
+        );
     }
-    for (k, v) in [("interval_secs", h.interval_secs), ("timeout_secs", h.timeout_secs)] {
+    for (k, v) in [
+        ("interval_secs", h.interval_secs),
+        ("timeout_secs", h.timeout_secs),
+    ] {
         if !(1..=MAX_SECS).contains(&v) {
             bad(k, format!("{v} is out of range 1..={MAX_SECS}"));
         }
@@ -783,7 +821,10 @@ fn backend_health(
     if expect.is_none() {
         bad(
             "expect_status",
-            format!("{:?} is not a status or a range like \"200-399\"", h.expect_status),
+            format!(
+                "{:?} is not a status or a range like \"200-399\"",
+                h.expect_status
+            ),
         );
     }
     let expect = expect?;

@@ -142,7 +142,7 @@ fn errors_name_the_key_path() {
     assert_eq!(errors("listen: nope\n"), "listen: \"nope\" is not an address (expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080)");
     assert_eq!(
         errors("upstream: []\n"),
-        "listen: required (e.g. \"127.0.0.1:8080\")"
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")"
     );
     assert_eq!(
         errors("listen: 127.0.0.1:1\nhealth_check:\n  interval_secs: 0\n"),

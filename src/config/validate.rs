@@ -223,8 +223,11 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         super::reverse::validate(r, workers, connect, &mut err)
     });
     if let (Some(a), Some(r)) = (listen, &reverse) {
-        if r.listen.contains(&a) {
-            err("reverse.listen", format!("{a} is also the forward listen address"));
+        if a.port() != 0 && r.listen.contains(&a) {
+            err(
+                "reverse.listen",
+                format!("{a} is also the forward listen address"),
+            );
         }
     }
 

@@ -18,7 +18,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad01-unknown-top",
         "listen: \"127.0.0.1:1\"\nbogus: 1\n",
-        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access` at line 2 column 1",
+        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
     ),
     (
         "bad02-unknown-upstream",
@@ -88,7 +88,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad15-empty",
         "",
-        "listen: required (e.g. \"127.0.0.1:8080\")",
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")",
     ),
     (
         "bad16-two-docs",
@@ -149,7 +149,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad28-null-listen",
         "listen:\n",
-        "listen: required (e.g. \"127.0.0.1:8080\")",
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")",
     ),
     (
         "odd02-policy-on",
@@ -219,7 +219,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "odd24-upper-key",
         "listen: \"127.0.0.1:1\"\nLISTEN: x\n",
-        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access` at line 2 column 1",
+        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
     ),
 ];
 
@@ -350,6 +350,6 @@ fn byte_order_mark_crlf_and_nulls_are_accepted() {
     assert_eq!(ok(&format!("{L}admin_listen: ~\n")).admin_listen, None);
     assert_eq!(
         errors("listen:\n"),
-        "listen: required (e.g. \"127.0.0.1:8080\")"
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")"
     );
 }

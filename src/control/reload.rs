@@ -7,8 +7,8 @@
 //! binds new listeners before the old ones close; every worker gets the new snapshot, and
 //! sessions in flight finish with the one they started with.
 
-use crate::listener;
 use crate::config::{self, Config};
+use crate::listener;
 use crate::mailbox::{Inbox, Outbox};
 use crate::shared::Shared;
 use crate::upstream::UpstreamState;
@@ -115,7 +115,11 @@ impl Reloader {
             // Only the new addresses are bound (before anything changes: a bind failure
             // refuses the reload); a socket kept keeps its backlog, so no waiting client is
             // reset by a reload.
-            let fresh: Vec<_> = wanted.iter().filter(|w| !was.contains(w)).copied().collect();
+            let fresh: Vec<_> = wanted
+                .iter()
+                .filter(|w| !was.contains(w))
+                .copied()
+                .collect();
             match listener::bind_sets(&fresh, outboxes.len()) {
                 Ok(sets) => {
                     let keep: Vec<_> = wanted.iter().filter(|w| was.contains(w)).copied().collect();

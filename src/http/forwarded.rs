@@ -51,20 +51,30 @@ pub fn request_head(
     let _ = write!(out, "{} {} HTTP/1.{}\r\n", req.method, f.target, req.minor);
     let field = |name: &'static str| {
         f.trusted
-            .then(|| req.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)))
+            .then(|| {
+                req.headers
+                    .iter()
+                    .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            })
             .into_iter()
             .flatten()
             .map(|h| super::trim(h.value))
             .filter(|v| !v.is_empty())
     };
     copy_request_fields(out, req, |name| {
-        FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n)) || f.edits.replaces(name)
+        FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || is_proxy_field(name)
+            || f.edits.replaces(name)
     });
     // X-Forwarded-For: the trusted chain, then the client.
     out.push(b"X-Forwarded-For: ");
     let mut chain: Vec<&[u8]> = Vec::new();
     for v in field("x-forwarded-for") {
-        chain.extend(v.split(|&b| b == b',').map(super::trim).filter(|e| !e.is_empty()));
+        chain.extend(
+            v.split(|&b| b == b',')
+                .map(super::trim)
+                .filter(|e| !e.is_empty()),
+        );
     }
     for e in &chain {
         out.push(e);
@@ -90,9 +100,15 @@ pub fn request_head(
         }
     }
     let proto = field("x-forwarded-proto").next();
-    write_field(out, "X-Forwarded-Proto", proto.unwrap_or(f.scheme.as_bytes()));
-    let host = field("x-forwarded-host").next();
-    write_field(out, "X-Forwarded-Host", host.unwrap_or(f.host.as_bytes()));
+    write_field(
+        out,
+        "X-Forwarded-Proto",
+        proto.unwrap_or(f.scheme.as_bytes()),
+    );
+    let host = field("x-forwarded-host").next().unwrap_or(f.host.as_bytes());
+    if !host.is_empty() {
+        write_field(out, "X-Forwarded-Host", host);
+    }
     let id = field("x-request-id")
         .next()
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -101,6 +117,12 @@ pub fn request_head(
     write_field(out, "X-Request-Id", id.as_bytes());
     end_request_fields(out, req, f.via, Some(f.edits));
     id
+}
+
+/// `Proxy-*` fields are between a client and its proxy (DESIGN §7.1 removes them both
+/// ways): a server behind ferry has no business with them.
+pub fn is_proxy_field(name: &str) -> bool {
+    name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
 /// Ends a head from `request_head` with the Host the attempt's server gets.
@@ -170,10 +192,15 @@ mod tests {
     #[test]
     fn a_trusted_proxy_extends_the_chain() {
         let h = head(SPOOF, "10.1.2.3", true, &HeaderOps::default());
-        assert!(h.contains("X-Forwarded-For: 1.1.1.1, 10.0.0.9, 10.1.2.3\r\n"), "{h}");
+        assert!(
+            h.contains("X-Forwarded-For: 1.1.1.1, 10.0.0.9, 10.1.2.3\r\n"),
+            "{h}"
+        );
         // 10.1.2.3 and 10.0.0.9 are trusted proxies: the client is 1.1.1.1
         assert!(h.contains("X-Real-IP: 1.1.1.1\r\n"), "{h}");
-        assert!(h.contains("X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Request-Id: abc\r\n"));
+        assert!(h.contains(
+            "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Request-Id: abc\r\n"
+        ));
         assert!(!h.contains("Forwarded: for=6"), "{h}");
     }
 
@@ -184,9 +211,15 @@ mod tests {
             add: vec![("X-Site".into(), "a".into())],
             remove: vec!["user-agent".into()],
         };
-        let raw = "GET / HTTP/1.1\r\nHost: s\r\nUser-Agent: u\r\nAccept: */*\r\nX-Site: client\r\n\r\n";
+        let raw =
+            "GET / HTTP/1.1\r\nHost: s\r\nUser-Agent: u\r\nAccept: */*\r\nX-Site: client\r\n\r\n";
         let h = head(raw, "127.0.0.1", false, &edits);
         assert!(!h.contains("User-Agent") && !h.contains("*/*"), "{h}");
-        assert!(h.contains("Accept: text/plain\r\n") && h.contains("X-Site: client\r\n") && h.contains("X-Site: a\r\n"), "{h}");
+        assert!(
+            h.contains("Accept: text/plain\r\n")
+                && h.contains("X-Site: client\r\n")
+                && h.contains("X-Site: a\r\n"),
+            "{h}"
+        );
     }
 }

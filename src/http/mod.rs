@@ -2,8 +2,8 @@
 //! rewriting for the next hop, and the replies ferry writes itself.
 
 pub mod forwarded;
-pub mod proxy_protocol;
 pub mod framing;
+pub mod proxy_protocol;
 pub mod reply;
 pub mod request;
 pub mod response;

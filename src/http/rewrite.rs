@@ -212,7 +212,8 @@ pub struct ResponseForm<'a> {
     /// The body is de-chunked for an HTTP/1.0 client: no `Transfer-Encoding`, and the end
     /// of the body is the end of the connection.
     pub dechunk: bool,
-    /// A site's response header rules.
+    /// A site's response header rules: set for every reverse response (whose `Proxy-*`
+    /// fields are then dropped too), `None` for the forward role.
     pub edits: Option<&'a HeaderOps>,
 }
 
@@ -230,7 +231,9 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
         if name.eq_ignore_ascii_case("content-length")
             || (form.dechunk && name.eq_ignore_ascii_case("transfer-encoding"))
             || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(resp.headers, name)))
-            || form.edits.is_some_and(|e| e.replaces(name))
+            || form
+                .edits
+                .is_some_and(|e| e.replaces(name) || super::forwarded::is_proxy_field(name))
         {
             continue;
         }

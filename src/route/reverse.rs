@@ -64,14 +64,24 @@ pub fn decide_at(
     };
     at.site = Some(site_index);
     let site = &rev.sites[site_index];
-    // `OPTIONS *` asks about the server as a whole: the site's root route answers it.
-    let asterisk = req.target.path.is_empty();
-    let raw = if asterisk { "/" } else { req.target.path };
-    let mut target = String::with_capacity(raw.len());
-    normalize_path(raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
+    // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
+    // whole: the site's root route answers it. Another method's empty path is "/".
+    let path = req.target.path;
+    let asterisk = path.is_empty() && req.method == "OPTIONS";
+    let mut target = String::with_capacity(path.len() + 1);
+    let raw: std::borrow::Cow<'_, str> = if path.starts_with('/') {
+        path.into()
+    } else {
+        format!("/{path}").into()
+    };
+    normalize_path(&raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
     let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
     let Some(route_index) = site.table.lookup(path) else {
-        return Err(Refusal::new(404, format!("site {} has no route for this path", site.name)).kept());
+        return Err(Refusal::new(
+            404,
+            format!("site {} has no route for this path", site.name),
+        )
+        .kept());
     };
     at.route = Some(route_index);
     let route = &site.routes[route_index];
@@ -79,7 +89,10 @@ pub fn decide_at(
         // A route is chosen by path alone: a shorter one does not take over.
         return Err(Refusal::new(
             405,
-            format!("route {} of site {} does not take {}", route.name, site.name, req.method),
+            format!(
+                "route {} of site {} does not take {}",
+                route.name, site.name, req.method
+            ),
         )
         .with("Allow", route.methods.join(", "))
         .kept());
@@ -103,7 +116,10 @@ pub fn decide_at(
         if n > max {
             return Err(Refusal::new(
                 413,
-                format!("route {} of site {} takes bodies up to {max} bytes", route.name, site.name),
+                format!(
+                    "route {} of site {} takes bodies up to {max} bytes",
+                    route.name, site.name
+                ),
             ));
         }
     }
@@ -181,7 +197,8 @@ reverse:
 
     #[test]
     fn routes_by_host_and_longest_prefix_and_strips() {
-        let p = run("GET /api/users/../v1?q=/../x HTTP/1.1\r\nHost: APP.test.:8080\r\n\r\n").unwrap();
+        let p =
+            run("GET /api/users/../v1?q=/../x HTTP/1.1\r\nHost: APP.test.:8080\r\n\r\n").unwrap();
         assert_eq!((p.site, p.route, p.backend), (0, 1, 0));
         assert_eq!(p.target, "/v1?q=/../x");
         let p = run("GET /api HTTP/1.1\r\nHost: x.app.test\r\n\r\n").unwrap();
@@ -191,17 +208,30 @@ reverse:
         // an absolute-form target's host wins over Host
         let p = run("GET http://app.test/only HTTP/1.1\r\nHost: elsewhere\r\n\r\n").unwrap();
         assert_eq!(p.site, 0);
+        let p = run("GET http://app.test?q HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(p.target, "/?q");
+        let p = run("OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (0, "*"));
     }
 
     #[test]
     fn answers_what_it_cannot_route() {
         let status = |h: &str| run(h).unwrap_err().status;
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status("GET /a/../../b HTTP/1.1\r\nHost: app.test\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET /a/../../b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            400
+        );
         assert_eq!(status("GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"), 404);
-        assert_eq!(status("CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\n\r\n"), 405);
+        assert_eq!(
+            status("CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            405
+        );
         let r = run("DELETE /api/x HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap_err();
-        assert_eq!((r.status, r.field.unwrap().1), (405, "GET, POST".to_string()));
+        assert_eq!(
+            (r.status, r.field.unwrap().1),
+            (405, "GET, POST".to_string())
+        );
         let r = run("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 11\r\n\r\n");
         assert_eq!(r.unwrap_err().status, 413);
         // the catch-all site has only /only

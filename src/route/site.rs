@@ -40,10 +40,11 @@ impl HostTable {
         }
         let mut best: Option<(usize, usize)> = None;
         for (p, i) in &self.pats {
-            if p.starts_with('.') && (h.ends_with(p.as_str()) || h == p[1..]) {
-                if best.is_none_or(|b| p.len() > b.0) {
-                    best = Some((p.len(), *i));
-                }
+            if p.starts_with('.')
+                && (h.ends_with(p.as_str()) || h == p[1..])
+                && best.is_none_or(|b| p.len() > b.0)
+            {
+                best = Some((p.len(), *i));
             }
         }
         best.map(|b| b.1)
@@ -114,7 +115,11 @@ impl RouteTable {
             if !p.starts_with('/') {
                 return Err((i, "must start with /".into()));
             }
-            let p = if p.len() > 1 { p.trim_end_matches('/') } else { p };
+            let p = if p.len() > 1 {
+                p.trim_end_matches('/')
+            } else {
+                p
+            };
             let p = if p.is_empty() { "/" } else { p };
             if out.iter().any(|o| o == p) {
                 return Err((i, format!("{p} is listed twice")));

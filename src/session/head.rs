@@ -74,7 +74,9 @@ impl Session {
                 self.trusted = rev.is_some_and(|r| r.trusts(self.peer.ip()));
                 if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
                     log::debug!("{}: not in reverse.allow", self.peer);
-                    ctx.bufs.fill(&mut self.cout).push(crate::access::DENIED_SITE);
+                    ctx.bufs
+                        .fill(&mut self.cout)
+                        .push(crate::access::DENIED_SITE);
                     self.enter_closing(ctx);
                     return Ok(true);
                 }
@@ -216,7 +218,7 @@ impl Session {
                                     answer_kept(out, &r, &req, keep);
                                     ctx.stats().request_done(false, false, r.status < 400, 0, 0);
                                     if self.config.access_log {
-                                        log::info!(target: crate::logging::ACCESS, "access: {} {} {} {} site=- route=- server=- status={} up=0 down=0 attempts=0 ms={} id=-", self.peer, req.method, req.host.unwrap_or("-"), req.target.path, r.status, ctx.now.duration_since(started).as_millis());
+                                        log::info!(target: crate::logging::ACCESS, "access: {} {} {} {} site=- route=- server=- status={} up=0 down=0 attempts=0 ms={} id=-", self.peer, req.method, exchange::host_or_dash(req.host.unwrap_or("")), req.target.path, r.status, ctx.now.duration_since(started).as_millis());
                                     }
                                     self.deadline = ctx.now + self.config.limits.idle_timeout;
                                     let len = req.len;

@@ -178,7 +178,11 @@ impl Session {
         role: Role,
         ctx: &Ctx,
     ) -> Session {
-        let rev = ctx.config.reverse.as_ref().filter(|_| role == Role::Reverse);
+        let rev = ctx
+            .config
+            .reverse
+            .as_ref()
+            .filter(|_| role == Role::Reverse);
         Session {
             slot,
             generation,

@@ -106,7 +106,10 @@ pub fn seed(id: usize) -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    rendezvous(&t.to_le_bytes(), &[std::process::id().to_le_bytes(), (id as u32).to_le_bytes()].concat())
+    rendezvous(
+        &t.to_le_bytes(),
+        &[std::process::id().to_le_bytes(), (id as u32).to_le_bytes()].concat(),
+    )
 }
 
 /// The key a `hash` pool hashes for a request.

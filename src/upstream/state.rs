@@ -165,7 +165,11 @@ impl UpstreamState {
             .saturating_add(1);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
-            log::info!("{} {} is online again ({n} good probes)", self.kind, self.name);
+            log::info!(
+                "{} {} is online again ({n} good probes)",
+                self.kind,
+                self.name
+            );
         }
     }
 

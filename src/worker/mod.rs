@@ -7,6 +7,7 @@ mod pending;
 
 use crate::buffer::BufPool;
 use crate::config::Config;
+use crate::listener::{Listening, Role};
 use crate::mailbox::{Inbox, Outbox};
 use crate::relay::PipePool;
 use crate::resolve::{Answer, DnsCache, Resolver};
@@ -14,7 +15,6 @@ use crate::session::{self, Session, Side, Step};
 use crate::shared::Shared;
 use crate::upstream::IdlePool;
 use crossbeam_channel::Receiver;
-use crate::listener::{Listening, Role};
 use mio::{Events, Interest, Poll, Registry, Token};
 pub use pending::PendingConnects;
 use std::cell::RefCell;
@@ -77,7 +77,12 @@ impl Ctx {
     /// restarts (a random start), 32 hex digits, no allocation beyond the string.
     pub fn request_id(&mut self) -> String {
         self.ids = self.ids.wrapping_add(1);
-        format!("{:016x}{:04x}{:012x}", self.id_seed, self.worker as u16, self.ids & 0xffff_ffff_ffff)
+        format!(
+            "{:016x}{:04x}{:012x}",
+            self.id_seed,
+            self.worker as u16,
+            self.ids & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -225,9 +230,7 @@ fn run_loop(
         for ev in events.iter() {
             match ev.token() {
                 WAKER => {}
-                Token(t) if t > FIRST_LISTENER - MAX_LISTENERS => {
-                    w.accept_all(FIRST_LISTENER - t)
-                }
+                Token(t) if t > FIRST_LISTENER - MAX_LISTENERS => w.accept_all(FIRST_LISTENER - t),
                 Token(t) => {
                     let (slot, side) = session::side_of(t);
                     // Errors and hang-ups are made readable and writable so that the next
@@ -329,7 +332,10 @@ impl Loop {
     fn listen(&mut self, add: Vec<Listening>) {
         for l in add {
             if self.listeners.len() >= MAX_LISTENERS {
-                log::error!("more than {MAX_LISTENERS} listeners; {} is not served", l.configured);
+                log::error!(
+                    "more than {MAX_LISTENERS} listeners; {} is not served",
+                    l.configured
+                );
                 continue;
             }
             self.listeners.push(l);

@@ -82,6 +82,12 @@ impl Session {
         ex.guard = ex
             .pool(&config)
             .map(|(pool, m)| pool.members[m].state.begin(ctx.worker));
+        let url = ex.served.as_ref().and(ex.server_url(&config));
+        if let (Some(l), Some(url)) = (&mut ex.log, url) {
+            // A reverse request's log line names the server that answered (or failed last).
+            l.route.clear();
+            l.route.push_str(url);
+        }
     }
 
     /// The upstream of this attempt failed before anything reached the client: count it
@@ -223,7 +229,10 @@ impl Session {
         log::debug!("{}: {why}", self.peer);
         match &self.phase {
             Phase::Exchange(ex) if ex.route != Route::Direct => {
-                let why = ex.hop("cannot resolve the upstream proxy", "cannot resolve the server");
+                let why = ex.hop(
+                    "cannot resolve the upstream proxy",
+                    "cannot resolve the server",
+                );
                 self.fail_over(why, ctx).map(|_| ())
             }
             _ => Err(Fail::Refuse(Refusal::new(
@@ -361,7 +370,10 @@ impl Session {
     pub(super) fn cannot_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         match &self.phase {
             Phase::Exchange(ex) if ex.route != Route::Direct => {
-                let why = ex.hop("cannot connect to the upstream proxy", "cannot connect to the server");
+                let why = ex.hop(
+                    "cannot connect to the upstream proxy",
+                    "cannot connect to the server",
+                );
                 self.fail_over(why, ctx)
             }
             _ => Err(Fail::Refuse(Refusal::new(

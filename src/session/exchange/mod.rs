@@ -25,6 +25,7 @@ use connect::PendingConnect;
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
+use crate::config::HostPolicy;
 use crate::config::{Config, OnAllDown};
 use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
@@ -33,7 +34,6 @@ use crate::http::request::{MethodKind, RequestHead};
 use crate::http::rewrite::{self, ConnectionField, TargetForm};
 use crate::http::HeadScan;
 use crate::resolve::{self, Asker};
-use crate::config::HostPolicy;
 use crate::route::{self, Via};
 use crate::upstream::select;
 use crate::upstream::state::ActiveGuard;
@@ -222,6 +222,7 @@ impl Exchange {
                 }
             }
             LogLine {
+                site: None,
                 method: req.method.to_string(),
                 target: String::from_utf8_lossy(t.bytes()).into_owned(),
                 route: match route {
@@ -233,7 +234,9 @@ impl Exchange {
                 },
             }
         });
-        Ok(Exchange::new(req, host, route, head, head_base, started, log, ctx))
+        Ok(Exchange::new(
+            req, host, route, head, head_base, started, log, ctx,
+        ))
     }
 
     /// Starts a reverse request that `plan` routed to a backend: its first server picked,
@@ -248,8 +251,14 @@ impl Exchange {
         config: &Config,
         ctx: &mut Ctx,
     ) -> Result<Exchange, Refusal> {
-        let rev = config.reverse.as_ref().ok_or_else(|| Refusal::new(500, "no reverse role"))?;
-        let (site, r) = (&rev.sites[plan.site], &rev.sites[plan.site].routes[plan.route]);
+        let rev = config
+            .reverse
+            .as_ref()
+            .ok_or_else(|| Refusal::new(500, "no reverse role"))?;
+        let (site, r) = (
+            &rev.sites[plan.site],
+            &rev.sites[plan.site].routes[plan.route],
+        );
         let backend = &rev.backends[plan.backend];
         let host = match (req.target.host, req.host) {
             ("", h) => h.unwrap_or("").to_string(),
@@ -261,7 +270,9 @@ impl Exchange {
         };
         let ip = ip_key(client);
         let key = match backend.pool.mode {
-            crate::config::Mode::Hash => reverse_hash_key(&backend.hash_key, req, &ip, &host).to_vec(),
+            crate::config::Mode::Hash => {
+                reverse_hash_key(&backend.hash_key, req, &ip, &host).to_vec()
+            }
             _ => Vec::new(),
         };
         let Some(server) = ctx.select.pick(&backend.pool, &key, &[]) else {
@@ -297,10 +308,23 @@ impl Exchange {
         crate::http::forwarded::finish(&mut b, &served.sent_host(config, route));
         let log = config.access_log.then(|| LogLine {
             method: req.method.to_string(),
-            target: format!("{} {}", served.host, req.target.path),
+            target: format!("{} {}", host_or_dash(&served.host), req.target.path),
             route: String::new(),
+            site: Some((
+                format!("site={} route={}", site.name, r.name),
+                served.id.clone(),
+            )),
         });
-        let mut ex = Exchange::new(req, String::new(), route, Some(b), head_base, started, log, ctx);
+        let mut ex = Exchange::new(
+            req,
+            String::new(),
+            route,
+            Some(b),
+            head_base,
+            started,
+            log,
+            ctx,
+        );
         ex.served = Some(Box::new(served));
         Ok(ex)
     }
@@ -455,7 +479,8 @@ impl Exchange {
 
     /// The URL of the upstream or server this attempt went to, as configured.
     pub fn server_url<'c>(&self, config: &'c Config) -> Option<&'c str> {
-        self.pool(config).map(|(p, m)| p.members[m].config_url.as_str())
+        self.pool(config)
+            .map(|(p, m)| p.members[m].config_url.as_str())
     }
 
     /// The reverse request's site and route, if it is one.
@@ -564,6 +589,13 @@ impl Session {
             }
             if ex.awaits_connect_answer() {
                 d = d.min(ex.connected_at + limits.connect_timeout);
+            }
+            if let (Some(s), Resp::Head) = (&ex.served, &ex.resp) {
+                // A route's `response_timeout_secs`: from the last byte of the request that
+                // went out (or came back) to the response head.
+                if let Some(rev) = self.config.reverse.as_ref() {
+                    d = d.min(ctx.now + rev.sites[s.site].routes[s.route].response_timeout);
+                }
             }
         }
         self.deadline = d;
@@ -761,6 +793,15 @@ impl Served {
     }
 }
 
+/// A host for a log line, which separates fields by spaces.
+pub fn host_or_dash(host: &str) -> &str {
+    if host.is_empty() {
+        "-"
+    } else {
+        host
+    }
+}
+
 /// What a backend in `hash` mode hashes for `req` (empty when the header or cookie is
 /// missing: those requests then share one server).
 fn reverse_hash_key<'a>(
@@ -781,7 +822,7 @@ fn reverse_hash_key<'a>(
         K::Host => host.as_bytes(),
         K::Path => {
             let p = req.target.path;
-            p[..p.find('?').unwrap_or(p.len())].as_bytes()
+            &p.as_bytes()[..p.find('?').unwrap_or(p.len())]
         }
         K::Header(name) => field(name).unwrap_or_default(),
         K::Cookie(name) => req
