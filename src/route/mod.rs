@@ -5,6 +5,7 @@
 
 pub mod domain;
 pub mod rules;
+pub mod site;
 
 use crate::addr::IpText;
 use crate::config::Config;
