@@ -2,6 +2,7 @@
 //! rewriting for the next hop, and the replies ferry writes itself.
 
 pub mod framing;
+pub mod proxy_protocol;
 pub mod reply;
 pub mod request;
 pub mod response;
