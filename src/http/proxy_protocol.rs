@@ -215,7 +215,7 @@ fn v4_text(t: &[u8]) -> Result<Option<IpAddr>, ()> {
 /// An IPv6 address in the text form `Ipv6Addr` reads. While it is arriving, only what no
 /// valid address can hold is refused: other bytes than hex digits, ':' and '.', more than 45
 /// bytes (INET6_ADDRSTRLEN), ":::", a second "::", a group of more than 4 hex digits, an
-/// embedded IPv4 part that is not last.
+/// embedded IPv4 part that is not last or not the start of a dotted quad.
 fn v6_text(t: &[u8]) -> Result<Option<IpAddr>, ()> {
     let allowed = |b: &u8| b.is_ascii_hexdigit() || *b == b':' || *b == b'.';
     if t.len() > 45 || !t.iter().all(allowed) || t.windows(3).any(|w| w == b":::") {
@@ -226,9 +226,10 @@ fn v6_text(t: &[u8]) -> Result<Option<IpAddr>, ()> {
     }
     let groups = t.split(|&b| b == b':').count();
     for (i, g) in t.split(|&b| b == b':').enumerate() {
-        let dotted = g.contains(&b'.');
-        let fits = if dotted {
-            i + 1 == groups && g.len() <= 15 && g.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+        // An embedded IPv4 address (RFC 4291 §2.2) ends the address, after a ':' at least.
+        // (Fuzzing found "192161." taken after "192161" was refused: a refusal must be final.)
+        let fits = if g.contains(&b'.') {
+            i > 0 && i + 1 == groups && v4_text(g).is_ok()
         } else {
             g.len() <= 4
         };
@@ -413,7 +414,12 @@ mod tests {
             (b"PROXY TCP4 1.2.3. 5.6.7.8 1 2\r\n", 18),
             (b"PROXY TCP4 127.1 5.6.7.8 1 2\r\n", 17),
             (b"PROXY TCP4 ::1 ::1 1 2\r\n", 12),
-            (b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", 19),
+            (b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", 13),
+            (b"PROXY TCP6 192161.8 ::1 1 2\r\n", 16),
+            (b"PROXY TCP6 ::ffff:1.2.3.4.5 ::1 1 2\r\n", 26),
+            (b"PROXY TCP6 ::ffff:1.2.3.4:1 ::1 1 2\r\n", 26),
+            (b"PROXY TCP6 ::ffff:1.2.3.a ::1 1 2\r\n", 25),
+            (b"PROXY TCP6 ::1234.1.2.3 ::1 1 2\r\n", 18),
             (b"PROXY TCP6 1:::2 ::1 1 2\r\n", 15),
             (b"PROXY TCP6 1::2::3 ::1 1 2\r\n", 17),
             (b"PROXY TCP6 12345::1 ::1 1 2\r\n", 16),
