@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod json;
+pub mod prom;
 pub mod raw;
 pub mod tls;
 pub mod wire;
