@@ -11,6 +11,8 @@
 //! - `status=N`: that status; `sleep=MS`: answer after MS milliseconds
 //! - `early`: answer (keep-alive) right after the head, then read the body
 //! - `close`: answer with `Connection: close` and hang up
+//! - `die-on-reuse`: on a connection that already carried a request, hang up unanswered (an
+//!   idle connection the server dropped just as the proxy reused it)
 //! - `hdr=Name:Value`: add that field to the answer (repeatable)
 //!
 //! Whatever the request says: `Expect: 100-continue` gets `100 Continue` before the body is
@@ -248,6 +250,7 @@ struct Ask {
     sleep_ms: u64,
     early: bool,
     close: bool,
+    die_on_reuse: bool,
     extra: String,
 }
 
@@ -263,6 +266,7 @@ impl Ask {
                 "sleep" => a.sleep_ms = v.parse().unwrap_or(0),
                 "early" => a.early = true,
                 "close" => a.close = true,
+                "die-on-reuse" => a.die_on_reuse = true,
                 "hdr" => {
                     if let Some((n, val)) = v.split_once(':') {
                         a.extra.push_str(&format!("{n}: {val}\r\n"));
@@ -291,33 +295,38 @@ fn serve(s: TcpStream, conn: usize, sh: &Shared) {
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_nodelay(true);
     let mut w = Wire::from_stream(s);
-    loop {
-        match sh.fault() {
-            Fault::Close | Fault::Refuse => return,
-            Fault::Hang => return hang(&mut w.stream),
-            Fault::None => {}
+    for nth in 1.. {
+        // the fault is looked at on accept and again when a request came (it may have been
+        // set while the connection was idle)
+        if plays_fault(&mut w, sh) {
+            return;
         }
         let Some(head) = w.read_head() else { return };
-        let req = wire::parse_request(&head);
-        match sh.fault() {
-            Fault::Close | Fault::Refuse => return,
-            Fault::Hang => return hang(&mut w.stream),
-            Fault::None => {}
+        if plays_fault(&mut w, sh) {
+            return;
         }
-        if !answer(&mut w, req, conn, sh) {
+        if !answer(&mut w, wire::parse_request(&head), (conn, nth), sh) {
             return;
         }
     }
 }
 
-/// Reads and drops whatever comes until the peer leaves.
-fn hang(s: &mut TcpStream) {
-    let mut buf = [0u8; 4096];
-    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+/// Plays the backend's fault on this connection, if it has one: true when the connection
+/// must end (a hanging one ends when the peer leaves).
+fn plays_fault(w: &mut Wire, sh: &Shared) -> bool {
+    match sh.fault() {
+        Fault::None => false,
+        Fault::Close | Fault::Refuse => true,
+        Fault::Hang => {
+            let mut buf = [0u8; 4096];
+            while matches!(w.stream.read(&mut buf), Ok(n) if n > 0) {}
+            true
+        }
+    }
 }
 
-/// Answers one request; false when the connection must end.
-fn answer(w: &mut Wire, req: Request, conn: usize, sh: &Shared) -> bool {
+/// Answers the `nth` request of connection `conn`; false when the connection must end.
+fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) -> bool {
     let ask = Ask::parse(&req);
     let record = |body: &[u8]| {
         sh.seen.lock().unwrap().push(Seen {
@@ -327,6 +336,10 @@ fn answer(w: &mut Wire, req: Request, conn: usize, sh: &Shared) -> bool {
             body_sum: checksum(body),
         });
     };
+    if ask.die_on_reuse && nth > 1 {
+        record(&[]);
+        return false;
+    }
     let tag = &sh.name;
     let close = ask.close
         || req.minor == 0
