@@ -54,8 +54,9 @@ fn given_three_servers_round_robin_then_300_requests_split_exactly_100_each() {
     }
 }
 
-#[test]
-fn given_hash_on_a_header_then_each_key_always_goes_to_the_same_server() {
+/// Sends 5 rounds of requests for 20 keys, each key given by `key_field(key, round)` as a
+/// head line, and checks that each key stays on one server and that the keys spread.
+fn hash_is_stable(hash_key: &str, key_field: impl Fn(&str, usize) -> String) {
     let bs = [
         Backend::start("s1"),
         Backend::start("s2"),
@@ -63,26 +64,43 @@ fn given_hash_on_a_header_then_each_key_always_goes_to_the_same_server() {
     ];
     let ferry = pool(
         &[&bs[0], &bs[1], &bs[2]],
-        "      mode: hash\n      hash_key: \"header:X-User\"",
+        &format!("      mode: hash\n      hash_key: \"{hash_key}\""),
     );
     let mut home: HashMap<String, String> = HashMap::new();
     for round in 0..5 {
         let mut c = ferry.reverse_client();
         for user in 0..20 {
+            let key = format!("user{user}");
             let r = c.roundtrip(
-                format!("GET /r{round} HTTP/1.1\r\nHost: app.test\r\nX-User: user{user}\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET /r{round} HTTP/1.1\r\nHost: app.test\r\n{}\r\n\r\n",
+                    key_field(&key, round)
+                )
+                .as_bytes(),
             );
             assert_eq!(r.status, 200);
             let by = r.served_by().unwrap().to_string();
-            let first = home.entry(format!("user{user}")).or_insert(by.clone());
-            assert_eq!(*first, by, "user{user} moved in round {round}");
+            let first = home.entry(key.clone()).or_insert(by.clone());
+            assert_eq!(*first, by, "{key} moved in round {round}");
         }
     }
     let mut used: Vec<&String> = home.values().collect();
     used.sort();
     used.dedup();
     assert!(used.len() >= 2, "20 keys all on {used:?}");
+}
+
+#[test]
+fn given_hash_on_a_header_then_each_key_always_goes_to_the_same_server() {
+    hash_is_stable("header:X-User", |k, _| format!("X-User: {k}"));
+}
+
+#[test]
+fn given_hash_on_a_cookie_then_each_key_always_goes_to_the_same_server() {
+    // the other cookies change every round: only the named one may count
+    hash_is_stable("cookie:session", |k, round| {
+        format!("Cookie: theme=t{round}; session={k}; lang=l{round}")
+    });
 }
 
 #[test]

@@ -9,6 +9,7 @@ use common::backend::Seen;
 use common::wire::{site_get, Response};
 use common::{Backend, Ferry, Wire};
 use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The address the tests' trusted proxy connects from.
@@ -334,65 +335,95 @@ fn given_reverse_allow_when_a_client_is_outside_then_it_is_refused() {
 /// `proxy_protocol: true` with the tests' trusted proxy.
 const PROXY_PROTOCOL: &str = "  trusted_proxies: [\"127.0.0.2/32\"]\n  proxy_protocol: true";
 
-/// A PROXY protocol v2 header for a TCP4 connection from `src:sport`.
-fn proxy_v2(src: [u8; 4], sport: u16) -> Vec<u8> {
+/// A PROXY protocol v2 header for a TCP connection from `src:sport` to ferry's port 80.
+fn proxy_v2(src: IpAddr, sport: u16) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    let (family, src, dst) = match src {
+        IpAddr::V4(a) => (0x11, a.octets().to_vec(), vec![127, 0, 0, 1]),
+        IpAddr::V6(a) => (
+            0x21,
+            a.octets().to_vec(),
+            Ipv6Addr::LOCALHOST.octets().to_vec(),
+        ),
+    };
+    let len = u16::try_from(src.len() * 2 + 4).unwrap();
+    h.extend_from_slice(&[0x21, family]);
+    h.extend_from_slice(&len.to_be_bytes());
     h.extend_from_slice(&src);
-    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&dst);
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&80u16.to_be_bytes());
     h
 }
 
-#[test]
-fn given_proxy_protocol_v1_from_a_trusted_peer_then_its_address_is_the_client() {
+/// A trusted proxy sends `preface` (in pieces, a moment apart, as a slow peer would), then
+/// two requests; the backend must see `client` as the client of both.
+fn client_through_proxy(preface: &[&[u8]], client: &str) {
     let b = Backend::start("app");
     let ferry = app(&b, "", PROXY_PROTOCOL);
     let mut c = Wire::connect_from(TRUSTED, ferry.reverse[0]);
-    c.send(b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 80\r\n");
-    let r = c.roundtrip(&site_get("app.test", "/v1"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    expect_fields(
-        &b.last(),
-        &[
-            ("x-forwarded-for", "192.0.2.10"),
-            ("x-real-ip", "192.0.2.10"),
-        ],
+    for piece in preface {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    // the header comes once per connection: the next request on it is the same client's
+    for path in ["/first", "/again"] {
+        let r = c.roundtrip(&site_get("app.test", path));
+        assert_eq!(r.status, 200, "{}", r.text());
+        expect_fields(
+            &b.last(),
+            &[("x-forwarded-for", client), ("x-real-ip", client)],
+        );
+    }
+}
+
+#[test]
+fn given_proxy_protocol_v1_from_a_trusted_peer_then_its_address_is_the_client() {
+    client_through_proxy(
+        &[b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 80\r\n"],
+        "192.0.2.10",
     );
-    // the header came once per connection: the next request on it is the same client's
-    assert_eq!(c.roundtrip(&site_get("app.test", "/again")).status, 200);
-    expect_fields(&b.last(), &[("x-real-ip", "192.0.2.10")]);
+}
+
+#[test]
+fn given_proxy_protocol_v1_arriving_in_pieces_then_it_is_still_read_whole() {
+    client_through_proxy(
+        &[
+            b"PROXY TCP4 192.0",
+            b".2.11 127.0.0.1 400",
+            b"00 80\r",
+            b"\n",
+        ],
+        "192.0.2.11",
+    );
 }
 
 #[test]
 fn given_proxy_protocol_v2_from_a_trusted_peer_then_its_address_is_the_client() {
-    let b = Backend::start("app");
-    let ferry = app(&b, "", PROXY_PROTOCOL);
-    let mut c = Wire::connect_from(TRUSTED, ferry.reverse[0]);
-    c.send(&proxy_v2([198, 51, 100, 20], 40001));
-    let r = c.roundtrip(&site_get("app.test", "/v2"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    expect_fields(
-        &b.last(),
-        &[
-            ("x-forwarded-for", "198.51.100.20"),
-            ("x-real-ip", "198.51.100.20"),
-        ],
-    );
+    let v2 = proxy_v2("198.51.100.20".parse().unwrap(), 40001);
+    client_through_proxy(&[&v2], "198.51.100.20");
 }
 
 #[test]
-fn given_proxy_protocol_when_an_untrusted_peer_sends_the_header_then_it_is_closed() {
+fn given_proxy_protocol_v2_with_an_ipv6_client_then_that_address_is_the_client() {
+    let v2 = proxy_v2("2001:db8::7".parse().unwrap(), 40003);
+    client_through_proxy(&[&v2[..9], &v2[9..]], "2001:db8::7");
+}
+
+#[test]
+fn given_proxy_protocol_when_an_untrusted_peer_connects_with_or_without_a_header_then_it_is_closed()
+{
     let b = Backend::start("app");
     let ferry = app(&b, "", PROXY_PROTOCOL);
     let request = site_get("app.test", "/spoofed");
     let mut v1 = b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 80\r\n".to_vec();
     v1.extend_from_slice(&request);
     refused(&ferry, "127.0.0.1", &v1);
-    let mut v2 = proxy_v2([192, 0, 2, 10], 40002);
+    let mut v2 = proxy_v2("192.0.2.10".parse().unwrap(), 40002);
     v2.extend_from_slice(&request);
     refused(&ferry, "127.0.0.1", &v2);
+    // and without one: every peer outside trusted_proxies is closed
+    refused(&ferry, "127.0.0.1", &request);
     assert!(b.requests().is_empty());
 }
 
