@@ -72,6 +72,8 @@ pub struct Served {
     pub id: String,
     /// Request body bytes allowed (`max_body_bytes`); 0 = any.
     pub max_body: u64,
+    /// Request body data seen so far (chunk framing left out), against `max_body`.
+    pub body_seen: u64,
     /// What `hash` mode hashes for this request (empty in other modes).
     pub hash_key: Vec<u8>,
     /// The route's counts, where the request is counted when it ends (see `release`).
@@ -298,6 +300,7 @@ impl Exchange {
             host,
             id,
             max_body: r.max_body_bytes,
+            body_seen: 0,
             hash_key: key,
             stats: r.stats.clone(),
         };
