@@ -10,7 +10,7 @@ use ferry::config::{Config, HeaderOps};
 use ferry::http::forwarded::{finish, request_head, Forwarding};
 use ferry::http::request::{parse_in, MAX_HEADERS};
 use ferry::route::reverse::decide;
-use ferry::route::site::normalize_path;
+use ferry::route::path::normalize_path;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -11,7 +11,8 @@
 //! matches on a segment boundary); a stripped path starts with '/'.
 #![no_main]
 
-use ferry::route::site::{normalize_path, strip_prefix, HostTable, RouteTable};
+use ferry::route::path::normalize_path;
+use ferry::route::site::{strip_prefix, HostTable, RouteTable};
 use libfuzzer_sys::fuzz_target;
 
 /// A dot-segment, "%2e" counting as ".".

@@ -7,7 +7,8 @@ use crate::config::{Reverse, RouteAction};
 use crate::http::framing::Framing;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
-use crate::route::site::{normalize_path, strip_prefix};
+use crate::route::path::normalize_path;
+use crate::route::site::strip_prefix;
 
 /// A request that goes to a backend.
 #[derive(Debug, PartialEq, Eq)]
