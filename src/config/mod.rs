@@ -7,7 +7,7 @@ mod schema;
 mod validate;
 
 pub use reverse::{
-    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
+    Retries, RetryOn, Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
     SiteRoute,
 };
 
@@ -166,6 +166,26 @@ pub struct PoolSpec {
     /// The shared round-robin sequences: one for `round_robin` (level 0), one per priority
     /// level, lowest first, for `priority`; none for the other modes.
     pub rotations: Vec<(u32, Rotation)>,
+    /// A backend's circuit breaker (per server); forward pools have none.
+    pub breaker: Option<Breaker>,
+}
+
+impl PoolSpec {
+    /// Failures in a row that take a member out: a backend's `circuit_breaker.failures` when
+    /// it has one (the circuit and passive health are one mechanism), else `health_check.fall`.
+    pub fn passive_fall(&self) -> u32 {
+        self.breaker.map_or(self.health.fall, |b| b.failures)
+    }
+}
+
+/// A circuit breaker's settings (DESIGN §7.3): `failures` in a row open a server's circuit;
+/// after `open` it is half-open and lets `half_open` trial requests through (across all
+/// workers); a trial's success closes it, its failure opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub failures: u32,
+    pub open: Duration,
+    pub half_open: u32,
 }
 
 /// Connection limits and the timeouts of each phase.

@@ -4,7 +4,7 @@
 
 use super::schema::Mode;
 use super::validate::{cidrs, socket_addr, MAX_SECS};
-use super::{HealthCheck, PoolSpec, Probe, UpstreamSpec};
+use super::{Breaker, HealthCheck, PoolSpec, Probe, UpstreamSpec};
 use crate::metrics::RouteStats;
 use crate::route::site::{HostTable, RouteTable};
 use crate::upstream::UpstreamState;
@@ -111,6 +111,49 @@ pub struct RawBackend {
     pub health_check: Option<RawBackendHealth>,
     #[serde(default)]
     pub keepalive: RawKeepalive,
+    #[serde(default)]
+    pub retries: RawRetries,
+    pub circuit_breaker: Option<RawBreaker>,
+}
+
+/// `retries:` of a backend (DESIGN §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    #[serde(default = "one")]
+    pub attempts: u32,
+    #[serde(default = "retry_on")]
+    pub on: Vec<String>,
+    #[serde(default = "twenty_five")]
+    pub backoff_ms: u64,
+    #[serde(default = "thousand")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "twenty")]
+    pub budget_percent: u32,
+}
+
+impl Default for RawRetries {
+    fn default() -> Self {
+        RawRetries {
+            attempts: one(),
+            on: retry_on(),
+            backoff_ms: twenty_five(),
+            backoff_max_ms: thousand(),
+            budget_percent: twenty(),
+        }
+    }
+}
+
+/// `circuit_breaker:` of a backend (per server).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    #[serde(default = "five_u32")]
+    pub failures: u32,
+    #[serde(default = "ten")]
+    pub open_secs: u64,
+    #[serde(default = "one")]
+    pub half_open_requests: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +238,24 @@ fn one() -> u32 {
 }
 fn hundred() -> u32 {
     100
+}
+fn retry_on() -> Vec<String> {
+    vec!["connect_failure".into(), "reset".into()]
+}
+fn twenty_five() -> u64 {
+    25
+}
+fn thousand() -> u64 {
+    1000
+}
+fn twenty() -> u32 {
+    20
+}
+fn five_u32() -> u32 {
+    5
+}
+fn ten() -> u64 {
+    10
 }
 fn permanent() -> u16 {
     308
@@ -334,12 +395,67 @@ pub enum BackendHashKey {
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
-    /// The servers as pool members (`retries` = attempts across servers).
+    /// The servers as pool members (`retries` = attempts across servers: 1 + `attempts`).
     pub pool: PoolSpec,
     pub hash_key: BackendHashKey,
     /// Idle connections kept per server per worker.
     pub max_idle: usize,
     pub idle_timeout: Duration,
+    pub retries: Retries,
+    /// What all workers share about the backend (the retry budget), carried across
+    /// reloads by name.
+    pub shared: Arc<crate::upstream::BackendState>,
+}
+
+/// When and how a failed attempt is made again (DESIGN §7.3).
+#[derive(Debug, Clone)]
+pub struct Retries {
+    /// Extra attempts after the first.
+    pub attempts: u32,
+    pub on: RetryOn,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub budget_percent: u32,
+}
+
+/// The failures a backend retries, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn(u8);
+
+impl RetryOn {
+    pub const CONNECT_FAILURE: RetryOn = RetryOn(1);
+    pub const RESET: RetryOn = RetryOn(2);
+    pub const TIMEOUT: RetryOn = RetryOn(4);
+    pub const S502: RetryOn = RetryOn(8);
+    pub const S503: RetryOn = RetryOn(16);
+    pub const S504: RetryOn = RetryOn(32);
+
+    /// True when `self` has every bit of `c`.
+    pub fn has(self, c: RetryOn) -> bool {
+        c.0 != 0 && self.0 & c.0 == c.0
+    }
+
+    /// The condition a server's own status stands for, if it is one of the retryable ones.
+    pub fn of_status(status: u16) -> RetryOn {
+        match status {
+            502 => RetryOn::S502,
+            503 => RetryOn::S503,
+            504 => RetryOn::S504,
+            _ => RetryOn(0),
+        }
+    }
+
+    fn parse(word: &str) -> Option<RetryOn> {
+        Some(match word {
+            "connect_failure" => RetryOn::CONNECT_FAILURE,
+            "reset" => RetryOn::RESET,
+            "timeout" => RetryOn::TIMEOUT,
+            "502" => RetryOn::S502,
+            "503" => RetryOn::S503,
+            "504" => RetryOn::S504,
+            _ => return None,
+        })
+    }
 }
 
 /// Validates `raw`; errors go to `err` with their key path. `states` carries server state
@@ -767,24 +883,82 @@ fn backend(
             ),
         );
     }
+    let r = &b.retries;
+    let mut on = RetryOn::default();
+    for (i, w) in r.on.iter().enumerate() {
+        match RetryOn::parse(w) {
+            Some(c) => on.0 |= c.0,
+            None => err(
+                &format!("{at}.retries.on[{i}]"),
+                format!("{w:?} is not connect_failure, reset, timeout, 502, 503 or 504"),
+            ),
+        }
+    }
+    if r.attempts > 10 {
+        err(
+            &format!("{at}.retries.attempts"),
+            format!("{} is more than 10", r.attempts),
+        );
+    }
+    if r.backoff_ms > r.backoff_max_ms || r.backoff_max_ms > 60_000 {
+        err(
+            &format!("{at}.retries.backoff_max_ms"),
+            format!(
+                "{} must be at least backoff_ms ({}) and at most 60000",
+                r.backoff_max_ms, r.backoff_ms
+            ),
+        );
+    }
+    if r.budget_percent > 100 {
+        err(
+            &format!("{at}.retries.budget_percent"),
+            format!("{} is more than 100", r.budget_percent),
+        );
+    }
+    let breaker = b.circuit_breaker.as_ref().map(|c| Breaker {
+        failures: c.failures,
+        open: Duration::from_secs(c.open_secs),
+        half_open: c.half_open_requests,
+    });
+    if let Some(c) = &b.circuit_breaker {
+        for (k, v, max) in [
+            ("failures", c.failures as u64, 100),
+            ("open_secs", c.open_secs, 3600),
+            ("half_open_requests", c.half_open_requests as u64, 1000),
+        ] {
+            if !(1..=max).contains(&v) {
+                err(
+                    &format!("{at}.circuit_breaker.{k}"),
+                    format!("{v} is out of range 1..={max}"),
+                );
+            }
+        }
+    }
     let rotations = super::validate::rotations(b.mode, &members);
     Some(Backend {
         name: name.to_string(),
         pool: PoolSpec {
             name: name.to_string(),
-            // One more attempt on another server when a connect fails or a connection breaks
-            // before the response (DESIGN §7.3's default `attempts: 1`).
-            retries: members.len().clamp(1, 2),
+            retries: 1 + r.attempts.min(10) as usize,
             members,
             mode: b.mode,
             hash_key: Default::default(),
             on_all_down: Default::default(),
             health,
             rotations,
+            breaker,
         },
         hash_key,
         max_idle: b.keepalive.max_idle,
         idle_timeout: Duration::from_secs(b.keepalive.idle_timeout_secs.clamp(1, MAX_SECS)),
+        retries: Retries {
+            attempts: r.attempts.min(10),
+            on,
+            backoff: Duration::from_millis(r.backoff_ms),
+            backoff_max: Duration::from_millis(r.backoff_max_ms.min(60_000)),
+            budget_percent: r.budget_percent.min(100),
+        },
+        shared: crate::upstream::BackendState::new(),
     })
 }
 

@@ -91,7 +91,7 @@ impl Session {
                         if ex.served.is_some() && (502..=504).contains(&resp.code) {
                             // DESIGN §7.2: a server's own 502-504 counts against it (the
                             // answer still goes to the client).
-                            state.passive_failure(ctx.worker, pool.health.fall, "answered 5xx");
+                            state.passive_failure(ctx.worker, pool.passive_fall(), "answered 5xx");
                         } else {
                             state.passive_success(ms.min(u32::MAX as u128) as u32);
                         }

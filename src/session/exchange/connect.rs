@@ -117,7 +117,7 @@ impl Session {
         if blame {
             pool.members[member]
                 .state
-                .passive_failure(ctx.worker, pool.health.fall, why);
+                .passive_failure(ctx.worker, pool.passive_fall(), why);
         }
         ex.guard = None;
         if ex.replayable() && ex.tried.len() < pool.retries {
@@ -490,7 +490,7 @@ impl Session {
                     // DESIGN §7.2: a server's response timeout counts against it.
                     pool.members[member].state.passive_failure(
                         ctx.worker,
-                        pool.health.fall,
+                        pool.passive_fall(),
                         "no response in time",
                     );
                 } else if let Some((pool, member)) = ex.pool(&self.config) {
