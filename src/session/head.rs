@@ -259,5 +259,5 @@ fn answer_kept(out: &mut Buf, r: &Refusal, req: &request::RequestHead<'_, '_>, k
         (true, 0) => Some("Connection: keep-alive\r\n"),
         (true, _) => None,
     };
-    reply::write_answer(out, r, conn);
+    reply::write_answer(out, r, conn, req.kind != request::MethodKind::Head);
 }
