@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::wire::site_get;
 use common::{Backend, Ferry};
 
 /// Site `app.test` on backend `web`: `/admin` takes GET only, `/old` redirects elsewhere,
@@ -54,4 +55,37 @@ fn given_head_requests_that_ferry_answers_itself_then_no_body_follows_and_the_ne
         r.text()
     );
     assert_eq!(web.last().target(), "/after");
+}
+
+/// RFC 3986 §6.2.2.2: `%61` is `a`, and every server decodes it so. A route chosen on the
+/// encoded spelling sends `/admin` to the backend under the rules of `/`: its method list
+/// (and any other rule of the route) does not hold. The same for hex digits in lower case
+/// (`%c3%a9` is `%C3%A9`).
+#[test]
+fn given_a_route_when_its_path_comes_percent_encoded_then_that_route_still_applies() {
+    let (web, menu) = (Backend::start("web"), Backend::start("menu"));
+    let ferry = app(&web, &menu, "");
+    for target in [
+        "/%61dmin",
+        "/%41dmin/../admin/x",
+        "/adm%69n/x",
+        "/%2e/%61dmin",
+    ] {
+        let r = ferry.reverse_client().roundtrip(
+            format!("POST {target} HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 405, "POST {target} passed: {}", r.text());
+    }
+    // what the backend gets is the same path its route was chosen by
+    let r = ferry
+        .reverse_client()
+        .roundtrip(&site_get("app.test", "/%61dmin/%7Euser%2Fx?q=%61"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(web.last().target(), "/admin/~user%2Fx?q=%61");
+    let r = ferry
+        .reverse_client()
+        .roundtrip(&site_get("app.test", "/caf%c3%a9/menu"));
+    assert_eq!(r.served_by(), Some("menu"), "{}", r.text());
+    assert_eq!(menu.last().target(), "/caf%C3%A9/menu");
 }

@@ -272,14 +272,18 @@ fn dots(seg: &str) -> usize {
     n
 }
 
-/// Normalizes an origin-form request target (path plus optional "?query") per RFC 3986 §5.2.4:
-/// "." and ".." segments removed, where "%2e"/"%2E" count as "." (so "%2e%2e" is ".."), the
-/// query (from the first '?') copied unchanged. Writes into `out` (cleared first; left empty on
+/// Normalizes an origin-form request target (path plus optional "?query") per RFC 3986 §6.2.2:
+/// in the path, escapes of unreserved characters are decoded ("%61" is "a", "%2e" is "." and
+/// "%7E" is "~") and the hex digits of the other escapes written in upper case ("%c3" is
+/// "%C3"), as every server reads them so; then "." and ".." segments are removed (§5.2.4);
+/// the query (from the first '?') is copied unchanged. Without the first step a route would be
+/// chosen by one spelling of a path while the backend, which decodes, serves another: `/%61dmin`
+/// reaching `/admin` under the rules of `/`. Writes into `out` (cleared first; left empty on
 /// error). A path that would climb above "/" is an error (the caller answers 400), where
 /// RFC 3986 would silently stay at the root: a client that asks for that is probing for files
 /// a backend never meant to publish. A target that does not start with '/' is an error too.
-/// Everything else is kept byte-for-byte (other escapes are not decoded, "//" is not merged).
-/// A trailing "/." or "/.." leaves a trailing "/" (RFC 3986).
+/// Everything else is kept byte-for-byte (reserved escapes such as "%2F" stay escaped, "//" is
+/// not merged). A trailing "/." or "/.." leaves a trailing "/" (RFC 3986).
 pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     out.clear();
     if !target.starts_with('/') {
@@ -289,17 +293,19 @@ pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     // `out` holds the segments kept so far, each with its leading '/'.
     let mut segments = path[1..].split('/').peekable();
     while let Some(seg) = segments.next() {
-        match dots(seg) {
-            0 => {
-                out.push('/');
-                out.push_str(seg);
-                continue;
+        let start = out.len();
+        out.push('/');
+        push_escapes_normalized(out, seg);
+        match dots(&out[start + 1..]) {
+            0 => continue,
+            1 => out.truncate(start),
+            _ => {
+                out.truncate(start);
+                match out.rfind('/') {
+                    Some(i) => out.truncate(i),
+                    None => return Err(PathError::AboveRoot),
+                }
             }
-            1 => {}
-            _ => match out.rfind('/') {
-                Some(i) => out.truncate(i),
-                None => return Err(PathError::AboveRoot),
-            },
         }
         if segments.peek().is_none() {
             out.push('/');
@@ -307,6 +313,48 @@ pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     }
     out.push_str(query);
     Ok(())
+}
+
+/// The value of an ASCII hex digit.
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// RFC 3986 §2.3: a character that means the same escaped or not.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Appends `seg` with its escapes of unreserved characters decoded and the hex digits of
+/// the others in upper case (RFC 3986 §6.2.2.1-2). A '%' without two hex digits stays as it is.
+fn push_escapes_normalized(out: &mut String, seg: &str) {
+    let b = seg.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let pair = (b[i] == b'%')
+            .then(|| Some((hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?)))
+            .flatten();
+        match pair {
+            Some((hi, lo)) if unreserved(hi << 4 | lo) => out.push((hi << 4 | lo) as char),
+            Some(_) => {
+                out.push('%');
+                out.push(b[i + 1].to_ascii_uppercase() as char);
+                out.push(b[i + 2].to_ascii_uppercase() as char);
+            }
+            None => {
+                // Copy up to the next '%' at once (`seg` is a str: its bytes up to an ASCII
+                // '%' are whole characters).
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|&c| c == b'%')
+                    .map_or(b.len(), |p| i + 1 + p);
+                out.push_str(&seg[i..end]);
+                i = end;
+                continue;
+            }
+        }
+        i += 3;
+    }
 }
 
 /// A site's path routes: prefixes matched on segment boundaries, longest first.
@@ -379,6 +427,13 @@ fn route_key(p: &str) -> Result<&str, &'static str> {
     }
     if key.split('/').any(|s| dots(s) > 0) {
         return Err("a dot-segment in a route path (paths are matched after they are removed)");
+    }
+    // Request paths are matched with their escapes normalized: a prefix written otherwise
+    // would never match.
+    let mut normalized = String::with_capacity(key.len());
+    push_escapes_normalized(&mut normalized, key);
+    if normalized != key {
+        return Err("an escape of a letter, digit or \"-._~\", or lower-case hex digits in an escape (write \"%61\" as \"a\", \"%c3\" as \"%C3\")");
     }
     Ok(key)
 }
@@ -595,7 +650,11 @@ mod tests {
             ("//a", "//a"),
             ("/a//..", "/a/"),
             ("//..", "/"),
-            ("/a/%41%2F/b", "/a/%41%2F/b"),
+            ("/a/%41%2F/b", "/a/A%2F/b"),
+            ("/%61dmin/%7e%2d%5F%2E%30", "/admin/~-_.0"),
+            ("/caf%c3%a9/%2f%3F", "/caf%C3%A9/%2F%3F"),
+            ("/a%/%4/%zz/%%41", "/a%/%4/%zz/%A"),
+            ("/caf\u{e9}%61", "/caf\u{e9}a"),
         ] {
             assert_eq!(norm(target).as_deref(), Ok(want), "{target}");
         }
@@ -610,9 +669,10 @@ mod tests {
             ("/a/b/.%2E/c", "/a/c"),
             ("/a/b/%2e./c", "/a/c"),
             ("/a/b/%2e%2e", "/a/"),
-            ("/a/%2e%2e%2e", "/a/%2e%2e%2e"),
-            ("/a/%2e%2", "/a/%2e%2"),
-            ("/a/%2f..", "/a/%2f.."),
+            ("/a/%2e%2e%2e", "/a/..."),
+            ("/a/%2e%2", "/a/.%2"),
+            ("/a/%2f..", "/a/%2F.."),
+            ("/a/b/%2E%2e", "/a/"),
             ("/a/%252e%252e/b", "/a/%252e%252e/b"),
         ] {
             assert_eq!(norm(target).as_deref(), Ok(want), "{target}");
@@ -760,6 +820,9 @@ mod tests {
             "/a b",
             "/caf\u{e9}",
             "/a\tb",
+            "/%61dmin",
+            "/caf%c3%a9",
+            "/a/%7E",
         ] {
             let (i, e) = routes(&["/ok", bad]).unwrap_err();
             assert_eq!(i, 1, "{bad:?}");
@@ -769,7 +832,7 @@ mod tests {
         assert_eq!(i, 2);
         assert!(e.contains("route 0"), "{e}");
         assert_eq!(routes(&["/", "/"]).unwrap_err().0, 1);
-        assert!(routes(&["/...", "/.a", "/%2e%2f"]).is_ok());
+        assert!(routes(&["/...", "/.a", "/.%2F", "/caf%C3%A9"]).is_ok());
     }
 
     #[test]
