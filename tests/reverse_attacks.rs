@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::raw::Raw;
 use common::wire::site_get;
 use common::{Backend, Ferry};
 
@@ -88,4 +89,41 @@ fn given_a_route_when_its_path_comes_percent_encoded_then_that_route_still_appli
         .roundtrip(&site_get("app.test", "/caf%c3%a9/menu"));
     assert_eq!(r.served_by(), Some("menu"), "{}", r.text());
     assert_eq!(menu.last().target(), "/caf%C3%A9/menu");
+}
+
+/// `Upgrade: h2c` asks the backend to speak HTTP/2 on the connection: once it says 101, the
+/// client sends frames straight to it, past ferry's routes, method lists and forwarding
+/// fields (h2c smuggling). ferry does not offer it (as Envoy and HAProxy do not): the backend
+/// gets a plain request.
+#[test]
+fn given_an_h2c_upgrade_then_the_backend_never_sees_it_and_no_tunnel_opens() {
+    let raw = Raw::start(|c| {
+        while let Some(head) = c.read_head() {
+            if head.to_ascii_lowercase().contains("upgrade: h2c") {
+                c.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nH2 FRAMES");
+                return;
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+        }
+    });
+    let yaml = format!(
+        r#"
+        reverse:
+          sites: [{{hosts: [app.test], routes: [{{backend: raw}}]}}]
+          backends: {{raw: {{servers: [{{url: "{}"}}]}}}}
+        "#,
+        raw.url()
+    );
+    let ferry = Ferry::start_reverse(&[], &yaml);
+    let mut c = ferry.reverse_client();
+    let r = c.roundtrip(
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nUpgrade: h2c\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"plain"[..]));
+    let sent = raw.text().to_ascii_lowercase();
+    assert!(
+        !sent.contains("h2c"),
+        "the backend was asked for h2c:\n{sent}"
+    );
 }

@@ -132,7 +132,14 @@ impl Session {
                 // Not a head after all: `scan` looks past this terminator next time.
                 Ok(None) => continue,
                 Err(e) => return Err(Fail::Refuse(e.into())),
-                Ok(Some(req)) => {
+                Ok(Some(mut req)) => {
+                    if self.role == Role::Reverse && req.upgrade && asks_for_h2c(&req) {
+                        // h2c smuggling: after a 101 the client would speak HTTP/2 straight
+                        // to the backend, past the routes, method lists and forwarding
+                        // fields. Not offered (as Envoy and HAProxy do not): the Upgrade
+                        // field is then hop-by-hop and the backend gets a plain request.
+                        req.upgrade = false;
+                    }
                     #[cfg(feature = "test-hooks")]
                     if req.target.host == "panic.ferry.test" {
                         panic!("test-hooks: a panic on request");
@@ -260,4 +267,11 @@ fn answer_kept(out: &mut Buf, r: &Refusal, req: &request::RequestHead<'_, '_>, k
         (true, _) => None,
     };
     reply::write_answer(out, r, conn, req.kind != request::MethodKind::Head);
+}
+
+/// True when the request's `Upgrade` names `h2c` (RFC 7540 §3.2's cleartext HTTP/2).
+fn asks_for_h2c(req: &request::RequestHead<'_, '_>) -> bool {
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && crate::http::has_token(h.value, "h2c"))
 }
