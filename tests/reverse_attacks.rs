@@ -9,7 +9,7 @@ mod common;
 
 use common::raw::Raw;
 use common::wire::site_get;
-use common::{Backend, Ferry};
+use common::{Backend, Ferry, Wire};
 
 /// Site `app.test` on backend `web`: `/admin` takes GET only, `/old` redirects elsewhere,
 /// `/caf%C3%A9` goes to backend `menu`; `extra` adds keys under `reverse:`.
@@ -126,4 +126,37 @@ fn given_an_h2c_upgrade_then_the_backend_never_sees_it_and_no_tunnel_opens() {
         !sent.contains("h2c"),
         "the backend was asked for h2c:\n{sent}"
     );
+}
+
+/// A PROXY header that names no client (v1 `UNKNOWN`, v2 `LOCAL` or an unspecified family)
+/// leaves the balancer's address as the client, but what follows is still a client's
+/// request: its forwarding fields are not believed because the balancer is trusted.
+#[test]
+fn given_a_proxy_header_naming_no_client_then_the_clients_forwarding_fields_are_replaced() {
+    let (web, menu) = (Backend::start("web"), Backend::start("menu"));
+    let ferry = app(
+        &web,
+        &menu,
+        "  trusted_proxies: [\"127.0.0.2/32\"]\n  proxy_protocol: true",
+    );
+    let v2_local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    let v2_unspec = b"\r\n\r\n\0\r\nQUIT\n\x21\x00\x00\x00".to_vec();
+    for preface in [b"PROXY UNKNOWN\r\n".to_vec(), v2_local, v2_unspec] {
+        let mut c = Wire::connect_from("127.0.0.2", ferry.reverse[0]);
+        c.send(&preface);
+        let r = c.roundtrip(
+            b"GET /x HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 203.0.113.9\r\n\
+              X-Real-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Request-Id: forged\r\n\r\n",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got = web.last();
+        assert_eq!(
+            got.header("x-forwarded-for"),
+            Some("127.0.0.2"),
+            "{preface:?}"
+        );
+        assert_eq!(got.header("x-real-ip"), Some("127.0.0.2"), "{preface:?}");
+        assert_eq!(got.header("x-forwarded-proto"), Some("http"), "{preface:?}");
+        assert_ne!(got.header("x-request-id"), Some("forged"), "{preface:?}");
+    }
 }

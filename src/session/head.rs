@@ -71,7 +71,11 @@ impl Session {
                     self.peer = SocketAddr::new(src.ip().to_canonical(), src.port());
                 }
                 let rev = self.config.reverse.as_ref();
-                self.trusted = rev.is_some_and(|r| r.trusts(self.peer.ip()));
+                // The client the header names is trusted or not. A header that names none
+                // (v1 UNKNOWN, v2 LOCAL or another family) leaves the balancer's address as
+                // the client, but what follows may still be a client's request: its
+                // forwarding fields are not believed on the balancer's word.
+                self.trusted = source.is_some() && rev.is_some_and(|r| r.trusts(self.peer.ip()));
                 if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
                     log::debug!("{}: not in reverse.allow", self.peer);
                     ctx.bufs
