@@ -160,3 +160,31 @@ fn given_a_proxy_header_naming_no_client_then_the_clients_forwarding_fields_are_
         assert_ne!(got.header("x-request-id"), Some("forged"), "{preface:?}");
     }
 }
+
+/// A redirect's `to` with no host (`"https://"`) makes the request's path the authority: with
+/// `strip_prefix`, `/go//evil.test/x` would be sent to `https://evil.test/x`. `--check`
+/// refuses such a `to`.
+#[test]
+fn given_a_redirect_to_a_url_without_a_host_then_check_refuses_it() {
+    for to in [
+        "https://",
+        "http://",
+        "https:///",
+        "http://?",
+        "https://:443",
+    ] {
+        let dir = common::scratch_dir();
+        let path = dir.join("c.yaml");
+        let yaml = format!(
+            "reverse:\n  listen: [\"127.0.0.1:0\"]\n  sites:\n    - hosts: [\"*\"]\n      routes: [{{path: /go, strip_prefix: true, redirect: {{to: \"{to}\"}}}}]\n"
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let out = common::ferry_command()
+            .args(["--config", path.to_str().unwrap(), "--check"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{to:?} was accepted");
+        assert!(err.contains("redirect.to"), "{to:?}: {err}");
+    }
+}
