@@ -188,3 +188,26 @@ fn given_a_redirect_to_a_url_without_a_host_then_check_refuses_it() {
         assert!(err.contains("redirect.to"), "{to:?}: {err}");
     }
 }
+
+/// A site published for an IPv6 literal is reached by an absolute-form target naming it too
+/// (an absolute-form target's host wins over Host, DESIGN §7.1).
+#[test]
+fn given_a_site_for_an_ipv6_literal_when_the_target_is_absolute_form_then_that_site_serves() {
+    let web = Backend::start("web");
+    let ferry = Ferry::start_reverse(
+        &[&web],
+        r#"
+        reverse:
+          sites: [{hosts: ["[::1]"], routes: [{backend: web}]}]
+          backends: {web: {servers: [{url: @web}]}}
+        "#,
+    );
+    for req in [
+        &b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"[..],
+        b"GET http://[::1]:8080/y HTTP/1.1\r\nHost: other.test\r\n\r\n",
+    ] {
+        let r = ferry.reverse_client().roundtrip(req);
+        assert_eq!(r.served_by(), Some("web"), "{}", r.text());
+    }
+    assert_eq!(web.last().header("host"), Some("[::1]:8080"));
+}

@@ -50,7 +50,14 @@ pub fn decide_at(
                 .with("Allow", SITE_METHODS.into()),
         );
     }
+    // An IPv6 literal of an absolute-form target is held without its brackets; a site's
+    // pattern and a Host field have them.
+    let bracketed;
     let host = match (req.target.host, req.host) {
+        (h, _) if req.target.is_v6() => {
+            bracketed = format!("[{h}]");
+            bracketed.as_str()
+        }
         ("", Some(h)) => h,
         ("", None) if req.minor == 1 => {
             // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
