@@ -924,10 +924,20 @@ fn backend(
             format!("{} is more than 100", r.budget_percent),
         );
     }
-    let breaker = b.circuit_breaker.as_ref().map(|c| Breaker {
-        failures: c.failures,
-        open: Duration::from_secs(c.open_secs),
-        half_open: c.half_open_requests,
+    // Every backend's servers have a circuit (DESIGN §7.3's defaults); without a
+    // `circuit_breaker` block it opens at health_check's `fall`, so that passive health and
+    // the circuit stay one mechanism with one threshold.
+    let breaker = Some(match &b.circuit_breaker {
+        Some(c) => Breaker {
+            failures: c.failures,
+            open: Duration::from_secs(c.open_secs),
+            half_open: c.half_open_requests,
+        },
+        None => Breaker {
+            failures: health.fall,
+            open: Duration::from_secs(ten()),
+            half_open: 1,
+        },
     });
     if let Some(c) = &b.circuit_breaker {
         for (k, v, max) in [

@@ -121,6 +121,11 @@ impl Selector {
             .min_by_key(|&i| score(i))
     }
 
+    /// A random number (for backoff jitter).
+    pub fn random(&mut self) -> u64 {
+        self.next_random()
+    }
+
     /// xorshift64*: enough for spreading load, no crate needed.
     fn next_random(&mut self) -> u64 {
         let mut x = self.rng;

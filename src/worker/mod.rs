@@ -59,6 +59,9 @@ pub struct Ctx {
     pub connecting: Rc<RefCell<PendingConnects>>,
     /// The addresses this worker's listeners are bound to (ferry must not connect to them).
     pub listening: Vec<std::net::SocketAddr>,
+    /// A session timer shorter than the sweep (a retry's backoff) wants the loop awake by
+    /// then.
+    pub wake_at: Option<Instant>,
     /// Request ids made so far, and this life's random start for them.
     ids: u64,
     id_seed: u64,
@@ -71,6 +74,12 @@ impl Ctx {
     /// This worker's counters.
     pub fn stats(&self) -> &crate::metrics::WorkerStats {
         self.shared.stats.worker(self.worker)
+    }
+
+    /// Makes the loop sweep the sessions' deadlines by `t`, though it is sooner than the
+    /// next regular sweep.
+    pub fn wake_by(&mut self, t: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
     }
 
     /// A new `X-Request-Id`: unique within the process (worker and count) and across
@@ -194,6 +203,7 @@ fn run_loop(
             draining: shared.draining.load(Ordering::Relaxed),
             connecting: Rc::new(RefCell::new(PendingConnects::default())),
             listening: Vec::new(),
+            wake_at: None,
             ids: 0,
             id_seed: crate::upstream::select::seed(id),
             #[cfg(feature = "test-hooks")]
@@ -259,7 +269,10 @@ fn run_loop(
                 w.accept_all(i);
             }
         }
-        if w.ctx.now >= w.next_sweep {
+        if w.ctx.wake_at.is_some_and(|t| w.ctx.now >= t) {
+            w.ctx.wake_at = None;
+            w.sweep();
+        } else if w.ctx.now >= w.next_sweep {
             w.sweep();
         }
         if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d)) {
@@ -322,7 +335,7 @@ impl Loop {
         if self.live() > 0 || !self.ctx.idle.is_empty() {
             wake = Some(self.next_sweep);
         }
-        if let Some(t) = self.accept_paused_until {
+        for t in [self.accept_paused_until, self.ctx.wake_at].into_iter().flatten() {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         wake.map(|w| w.saturating_duration_since(now))

@@ -58,7 +58,7 @@ impl Session {
                                     "the upstream proxy sent a malformed response",
                                     "the server sent a malformed response",
                                 );
-                                return self.fail_over(why, ctx);
+                                return self.fail_over(why, RetryOn::RESET, ctx);
                             }
                             return Err(Fail::Refuse(Refusal::new(
                                 502,
@@ -83,6 +83,7 @@ impl Session {
                                     "the upstream proxy could not open the tunnel"
                                 },
                                 refused_us,
+                                RetryOn::default(),
                                 ctx,
                             );
                         }
@@ -94,6 +95,18 @@ impl Session {
                             state.passive_failure(ctx.worker, pool.passive_fall(), "answered 5xx");
                         } else {
                             state.passive_success(ms.min(u32::MAX as u128) as u32);
+                        }
+                    }
+                    if ex.served.is_some() && (502..=504).contains(&resp.code) {
+                        // A status the backend retries on: this response is dropped with its
+                        // connection (never relayed, never reused half-read) and the request
+                        // made again, when it can be.
+                        if let Some(next) =
+                            ex.next_server(&self.config, RetryOn::of_status(resp.code), ctx)
+                        {
+                            log::debug!("{}: the server answered {}; again", self.peer, resp.code);
+                            self.start_next(next, ctx)?;
+                            return Ok(true);
                         }
                     }
                     // A response has begun: the request will not be replayed. A head not yet

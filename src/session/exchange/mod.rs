@@ -17,6 +17,7 @@
 mod access_log;
 mod answer;
 mod connect;
+mod retry;
 mod send;
 
 pub use access_log::LogLine;
@@ -26,7 +27,7 @@ use connect::PendingConnect;
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
 use crate::config::HostPolicy;
-use crate::config::{Config, OnAllDown};
+use crate::config::{Config, OnAllDown, RetryOn};
 use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
 use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
@@ -88,6 +89,8 @@ enum Stage {
         _pending: PendingConnect,
     },
     Connected,
+    /// Waiting before a retry (the backend's backoff): nothing is connected.
+    Backoff,
 }
 
 enum Resp {
@@ -122,6 +125,8 @@ pub struct Exchange {
     stale_retry: bool,
     /// Holds the upstream's active-connection count while an attempt uses it.
     guard: Option<ActiveGuard>,
+    /// A half-open server's trial slot, taken when it was picked, for the next attempt.
+    trial: Option<ActiveGuard>,
     attempt_started: Instant,
     req_body: BodyState,
     resp: Resp,
@@ -277,7 +282,9 @@ impl Exchange {
             }
             _ => Vec::new(),
         };
-        let Some(server) = ctx.select.pick(&backend.pool, &key, &[]) else {
+        backend.shared.count_request();
+        let Some((server, trial)) = ctx.select.pick_server(&backend.pool, &key, &[], ctx.worker)
+        else {
             return Err(Refusal::servers_down(&site.name, &r.name, &backend.name));
         };
         let mut b = ctx.bufs.get();
@@ -329,6 +336,7 @@ impl Exchange {
             ctx,
         );
         ex.served = Some(Box::new(served));
+        ex.trial = trial;
         Ok(ex)
     }
 
@@ -364,6 +372,7 @@ impl Exchange {
             },
             stale_retry: false,
             guard: None,
+            trial: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
             resp: Resp::Head,
@@ -587,6 +596,9 @@ impl Session {
         let limits = &self.config.limits;
         let mut d = ctx.now + limits.idle_timeout;
         if let Phase::Exchange(ex) = &self.phase {
+            if matches!(ex.stage, Stage::Backoff) {
+                return; // the timer is the backoff's
+            }
             if let Some(rt) = limits.request_timeout {
                 d = d.min(ex.started + rt);
             }
@@ -665,15 +677,13 @@ impl Session {
         if ex.route != Route::Direct {
             // A reused connection that ends with nothing back was most likely closed while
             // idle: not the upstream's fault, even when the request may not be replayed.
-            return self.move_on(
-                if nothing_back {
-                    "the upstream proxy closed the connection without responding"
-                } else {
-                    "the upstream proxy sent an incomplete response"
-                },
-                !(reused && nothing_back),
-                ctx,
-            );
+            let why = match (nothing_back, ex.served.is_some()) {
+                (true, false) => "the upstream proxy closed the connection without responding",
+                (false, false) => "the upstream proxy sent an incomplete response",
+                (true, true) => "the server closed the connection without responding",
+                (false, true) => "the server sent an incomplete response",
+            };
+            return self.move_on(why, !(reused && nothing_back), RetryOn::RESET, ctx);
         }
         Err(Fail::Refuse(if nothing_back {
             Refusal::new(502, "the server closed the connection without responding")
