@@ -199,7 +199,7 @@ pub fn prometheus(o: &mut String, rev: &Reverse) {
     }
 
     type Read = fn(&crate::upstream::UpstreamState) -> String;
-    let per_server: [(&str, &str, &str, Read); 5] = [
+    let per_server: [(&str, &str, &str, Read); 6] = [
         (
             "ferry_backend_server_up",
             "gauge",
@@ -230,6 +230,12 @@ pub fn prometheus(o: &mut String, rev: &Reverse) {
             "EMA of the time to the server's response head (0 before the first).",
             |u| seconds(u64::from(u.latency_ms()) * 1000),
         ),
+        (
+            "ferry_backend_server_circuit",
+            "gauge",
+            "The server's circuit: 0 closed, 1 open, 2 half-open.",
+            |u| (u.circuit() as u8).to_string(),
+        ),
     ];
     for (name, kind, help, read) in per_server {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -244,6 +250,15 @@ pub fn prometheus(o: &mut String, rev: &Reverse) {
                 );
             }
         }
+    }
+    let name = "ferry_backend_retries_total";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Attempts made again after a failure the backend retries on.\n# TYPE {name} counter"
+    );
+    for b in &rev.backends {
+        let n = b.shared.retries();
+        let _ = writeln!(o, "{name}{{backend=\"{}\"}} {n}", label(&b.name));
     }
 }
 
@@ -371,9 +386,10 @@ fn backend_json(o: &mut String, b: &Backend) {
         .count();
     let _ = write!(
         o,
-        "{{\"name\":\"{}\",\"mode\":\"{}\",\"online\":{online},\"servers\":[",
+        "{{\"name\":\"{}\",\"mode\":\"{}\",\"online\":{online},\"retries\":{},\"servers\":[",
         json(&b.name),
-        mode_name(b.pool.mode)
+        mode_name(b.pool.mode),
+        b.shared.retries()
     );
     for (i, m) in b.pool.members.iter().enumerate() {
         if i > 0 {
@@ -382,9 +398,10 @@ fn backend_json(o: &mut String, b: &Backend) {
         let st = &m.state;
         let _ = write!(
             o,
-            "{{\"url\":\"{}\",\"online\":{},\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
+            "{{\"url\":\"{}\",\"online\":{},\"circuit\":\"{}\",\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
             json(&m.config_url),
             st.is_online(),
+            st.circuit().name(),
             st.active(),
             st.latency_ms(),
             st.consecutive_failures(),
