@@ -40,6 +40,18 @@ fn the_documented_reverse_block_is_valid_and_means_what_it_says() {
     assert_eq!(api.pool.health.expect, (200, 399));
     assert_eq!((api.pool.health.rise, api.pool.health.fall), (2, 3));
     assert_eq!(api.max_idle, 32);
+    assert_eq!(api.pool.retries, 2);
+    assert!(api.retries.on.has(RetryOn::CONNECT_FAILURE) && api.retries.on.has(RetryOn::RESET));
+    assert!(!api.retries.on.has(RetryOn::S503));
+    assert_eq!(
+        api.pool.breaker,
+        Some(Breaker {
+            failures: 5,
+            open: Duration::from_secs(10),
+            half_open: 1
+        })
+    );
+    assert_eq!(api.pool.passive_fall(), 5);
     assert_eq!(r.hosts.lookup("x.app.example.com"), Some(0));
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());
 }
@@ -110,6 +122,18 @@ fn each_mistake_names_its_key() {
             "reverse.backends.b.health_check.expect_status:",
         ),
         (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], retries: {on: [connect_failure, \"500\"]}}}"),
+            "reverse.backends.b.retries.on[1]: \"500\" is not connect_failure, reset, timeout, 502, 503 or 504",
+        ),
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], retries: {backoff_ms: 50, backoff_max_ms: 10}}}"),
+            "reverse.backends.b.retries.backoff_max_ms: 10 must be at least backoff_ms (50)",
+        ),
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], circuit_breaker: {failures: 0}}}"),
+            "reverse.backends.b.circuit_breaker.failures: 0 is out of range 1..=100",
+        ),
+        (
             format!("{BASE}  proxy_protocol: true\n  sites: []\n"),
             "reverse.proxy_protocol: needs trusted_proxies",
         ),
@@ -144,6 +168,16 @@ fn host_mistakes_name_the_host() {
             .any(|e| e.starts_with("reverse.sites[0].hosts[0]:")),
         "{e:?}"
     );
+}
+
+#[test]
+fn without_a_circuit_breaker_block_the_circuit_opens_at_fall() {
+    let yaml = format!("{BASE}  sites: [{{hosts: [\"*\"], routes: [{{backend: a}}]}}]\n  backends:\n    a: {{servers: [{{url: \"http://127.0.0.1:1\"}}], health_check: {{fall: 2}}, retries: {{attempts: 0}}}}\n");
+    let c = parse(&yaml, None).unwrap();
+    let a = &c.reverse.as_ref().unwrap().backends[0];
+    assert_eq!(a.pool.passive_fall(), 2);
+    assert_eq!(a.pool.breaker.unwrap().open, Duration::from_secs(10));
+    assert_eq!(a.pool.retries, 1);
 }
 
 #[test]
