@@ -60,7 +60,7 @@ ADDR[haproxy]=127.0.0.1:$((BASE_PORT + 2))
 ADDR[nginx]=127.0.0.1:$((BASE_PORT + 3))
 FORWARD=127.0.0.1:$((BASE_PORT + 4))
 for port in $(seq "$BASE_PORT" $((BASE_PORT + 4))); do
-  if ss -Hltn "sport = :$port" | grep -q .; then
+  if [ -n "$(ss -Hltn "sport = :$port")" ]; then
     echo "port $port is taken (another bench running?); set BASE_PORT" >&2
     exit 1
   fi
@@ -179,7 +179,7 @@ FERRY_SKIPPED=
 if [ ! -x "$FERRY" ]; then
   FERRY_SKIPPED="no ferry binary at $FERRY (cargo build --release)"
 elif ! "$FERRY" --config "$WORK/ferry.yaml" --check > "$WORK/ferry-check.out" 2>&1; then
-  FERRY_SKIPPED="ferry refuses the reverse config (--check): $(head -n1 "$WORK/ferry-check.out" | cut -c1-160)"
+  FERRY_SKIPPED="ferry refuses the reverse config (--check): $(tr -s '\n ' ' ' < "$WORK/ferry-check.out" | cut -c1-200)"
 else
   start ferry "$FERRY" --config "$WORK/ferry.yaml"
   if ! wait_answers "http://${ADDR[ferry]}/small"; then
@@ -202,16 +202,18 @@ for p in haproxy nginx; do
 done
 TARGETS=(direct "${PROXIES[@]}")
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 {
   echo "date: $(date -Is)"
-  echo "rounds: $ROUNDS x ${SECS}s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rounds: $ROUNDS x ${SECS}s; load average: $LOAD0"
   echo "origin ${ADDR[direct]} (core 0, with wrk and the bulk client); proxies on core 1"
   for p in "${PROXIES[@]}"; do echo "$p ${ADDR[$p]} pid ${PID[$p]}"; done
   if [ -z "$FERRY_SKIPPED" ]; then echo "ferry forward listener $FORWARD"; fi
   echo "ferry: $FERRY $("$FERRY" --version 2>/dev/null || true)"
-  haproxy -v | head -1
+  # sed, not head: a writer cut short by head dies of SIGPIPE, fatal under pipefail.
+  haproxy -v | sed -n 1p
   nginx -v 2>&1
-  wrk -v 2>&1 | head -1 || true
+  wrk -v 2>&1 | sed -n 1p || true
 } > "$OUT/setup.txt"
 cat "$OUT/setup.txt"
 
@@ -242,7 +244,16 @@ print(t)
 PY
 }
 now_ns() { date +%s%N; }
+# Every figure goes to rounds.txt as "name round value": medians are taken per name, and a
+# ratio between two targets per round first (neighbours in time share the machine's load,
+# which other work on these 2 cores makes drift), then its median.
+rec() { echo "$1 $r $2" >> "$OUT/rounds.txt"; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+med() { awk -v k="$1" '$1 == k {print $3}' "$OUT/rounds.txt" | median; }
+ratio() { # a b: median over the rounds of a / b
+  awk -v a="$1" -v b="$2" '$1 == a {x[$2] = $3} $1 == b {y[$2] = $3}
+    END {for (r in x) if (r in y && y[r] > 0) print x[r] / y[r]}' "$OUT/rounds.txt" | median
+}
 lat_ms() { # percentile wrk-output: wrk's latency (us, ms, s, m) in ms
   awk -v q="$1" '$1 == q {
     v = $2
@@ -262,17 +273,16 @@ point() { # proxy conns: one wrk run of small GETs
   if grep -q "Non-2xx" "$f"; then warn "$p, $c conns, round $r: non-2xx answers ($f)"; fi
   if grep -q "Socket errors" "$f"; then warn "$p, $c conns, round $r: socket errors ($f)"; fi
   rps=$(awk '/Requests\/sec/ {print $2}' "$f")
-  echo "$rps" >> "$WORK/$p-c$c.rps"
-  lat_ms 50% "$f" >> "$WORK/$p-c$c.p50"
-  lat_ms 99% "$f" >> "$WORK/$p-c$c.p99"
+  rec "$p-c$c.rps" "$rps"
+  rec "$p-c$c.p50" "$(lat_ms 50% "$f")"
+  rec "$p-c$c.p99" "$(lat_ms 99% "$f")"
   if [ "$p" != direct ]; then
     t1=$(cpu_ticks "${PID[$p]}")
     cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v ns="$((s1 - s0))" \
       'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) }')
-    echo "$cpu" >> "$WORK/$p-c$c.cpu"
-    # Per round, so that the median pairs each run's req/s with its own CPU time.
-    awk -v cpu="$cpu" -v rps="$rps" 'BEGIN { printf "%.0f\n", (cpu > 0) ? rps / (cpu / 100) : 0 }' \
-      >> "$WORK/$p-c$c.percore"
+    rec "$p-c$c.cpu" "$cpu"
+    # Per round, so that each run's req/s goes with its own CPU time.
+    rec "$p-c$c.percore" "$(awk -v cpu="$cpu" -v rps="$rps" 'BEGIN { printf "%.0f", (cpu > 0) ? rps / (cpu / 100) : 0 }')"
   fi
 }
 bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s and proxy CPU %
@@ -282,12 +292,12 @@ bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s
     warn "$key, round $r: the 100 MiB download failed ($OUT/$key-bulk.err)"
     return
   fi
-  echo "$rate" | tee -a "$OUT/$key-bulk.txt" >> "$WORK/$key.bulk"
+  rec "$key.bulk" "$rate"
   if [ "$pid" != - ]; then
     t1=$(cpu_ticks "$pid")
     # Over the transfer itself (REPEAT x 100 MiB at the measured rate), not the client's start.
-    awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v rate="$rate" -v n="$REPEAT" \
-      'BEGIN { printf "%.1f\n", 100 * t / hz / (n * 100 / rate) }' >> "$WORK/$key.bulkcpu"
+    rec "$key.bulkcpu" "$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v rate="$rate" -v n="$REPEAT" \
+      'BEGIN { printf "%.1f", 100 * t / hz / (n * 100 / rate) }')"
   fi
 }
 
@@ -304,7 +314,6 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # --- tables ---
-med() { median < "$WORK/$1" 2>/dev/null || echo -; }
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "–"; else printf "%.*f\n", d, v }'; }
 {
   echo "Small GET (100 B), medians of $ROUNDS rounds of ${SECS}s; latency in ms; CPU % is the proxy's (100 % = one core)"
@@ -342,37 +351,36 @@ fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "�
     fi
   done
   echo
-  echo "Targets (issue 11)"
+  echo "Targets (issue 11): ratios are medians of per-round ratios, the proxies measured side by side"
   echo
-  echo "| target | measured | met |"
-  echo "|---|---|---|"
+  echo "| target | measured (medians) | ratio | met |"
+  echo "|---|---|---|---|"
   if [ -n "$FERRY_SKIPPED" ]; then
-    echo "| all ferry targets | not measured: ferry skipped (see warnings) | – |"
+    echo "| all ferry targets | not measured: ferry skipped (see warnings) | – | – |"
   else
-    check() { # label value-description condition(0/1)
-      echo "| $1 | $2 | $([ "$3" = 1 ] && echo yes || echo NO) |"
+    check() { # label measured ratio-key-a ratio-key-b scale unit min|max bound
+      local q; q=$(ratio "$3" "$4")
+      awk -v l="$1" -v m="$2" -v q="$q" -v s="$5" -v u="$6" -v w="$7" -v b="$8" 'BEGIN {
+        if (q == "-") { printf "| %s | %s | – | – |\n", l, m; exit }
+        ok = (w == "min") ? (q >= b) : (q <= b)
+        printf "| %s | %s | %.*f%s | %s |\n", l, m, (u == "×") ? 2 : 0, q * s, u, ok ? "yes" : "NO" }'
     }
     for c in 64 256; do
-      f=$(med "ferry-c$c.percore"); h=$(med "haproxy-c$c.percore")
-      check "req/s per server core ≥ 1.2× HAProxy's ($c conns)" \
-        "ferry $(fmt "$f"), HAProxy $(fmt "$h"): $(awk -v f="$f" -v h="$h" 'BEGIN { printf "%.2f×", f / h }')" \
-        "$(awk -v f="$f" -v h="$h" 'BEGIN { print (f >= 1.2 * h) ? 1 : 0 }')"
+      check "req/s per proxy core ≥ 1.2× HAProxy's ($c conns)" \
+        "ferry $(fmt "$(med "ferry-c$c.percore")"), HAProxy $(fmt "$(med "haproxy-c$c.percore")")" \
+        "ferry-c$c.percore" "haproxy-c$c.percore" 1 × min 1.2
     done
     for c in 64 256; do
-      f=$(med "ferry-c$c.p99"); h=$(med "haproxy-c$c.p99")
-      check "p99 ≤ HAProxy's ($c conns)" "ferry $(fmt "$f" 2) ms, HAProxy $(fmt "$h" 2) ms" \
-        "$(awk -v f="$f" -v h="$h" 'BEGIN { print (f <= h) ? 1 : 0 }')"
+      check "p99 ≤ HAProxy's ($c conns)" \
+        "ferry $(fmt "$(med "ferry-c$c.p99")" 2) ms, HAProxy $(fmt "$(med "haproxy-c$c.p99")" 2) ms" \
+        "ferry-c$c.p99" "haproxy-c$c.p99" 1 × max 1
     done
     b=$(memval ferry per_conn_b)
-    check "≤ 1 KiB RSS per idle keep-alive client connection" "${b:-failed} B" \
-      "$(awk -v b="${b:-999999}" 'BEGIN { print (b <= 1024) ? 1 : 0 }')"
-    f=$(med ferry.bulk); h=$(med haproxy.bulk); t=$(med ferry-tunnel.bulk)
+    echo "| ≤ 1 KiB RSS per idle keep-alive client connection | ${b:-failed} B | – | $(awk -v b="${b:-999999}" 'BEGIN { print (b <= 1024) ? "yes" : "NO" }') |"
     check "100 MiB relay ≥ 1.3× HAProxy's MiB/s" \
-      "ferry $(fmt "$f"), HAProxy $(fmt "$h"): $(awk -v f="$f" -v h="$h" 'BEGIN { printf "%.2f×", f / h }')" \
-      "$(awk -v f="$f" -v h="$h" 'BEGIN { print (f >= 1.3 * h) ? 1 : 0 }')"
+      "ferry $(fmt "$(med ferry.bulk)"), HAProxy $(fmt "$(med haproxy.bulk)")" ferry.bulk haproxy.bulk 1 × min 1.3
     check "100 MiB relay ≥ 90 % of ferry's CONNECT tunnel" \
-      "ferry $(fmt "$f"), tunnel $(fmt "$t"): $(awk -v f="$f" -v t="$t" 'BEGIN { printf "%.0f %%", 100 * f / t }')" \
-      "$(awk -v f="$f" -v t="$t" 'BEGIN { print (f >= 0.9 * t) ? 1 : 0 }')"
+      "ferry $(fmt "$(med ferry.bulk)"), tunnel $(fmt "$(med ferry-tunnel.bulk)")" ferry.bulk ferry-tunnel.bulk 100 " %" min 0.9
   fi
   if [ -s "$OUT/warnings.txt" ]; then
     echo
@@ -380,5 +388,7 @@ fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "�
     echo
     sed 's/^/- /' "$OUT/warnings.txt"
   fi
+  echo
+  echo "load average at the start: $LOAD0; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/table.md"
 echo "raw outputs: $OUT"
