@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::control::constant_time_eq;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
+use crate::listener::Role;
 use crate::shared::Shared;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -17,6 +18,7 @@ use std::sync::atomic::Ordering;
 /// literal target against ferry's own addresses.
 pub fn check_request(
     config: &Config,
+    listening: &[SocketAddr],
     shared: &Shared,
     req: &RequestHead<'_, '_>,
 ) -> Result<(), Refusal> {
@@ -35,9 +37,8 @@ pub fn check_request(
             }
         }
         if !ok {
-            let mut r = Refusal::new(407, "proxy authentication required");
-            r.proxy_authenticate = true;
-            return Err(r);
+            return Err(Refusal::new(407, "proxy authentication required")
+                .with("Proxy-Authenticate", "Basic realm=\"ferry\"".into()));
         }
     }
     // An upgrade (WebSocket) becomes a raw tunnel as a CONNECT does: the same ports apply.
@@ -49,18 +50,57 @@ pub fn check_request(
         }
     }
     if let Some(ip) = req.target.ip {
-        if is_self(SocketAddr::new(ip, req.target.port), config, shared) {
+        if is_self(
+            SocketAddr::new(ip, req.target.port),
+            listening,
+            config,
+            shared,
+        ) {
             return Err(refuse_self());
         }
     }
     Ok(())
 }
 
+/// What happens to a connection just accepted.
+pub enum Admit {
+    Yes,
+    /// Answer this (a whole response) and close.
+    Refuse(&'static [u8]),
+    /// Close without a word (a PROXY header was required from a peer that may not send one).
+    Close,
+}
+
+/// Whether a client at `ip` may use a listener of `role`: `access.allow` for the forward
+/// proxy, `reverse.allow` for the sites. With `proxy_protocol`, only `trusted_proxies` may
+/// connect at all (the client they announce is checked against `reverse.allow` once their
+/// PROXY header has been read).
+pub fn admit(config: &Config, role: Role, ip: IpAddr) -> Admit {
+    match (role, &config.reverse) {
+        (Role::Reverse, Some(r)) if r.proxy_protocol => match r.trusts(ip) {
+            true => Admit::Yes,
+            false => Admit::Close,
+        },
+        (Role::Reverse, Some(r)) if r.allows(ip) => Admit::Yes,
+        (Role::Reverse, _) => Admit::Refuse(DENIED_SITE),
+        (Role::Forward, _) if config.access.allows(ip) => Admit::Yes,
+        (Role::Forward, _) => Admit::Refuse(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 33\r\nConnection: close\r\n\r\nthis client may not use the proxy\n"),
+    }
+}
+
+/// The answer to a client outside `reverse.allow`.
+pub const DENIED_SITE: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 33\r\nConnection: close\r\n\r\nthis client may not use the sites\n";
+
 /// Checks an address a direct route is about to connect to, a literal or what a name
 /// resolved to: ferry itself, no destination at all, or refused by the rules as a literal
 /// target would be. DESIGN §5: a name cannot reach what its address may not.
-pub fn check_address(addr: SocketAddr, config: &Config, shared: &Shared) -> Result<(), Refusal> {
-    if is_self(addr, config, shared) {
+pub fn check_address(
+    addr: SocketAddr,
+    listening: &[SocketAddr],
+    config: &Config,
+    shared: &Shared,
+) -> Result<(), Refusal> {
+    if is_self(addr, listening, config, shared) {
         return Err(refuse_self());
     }
     // 0.0.0.0 and :: are no destination (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2), yet Linux
@@ -82,10 +122,16 @@ pub fn refuse_self() -> Refusal {
     Refusal::new(403, "the target is this proxy")
 }
 
-/// True when `addr` is ferry's own listener or admin server (as bound now). Both sides are
+/// True when `addr` is one of ferry's listeners (`listening`, as this worker has them bound)
+/// or its admin server. Both sides are
 /// compared in canonical form: `::ffff:127.0.0.1` reaches a dual-stack or IPv4 socket on
 /// 127.0.0.1 (RFC 4291 §2.5.5.2), yet as an `Ipv6Addr` it is neither loopback nor equal.
-pub fn is_self(addr: SocketAddr, config: &Config, shared: &Shared) -> bool {
+pub fn is_self(
+    addr: SocketAddr,
+    listening: &[SocketAddr],
+    config: &Config,
+    shared: &Shared,
+) -> bool {
     let target = addr.ip().to_canonical();
     let matches = |ip: IpAddr, port: u16| {
         let ip = ip.to_canonical();
@@ -96,10 +142,8 @@ pub fn is_self(addr: SocketAddr, config: &Config, shared: &Shared) -> bool {
                 || (ip.is_unspecified() && (target.is_loopback() || target.is_unspecified()))
                 || (ip.is_loopback() && target.is_loopback()))
     };
-    matches(
-        config.listen.ip(),
-        shared.listen_port.load(Ordering::Relaxed),
-    ) || config
-        .admin_listen
-        .is_some_and(|a| matches(a.ip(), shared.admin_port.load(Ordering::Relaxed)))
+    listening.iter().any(|l| matches(l.ip(), l.port()))
+        || config
+            .admin_listen
+            .is_some_and(|a| matches(a.ip(), shared.admin_port.load(Ordering::Relaxed)))
 }

@@ -1,10 +1,54 @@
-//! Listening sockets: one SO_REUSEPORT socket per worker, so the kernel spreads new
+//! Listening sockets: for each configured address (the forward `listen`, every
+//! `reverse.listen`), one SO_REUSEPORT socket per worker, so the kernel spreads new
 //! connections across workers without a shared accept lock. All are bound before any worker
-//! serves, and a bind failure stops start-up with a clear error.
+//! serves, and a bind failure stops start-up (or a reload) with a clear error.
 
+use crate::config::Config;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+
+/// Which role a listener's connections get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Clients use ferry as their HTTP proxy.
+    Forward,
+    /// Clients reach the published sites.
+    Reverse,
+}
+
+/// One of a worker's listening sockets.
+pub struct Listening {
+    pub role: Role,
+    /// The address as configured (its identity across reloads; the port may be 0).
+    pub configured: SocketAddr,
+    pub socket: mio::net::TcpListener,
+}
+
+/// The addresses `config` listens on, with their roles, forward first.
+pub fn wanted(config: &Config) -> Vec<(Role, SocketAddr)> {
+    let forward = config.listen.map(|a| (Role::Forward, a));
+    let reverse = config.reverse.iter().flat_map(|r| &r.listen);
+    forward
+        .into_iter()
+        .chain(reverse.map(|&a| (Role::Reverse, a)))
+        .collect()
+}
+
+/// Binds every address of `wanted` `n` times; element `i` of the result is worker `i`'s set.
+pub fn bind_sets(wanted: &[(Role, SocketAddr)], n: usize) -> io::Result<Vec<Vec<Listening>>> {
+    let mut sets: Vec<Vec<Listening>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    for &(role, configured) in wanted {
+        for (set, socket) in sets.iter_mut().zip(bind(configured, n)?) {
+            set.push(Listening {
+                role,
+                configured,
+                socket,
+            });
+        }
+    }
+    Ok(sets)
+}
 
 /// Backlog of each listener.
 const BACKLOG: i32 = 1024;

@@ -3,10 +3,11 @@
 //! mio poll.
 
 use crate::config::Config;
+use crate::listener::{Listening, Role};
 use crate::resolve::{Answer, Deliver};
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::TcpListener;
 use mio::{Registry, Token, Waker};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What other threads tell a worker.
@@ -15,7 +16,12 @@ pub enum Inbox {
     /// A reloaded config: new sessions use it; sessions in flight keep theirs.
     Config(Arc<Config>),
     /// A new listener (the `listen` address changed): it replaces the old one, which closes.
-    Listener(TcpListener),
+    /// Listeners changed: keep those whose role and configured address are in `keep`, close
+    /// the others, and serve `add` too.
+    Listeners {
+        keep: Vec<(Role, SocketAddr)>,
+        add: Vec<Listening>,
+    },
     /// Stop accepting, finish what is in flight.
     Drain,
     /// To the control thread: probe this upstream now (a request through it timed out).

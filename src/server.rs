@@ -36,17 +36,14 @@ pub fn run(config: Config) -> Result<(), String> {
     if max_pipes < crate::relay::MAX_PIPES {
         log::debug!("at most {max_pipes} pipes per worker under an open-files limit of {fd_limit}");
     }
-    let listeners = crate::listener::bind(config.listen, n).map_err(|e| e.to_string())?;
-    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let sets = crate::listener::bind_sets(&crate::listener::wanted(&config), n)
+        .map_err(|e| e.to_string())?;
     let workers: Vec<Worker> = (0..n)
         .map(|_| Worker::new())
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let outboxes: Vec<_> = workers.iter().map(Worker::outbox).collect();
     let shared = Arc::new(Shared::new(n, max_pipes));
-    shared
-        .listen_port
-        .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
     shared.set_latest_config(config.clone());
     let mut delivers: Vec<Arc<dyn Deliver>> = outboxes
         .iter()
@@ -73,7 +70,12 @@ pub fn run(config: Config) -> Result<(), String> {
     }
 
     let mut handles = Vec::with_capacity(n);
-    for (id, (worker, listener)) in workers.into_iter().zip(listeners).enumerate() {
+    // What the first worker's set says is what every set says (same addresses, same ports).
+    let bound: Vec<_> = sets[0]
+        .iter()
+        .map(|l| (l.role, l.socket.local_addr().unwrap_or(l.configured)))
+        .collect();
+    for (id, (worker, listener)) in workers.into_iter().zip(sets).enumerate() {
         let (config, resolver, shared) = (config.clone(), resolver.clone(), shared.clone());
         let control = control_outbox.clone();
         let h = std::thread::Builder::new()
@@ -89,7 +91,19 @@ pub fn run(config: Config) -> Result<(), String> {
     } else {
         format!("{upstreams} upstream proxies")
     };
-    log::info!("listening on {addr} with {n} workers ({route})");
+    // Tests and scripts read the first "listening on ADDR": the forward listener when there
+    // is one.
+    for (role, addr) in &bound {
+        match role {
+            crate::listener::Role::Forward => {
+                log::info!("listening on {addr} with {n} workers ({route})")
+            }
+            crate::listener::Role::Reverse => log::info!(
+                "reverse proxy listening on {addr} with {n} workers ({} sites)",
+                config.reverse.as_ref().map_or(0, |r| r.sites.len())
+            ),
+        }
+    }
     if let Some(a) = admin {
         log::info!("admin listening on {a}");
     }

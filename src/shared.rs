@@ -17,7 +17,6 @@ pub struct Shared {
     /// Counters, one set per worker.
     pub stats: crate::metrics::Stats,
     /// The ports ferry listens on now (0 = none), to refuse requests aimed at itself.
-    pub listen_port: std::sync::atomic::AtomicU16,
     pub admin_port: std::sync::atomic::AtomicU16,
     /// Pipes each worker may open (`relay::pipe_cap` of the open-files limit).
     pub max_pipes: usize,
@@ -34,7 +33,6 @@ impl Shared {
             panics: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             stats: crate::metrics::Stats::new(workers),
-            listen_port: std::sync::atomic::AtomicU16::new(0),
             admin_port: std::sync::atomic::AtomicU16::new(0),
             latest: std::sync::Mutex::new(None),
         }

@@ -2,8 +2,14 @@
 //! into the `Config` snapshot that workers share through an `Arc`. Validation is strict and
 //! every error names the key path it is about.
 
+mod reverse;
 mod schema;
 mod validate;
+
+pub use reverse::{
+    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
+    SiteRoute,
+};
 
 pub use schema::{HashKey, LogLevel, Mode, OnAllDown, PolicyMode};
 use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};
@@ -65,7 +71,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct Config {
     /// The file it came from, or `None` for the embedded default.
     pub source: Option<PathBuf>,
-    pub listen: SocketAddr,
+    /// The forward proxy's listener; `None` when the file has only the reverse role.
+    pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
@@ -83,6 +90,8 @@ pub struct Config {
     /// Worker threads (already resolved from 0 = one per core).
     pub workers: usize,
     pub log_level: LogLevel,
+    /// The reverse-proxy role, when configured.
+    pub reverse: Option<Reverse>,
 }
 
 /// The default `access.allow`: loopback and the private ranges.
@@ -118,19 +127,29 @@ impl Access {
     }
 }
 
-/// Active health probing of a pool's upstreams.
+/// Active health probing of a pool's upstreams or a backend's servers.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
     pub interval: Duration,
     pub timeout: Duration,
-    /// The absolute `http://` URL requested through each upstream.
-    pub url: String,
-    /// Its authority, for the `Host` field.
-    pub host: String,
-    pub expect_status: u16,
+    /// What a probe sends.
+    pub probe: Probe,
+    /// The statuses that count as healthy, both ends included.
+    pub expect: (u16, u16),
     pub fall: u32,
     pub rise: u32,
     pub probe_online: bool,
+}
+
+/// What an active health probe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Forward: `GET url` sent through the upstream proxy (`host` is the URL's authority).
+    Through { url: String, host: String },
+    /// Reverse: `GET path` straight to the server, `Host` its own `host:port`.
+    Get { path: String },
+    /// Reverse, no `health_check`: a TCP connect that succeeds brings the server back.
+    Connect,
 }
 
 /// A pool of upstreams and how it is used.
@@ -184,6 +203,8 @@ pub struct UpstreamSpec {
     pub port: u16,
     pub weight: u32,
     pub priority: u32,
+    /// Requests in flight to it at most (a backend server's `max_active`); 0 = no cap.
+    pub max_active: u32,
     pub username: Option<String>,
     /// `Basic …` for `Proxy-Authorization`, when credentials are set.
     pub auth: Option<String>,
@@ -221,6 +242,18 @@ impl Config {
         }
     }
 
+    /// The forward pools, then the reverse role's backends (as pools of servers).
+    pub fn all_pools(&self) -> impl Iterator<Item = &PoolSpec> {
+        let backends = self.reverse.iter().flat_map(|r| &r.backends);
+        self.pools.iter().chain(backends.map(|b| &b.pool))
+    }
+
+    /// `all_pools`, to change them (a reload carrying state over).
+    pub fn all_pools_mut(&mut self) -> impl Iterator<Item = &mut PoolSpec> {
+        let backends = self.reverse.iter_mut().flat_map(|r| &mut r.backends);
+        self.pools.iter_mut().chain(backends.map(|b| &mut b.pool))
+    }
+
     /// Every upstream of every pool (an upstream in two pools appears twice).
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamSpec> {
         self.pools.iter().flat_map(|p| p.members.iter())
@@ -241,7 +274,13 @@ impl Config {
     /// What is valid but probably not meant, for `--check` and the logs at start and reload.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        for p in &self.pools {
+        // A file with only the reverse role has an empty default pool that serves nothing.
+        let forward = if self.listen.is_some() {
+            &self.pools[..]
+        } else {
+            &[]
+        };
+        for p in forward {
             if p.members.is_empty() && p.on_all_down == OnAllDown::Reject {
                 w.push(format!(
                     "{}; its requests get 502",
@@ -307,6 +346,8 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+#[cfg(test)]
+mod reverse_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct RawConfig {
     /// ferry: who may use the proxy, and for what.
     #[serde(default)]
     pub access: RawAccess,
+    /// ferry: the reverse-proxy role (DESIGN §7).
+    pub reverse: Option<super::reverse::RawReverse>,
 }
 
 /// Client access control.

@@ -24,7 +24,7 @@ fn base64_matches_rfc4648_vectors() {
 fn http_proxy_lb_example_is_accepted_with_its_meaning() {
     let text = include_str!("../../config/http-proxy-lb.example.yaml");
     let c = parse(text, None).unwrap();
-    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
     assert_eq!(c.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(c.pools[0].mode, Mode::RoundRobin);
     assert_eq!(c.domain_policy.mode, PolicyMode::Off);
@@ -32,7 +32,9 @@ fn http_proxy_lb_example_is_accepted_with_its_meaning() {
     assert_eq!(c.pools[0].members.len(), 3);
     assert_eq!(c.pools[0].retries, 3);
     assert_eq!(c.pools[0].health.interval, Duration::from_secs(30));
-    assert_eq!(c.pools[0].health.url, DEFAULT_PROBE_URL);
+    assert!(
+        matches!(&c.pools[0].health.probe, Probe::Through { url, .. } if url == DEFAULT_PROBE_URL)
+    );
     let b = &c.pools[0].members[1];
     assert_eq!((b.weight, b.priority), (2, 20));
     assert_eq!(b.auth.as_deref(), Some("Basic YWxpY2U6czNjcjpldA=="));
@@ -44,7 +46,7 @@ fn http_proxy_lb_example_is_accepted_with_its_meaning() {
 #[test]
 fn embedded_default_is_a_direct_proxy_on_loopback() {
     let c = Config::embedded();
-    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
     assert_eq!(c.upstreams().count(), 0);
     // Direct because it says so: its empty pool would otherwise answer 502.
     assert!(c.policy_uses_pool("example.com"));
@@ -140,7 +142,7 @@ fn errors_name_the_key_path() {
     assert_eq!(errors("listen: nope\n"), "listen: \"nope\" is not an address (expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080)");
     assert_eq!(
         errors("upstream: []\n"),
-        "listen: required (e.g. \"127.0.0.1:8080\")"
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")"
     );
     assert_eq!(
         errors("listen: 127.0.0.1:1\nhealth_check:\n  interval_secs: 0\n"),

@@ -12,11 +12,14 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         })
     };
 
+    if raw.listen.is_none() && raw.reverse.is_none() {
+        err(
+            "listen",
+            "required unless reverse is set (e.g. \"127.0.0.1:8080\")".into(),
+        );
+    }
     let listen = match raw.listen.as_deref() {
-        None => {
-            err("listen", "required (e.g. \"127.0.0.1:8080\")".into());
-            None
-        }
+        None => None,
         Some(s) => socket_addr(s).map_err(|m| err("listen", m)).ok(),
     };
     let admin_listen = match raw.admin_listen.as_deref() {
@@ -65,17 +68,11 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
             "must be non-empty printable ASCII without spaces".into(),
         );
     }
-    let mut allow = Vec::new();
     let allow_raw: Vec<String> = match &raw.access.allow {
         Some(list) => list.clone(),
         None => DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
     };
-    for (i, c) in allow_raw.iter().enumerate() {
-        match crate::route::rules::parse_cidr(c) {
-            Ok(net) => allow.push(net),
-            Err(m) => err(&format!("access.allow[{i}]"), m),
-        }
-    }
+    let allow = cidrs(&allow_raw, "access.allow", &mut err);
     let mut credentials = Vec::new();
     for (i, u) in raw.access.users.iter().enumerate() {
         if u.username.is_empty() || u.username.contains(':') {
@@ -221,13 +218,26 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         }
     }
 
+    let reverse = raw.reverse.and_then(|r| {
+        let connect = Duration::from_secs(l.connect_timeout_secs);
+        super::reverse::validate(r, workers, connect, &mut err)
+    });
+    if let (Some(a), Some(r)) = (listen, &reverse) {
+        if a.port() != 0 && r.listen.contains(&a) {
+            err(
+                "reverse.listen",
+                format!("{a} is also the forward listen address"),
+            );
+        }
+    }
+
     if !errs.is_empty() {
         return Err(ConfigErrors(errs));
     }
     let secs = Duration::from_secs;
     Ok(Config {
         source: source.map(Path::to_path_buf),
-        listen: listen.expect("checked above"),
+        listen,
         admin_listen,
         admin_token: raw.admin.token,
         access: Access {
@@ -255,11 +265,28 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         rules,
         workers,
         log_level: raw.log_level,
+        reverse,
     })
 }
 
+/// Parses a list of CIDRs written at `key`.
+pub(super) fn cidrs(
+    list: &[String],
+    key: &str,
+    err: &mut dyn FnMut(&str, String),
+) -> Vec<(std::net::IpAddr, u8)> {
+    let mut out = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        match crate::route::rules::parse_cidr(c) {
+            Ok(net) => out.push(net),
+            Err(m) => err(&format!("{key}[{i}]"), m),
+        }
+    }
+    out
+}
+
 /// The shared round-robin sequences a pool of `mode` needs (see `PoolSpec::rotations`).
-fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
+pub(super) fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
     let level = |p: Option<u32>| {
         let m: Vec<(usize, u32)> = members
             .iter()
@@ -283,7 +310,7 @@ fn rotations(mode: Mode, members: &[UpstreamSpec]) -> Vec<(u32, Rotation)> {
 
 /// Health settings from `raw`, each missing key taken from `base` (or the defaults).
 /// The longest time any `*_secs` key may say: a year.
-const MAX_SECS: u64 = 365 * 24 * 3600;
+pub(super) const MAX_SECS: u64 = 365 * 24 * 3600;
 
 fn health(
     raw: &RawHealthCheck,
@@ -315,11 +342,11 @@ fn health(
             format!("{timeout} is over {MAX_SECS} (a year)"),
         ));
     }
-    let url = raw
-        .url
-        .clone()
-        .or(base.map(|b| b.url.clone()))
-        .unwrap_or_else(|| DEFAULT_PROBE_URL.to_string());
+    let url = match (&raw.url, base.map(|b| &b.probe)) {
+        (Some(u), _) => u.clone(),
+        (None, Some(Probe::Through { url, .. })) => url.clone(),
+        _ => DEFAULT_PROBE_URL.to_string(),
+    };
     let host = match url.get(..7) {
         Some(s) if s.eq_ignore_ascii_case("http://") => {
             let rest = &url[7..];
@@ -332,7 +359,7 @@ fn health(
     };
     let expect_status = raw
         .expect_status
-        .or(base.map(|b| b.expect_status))
+        .or(base.map(|b| b.expect.0))
         .unwrap_or(204);
     if !(100..=599).contains(&expect_status) {
         return Err((
@@ -351,9 +378,8 @@ fn health(
     Ok(HealthCheck {
         interval: Duration::from_secs(interval),
         timeout: Duration::from_secs(timeout),
-        url,
-        host,
-        expect_status,
+        probe: Probe::Through { url, host },
+        expect: (expect_status, expect_status),
         fall,
         rise,
         probe_online: raw
@@ -364,7 +390,7 @@ fn health(
 }
 
 /// `127.0.0.1:8080`, `[::1]:8080`, or `localhost:8080` (resolved once, here).
-fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -480,6 +506,7 @@ fn upstream(
         port: t.port,
         weight: u.weight,
         priority: u.priority,
+        max_active: 0,
         username,
         auth,
         state,

@@ -18,7 +18,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad01-unknown-top",
         "listen: \"127.0.0.1:1\"\nbogus: 1\n",
-        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access` at line 2 column 1",
+        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
     ),
     (
         "bad02-unknown-upstream",
@@ -88,7 +88,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad15-empty",
         "",
-        "listen: required (e.g. \"127.0.0.1:8080\")",
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")",
     ),
     (
         "bad16-two-docs",
@@ -149,7 +149,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad28-null-listen",
         "listen:\n",
-        "listen: required (e.g. \"127.0.0.1:8080\")",
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")",
     ),
     (
         "odd02-policy-on",
@@ -219,7 +219,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "odd24-upper-key",
         "listen: \"127.0.0.1:1\"\nLISTEN: x\n",
-        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access` at line 2 column 1",
+        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
     ),
 ];
 
@@ -288,7 +288,7 @@ fn booleans_are_true_and_false_only() {
 fn leading_zero_ports_are_decimal_in_strings_and_refused_as_numbers() {
     // Inside a string ferry parses the port itself, in decimal: 0808 is 808, never octal.
     let c = ok("listen: 127.0.0.1:0808\n");
-    assert_eq!(c.listen, "127.0.0.1:808".parse().unwrap());
+    assert_eq!(c.listen, Some("127.0.0.1:808".parse().unwrap()));
     let c = ok(&format!(
         "{L}rules:\n  - match: [port:0808]\n    via: direct\n"
     ));
@@ -344,12 +344,12 @@ fn merge_keys_are_refused_with_their_path() {
 fn byte_order_mark_crlf_and_nulls_are_accepted() {
     assert_eq!(
         ok(&format!("\u{feff}{L}")).listen,
-        "127.0.0.1:1".parse().unwrap()
+        Some("127.0.0.1:1".parse().unwrap())
     );
     assert_eq!(ok("listen: \"127.0.0.1:1\"\r\nworkers: 1\r\n").workers, 1);
     assert_eq!(ok(&format!("{L}admin_listen: ~\n")).admin_listen, None);
     assert_eq!(
         errors("listen:\n"),
-        "listen: required (e.g. \"127.0.0.1:8080\")"
+        "listen: required unless reverse is set (e.g. \"127.0.0.1:8080\")"
     );
 }

@@ -9,7 +9,7 @@
 //! An upstream given by name is looked up by the resolver threads, like the workers' names,
 //! so a slow or dead DNS server never stalls this thread (signals, reloads, the admin API).
 
-use crate::config::{Config, HealthCheck, UpstreamSpec};
+use crate::config::{Config, HealthCheck, Probe as ConfigProbe, UpstreamSpec};
 use crate::resolve::{Answer, Asker, Resolver};
 use crate::shared::Shared;
 use crate::upstream::UpstreamState;
@@ -102,6 +102,11 @@ impl Prober {
                 targets.push(target(m, &pool.health, now));
             }
         }
+        for b in config.reverse.iter().flat_map(|r| &r.backends) {
+            for m in &b.pool.members {
+                targets.push(target(m, &b.pool.health, now));
+            }
+        }
         Prober {
             targets,
             probes: Vec::new(),
@@ -191,9 +196,14 @@ impl Prober {
         match advance(p) {
             Ok(None) => {}
             Ok(Some(status)) => {
-                let want = self.targets[p.target].health.expect_status;
-                let why = format!("probe answered {status}, not {want}");
-                self.finish(i, registry, status == want, &why);
+                let h = &self.targets[p.target].health;
+                let (lo, hi) = h.expect;
+                let ok = h.probe == ConfigProbe::Connect || (lo..=hi).contains(&status);
+                let why = match lo == hi {
+                    true => format!("probe answered {status}, not {lo}"),
+                    false => format!("probe answered {status}, not {lo}-{hi}"),
+                };
+                self.finish(i, registry, ok, &why);
             }
             Err(why) => {
                 if !self.next_address(i, registry) {
@@ -281,11 +291,27 @@ impl Prober {
         };
         let target = &self.targets[t];
         let h = &target.health;
-        let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", h.url, h.host).into_bytes();
+        let mut request = match &h.probe {
+            ConfigProbe::Through { url, host } => {
+                format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n").into_bytes()
+            }
+            ConfigProbe::Get { path } => {
+                let (host, port) = &target.addr;
+                match host.contains(':') {
+                    true => format!("GET {path} HTTP/1.1\r\nHost: [{host}]:{port}\r\n"),
+                    false => format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"),
+                }
+                .into_bytes()
+            }
+            // Connecting is the whole probe.
+            ConfigProbe::Connect => Vec::new(),
+        };
         if let Some(auth) = &target.auth {
             request.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
         }
-        request.extend_from_slice(b"User-Agent: ferry-probe\r\nConnection: close\r\n\r\n");
+        if !request.is_empty() {
+            request.extend_from_slice(b"User-Agent: ferry-probe\r\nConnection: close\r\n\r\n");
+        }
         self.probes[slot] = Some(Probe {
             target: t,
             stream,
@@ -372,6 +398,8 @@ fn advance(p: &mut Probe) -> Result<Option<u16>, String> {
                     Err(e) => return Err(format!("connect: {e}")),
                 }
             }
+            // A connect probe is done once connected.
+            Step::Writing(_) if p.request.is_empty() => return Ok(Some(0)),
             Step::Writing(off) => match p.stream.write(&p.request[*off..]) {
                 Ok(n) => {
                     *off += n;

@@ -8,6 +8,7 @@
 //! sessions in flight finish with the one they started with.
 
 use crate::config::{self, Config};
+use crate::listener;
 use crate::mailbox::{Inbox, Outbox};
 use crate::shared::Shared;
 use crate::upstream::UpstreamState;
@@ -108,15 +109,34 @@ impl Reloader {
         shared: &Shared,
         now: Instant,
     ) -> Option<Arc<Config>> {
-        if new.listen != current.listen {
-            match crate::listener::bind(new.listen, outboxes.len()) {
-                Ok(listeners) => {
-                    let bound = listeners[0].local_addr().map_or(new.listen, |a| a);
-                    shared.listen_port.store(bound.port(), Ordering::Relaxed);
-                    for (o, l) in outboxes.iter().zip(listeners) {
-                        o.send(Inbox::Listener(l));
+        let (was, wanted) = (listener::wanted(current), listener::wanted(&new));
+        if was != wanted {
+            // Only the new addresses are bound (before anything changes: a bind failure
+            // refuses the reload); a socket kept keeps its backlog, so no waiting client is
+            // reset by a reload.
+            let fresh: Vec<_> = wanted
+                .iter()
+                .filter(|w| !was.contains(w))
+                .copied()
+                .collect();
+            match listener::bind_sets(&fresh, outboxes.len()) {
+                Ok(sets) => {
+                    let keep: Vec<_> = wanted.iter().filter(|w| was.contains(w)).copied().collect();
+                    if let Some(first) = sets.first() {
+                        for l in first {
+                            let bound = l.socket.local_addr().map_or(l.configured, |a| a);
+                            log::info!("{:?} listening on {bound}", l.role);
+                        }
                     }
-                    log::info!("listening on {bound} (moved from {})", current.listen);
+                    for (o, add) in outboxes.iter().zip(sets) {
+                        o.send(Inbox::Listeners {
+                            keep: keep.clone(),
+                            add,
+                        });
+                    }
+                    for (role, addr) in was.iter().filter(|w| !wanted.contains(w)) {
+                        log::info!("{role:?} no longer listening on {addr}");
+                    }
                 }
                 Err(e) => {
                     shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -152,11 +172,12 @@ impl Reloader {
 /// Gives every upstream of `new` that `old` also has (same URL and same username: the same
 /// name) the old shared state, so health, latency and counts carry over.
 fn carry_states(old: &Config, new: &mut Config) {
+    // Server names say their backend, so one map serves upstreams and servers alike.
     let mut by_name: HashMap<&str, &Arc<UpstreamState>> = HashMap::new();
-    for u in old.upstreams() {
+    for u in old.all_pools().flat_map(|p| &p.members) {
         by_name.insert(u.state.name.as_str(), &u.state);
     }
-    for pool in &mut new.pools {
+    for pool in new.all_pools_mut() {
         for m in &mut pool.members {
             if let Some(s) = by_name.get(m.state.name.as_str()) {
                 m.state = Arc::clone(s);
@@ -165,18 +186,19 @@ fn carry_states(old: &Config, new: &mut Config) {
     }
 }
 
-/// Lets each pool that the reload left as it was (same name, mode, upstreams, weights and
-/// priorities) go on with its round-robin sequence rather than start over at its first member.
-/// Run after `carry_states`, which makes the same upstreams share their state.
+/// Lets each pool or backend that the reload left as it was (same name, mode, members,
+/// weights and priorities) go on with its round-robin sequence rather than start over at its
+/// first member. Run after `carry_states`, which makes the same members share their state.
 fn carry_rotations(old: &Config, new: &mut Config) {
-    for pool in &mut new.pools {
-        let Some(o) = old
-            .pools
-            .iter()
-            .find(|o| o.name == pool.name && o.mode == pool.mode)
-        else {
+    let (old_forward, new_forward) = (old.pools.len(), new.pools.len());
+    for (i, pool) in new.all_pools_mut().enumerate() {
+        let forward = i < new_forward;
+        let Some(o) = old.all_pools().enumerate().find(|(j, o)| {
+            (*j < old_forward) == forward && o.name == pool.name && o.mode == pool.mode
+        }) else {
             continue;
         };
+        let o = o.1;
         let unchanged = o.members.len() == pool.members.len()
             && o.members.iter().zip(&pool.members).all(|(a, b)| {
                 Arc::ptr_eq(&a.state, &b.state) && (a.weight, a.priority) == (b.weight, b.priority)

@@ -1,7 +1,9 @@
 //! HTTP/1.x pieces of the request path: head parsing with limits, body framing, header
 //! rewriting for the next hop, and the replies ferry writes itself.
 
+pub mod forwarded;
 pub mod framing;
+pub mod proxy_protocol;
 pub mod reply;
 pub mod request;
 pub mod response;

@@ -19,8 +19,12 @@ pub struct Refusal {
     pub why: Cow<'static, str>,
     /// Add `Retry-After` (the pool is down, not the request wrong).
     pub retry_after: bool,
-    /// Add `Proxy-Authenticate: Basic realm="ferry"` (a 407).
-    pub proxy_authenticate: bool,
+    /// One more field: `Proxy-Authenticate` of a 407, `Location` of a redirect, `Allow` of
+    /// a 405.
+    pub field: Option<(&'static str, String)>,
+    /// The request was understood and the connection can go on after this answer (a
+    /// redirect, a 404): kept when the client wants it and no request body is left unread.
+    pub keep: bool,
 }
 
 impl Refusal {
@@ -29,8 +33,21 @@ impl Refusal {
             status,
             why: why.into(),
             retry_after: false,
-            proxy_authenticate: false,
+            field: None,
+            keep: false,
         }
+    }
+
+    /// With one more header field.
+    pub fn with(mut self, name: &'static str, value: String) -> Refusal {
+        self.field = Some((name, value));
+        self
+    }
+
+    /// Answered without closing the connection (when nothing else forces a close).
+    pub fn kept(mut self) -> Refusal {
+        self.keep = true;
+        self
     }
 
     /// 502 because no upstream of a pool is online: ask the client to come back.
@@ -39,7 +56,8 @@ impl Refusal {
             status: 502,
             why: format!("no upstream proxy of pool {pool} is online").into(),
             retry_after: true,
-            proxy_authenticate: false,
+            field: None,
+            keep: false,
         }
     }
 
@@ -49,6 +67,20 @@ impl Refusal {
         Refusal {
             why: crate::config::empty_pool_reason(pool).into(),
             ..Refusal::pool_down(pool)
+        }
+    }
+}
+
+impl Refusal {
+    /// 503 because no server of a route's backend can take the request now (every one
+    /// offline or at its `max_active`): ask the client to come back.
+    pub fn servers_down(site: &str, route: &str, backend: &str) -> Refusal {
+        Refusal {
+            retry_after: true,
+            ..Refusal::new(
+                503,
+                format!("site {site}, route {route}: no server of backend {backend} is available"),
+            )
         }
     }
 }
@@ -67,11 +99,20 @@ impl From<HeadError> for Refusal {
 /// The reason phrase for the statuses ferry writes.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
         414 => "URI Too Long",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -82,9 +123,15 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Writes a complete error response with a plain-text body saying why, and `Connection: close`
-/// (every refusal ends the client connection: after one, what follows cannot be trusted to be
-/// in sync).
+/// (a refusal ends the client connection: after one, what follows cannot be trusted to be in
+/// sync).
 pub fn write(out: &mut Buf, r: &Refusal) {
+    write_answer(out, r, Some("Connection: close\r\n"));
+}
+
+/// Writes `r` as a complete response; `conn` is ferry's `Connection` field, if any (an
+/// answer that keeps the connection: none for HTTP/1.1, `keep-alive` for 1.0).
+pub fn write_answer(out: &mut Buf, r: &Refusal, conn: Option<&str>) {
     let _ = write!(
         out,
         "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\n",
@@ -94,13 +141,14 @@ pub fn write(out: &mut Buf, r: &Refusal) {
     if r.retry_after {
         let _ = write!(out, "Retry-After: {RETRY_AFTER_SECS}\r\n");
     }
-    if r.proxy_authenticate {
-        out.push(b"Proxy-Authenticate: Basic realm=\"ferry\"\r\n");
+    if let Some((name, value)) = &r.field {
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     let _ = write!(
         out,
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{}\n",
+        "Content-Length: {}\r\n{}\r\n{}\n",
         r.why.len() + 1,
+        conn.unwrap_or(""),
         r.why
     );
 }

@@ -67,6 +67,8 @@ pub struct RequestHead<'h, 'b> {
     /// `Max-Forwards` of an OPTIONS or TRACE request (RFC 9110 §7.6.2); other methods ignore
     /// the field.
     pub max_forwards: Option<u32>,
+    /// The value of the `Host` field, if there is one (there is at most one).
+    pub host: Option<&'b str>,
     /// Bytes of the head, terminator included.
     pub len: usize,
 }
@@ -77,6 +79,18 @@ pub struct RequestHead<'h, 'b> {
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
+    parse_in(buf, headers, false)
+}
+
+/// `parse`, where `origin_form` says whether an origin-form target (`/path?query`, or `*` for
+/// OPTIONS) is what is expected: on a reverse listener it is, and the target then has an
+/// empty host (the site is found by `Host`) and the whole target as its path (`*` gives an
+/// empty path, as for an absolute-form OPTIONS without one).
+pub fn parse_in<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    origin_form: bool,
 ) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     if line_end > MAX_REQUEST_LINE {
@@ -109,8 +123,16 @@ pub fn parse<'h, 'b>(
     } else {
         MethodKind::Other
     };
+    let origin = |path| Target {
+        host: "",
+        ip: None,
+        port: 0,
+        path,
+    };
     let target = match kind {
         MethodKind::Connect => parse_authority(raw_target, None)?,
+        _ if origin_form && raw_target.starts_with('/') => origin(raw_target),
+        _ if origin_form && raw_target == "*" && method == "OPTIONS" => origin(""),
         _ => parse_absolute(raw_target)?,
     };
 
@@ -120,6 +142,7 @@ pub fn parse<'h, 'b>(
     let mut te_chunked: Option<bool> = None;
     let mut length: Option<u64> = None;
     let mut hosts = 0;
+    let mut host = None;
     let mut max_forwards = None;
     let mut closes = false;
     for h in headers.iter() {
@@ -150,6 +173,7 @@ pub fn parse<'h, 'b>(
             length = Some(merge_length(length, h.value)?);
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = std::str::from_utf8(trim(h.value)).ok();
         } else if name.eq_ignore_ascii_case("max-forwards") && matches!(method, "OPTIONS" | "TRACE")
         {
             let n =
@@ -200,6 +224,7 @@ pub fn parse<'h, 'b>(
         keep_alive,
         upgrade: upgrade_token && upgrade_field && kind != MethodKind::Connect,
         max_forwards,
+        host,
         len,
     }))
 }

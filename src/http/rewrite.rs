@@ -6,6 +6,7 @@ use super::has_token;
 use super::request::{MethodKind, RequestHead, Target};
 use super::response::ResponseHead;
 use crate::buffer::Buf;
+use crate::config::HeaderOps;
 use std::io::Write;
 
 /// How the request target is written for the next hop.
@@ -101,6 +102,18 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, 
     let _ = write!(out, " HTTP/1.{}\r\nHost: ", req.minor);
     write_authority(out, t, default_port);
     out.push(b"\r\n");
+    copy_request_fields(out, req, |_| false);
+    end_request_fields(out, req, via, None);
+}
+
+/// Copies the client's fields that go on to the next hop: not `Host`, the length (sent as
+/// one field by `end_request_fields`), the client's `Proxy-Authorization`, hop-by-hop fields
+/// (`Upgrade` stays when upgrading), nor what `skip` names; `Max-Forwards` goes down by one.
+pub(crate) fn copy_request_fields(
+    out: &mut Buf,
+    req: &RequestHead<'_, '_>,
+    skip: impl Fn(&str) -> bool,
+) {
     let mut max_forwards_sent = false;
     for h in req.headers {
         let name = h.name;
@@ -109,6 +122,7 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, 
             || name.eq_ignore_ascii_case("proxy-authorization")
             || name.eq_ignore_ascii_case("content-length")
             || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(req.headers, name)))
+            || skip(name)
         {
             continue;
         }
@@ -121,14 +135,35 @@ pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, 
         }
         write_field(out, name, h.value);
     }
+}
+
+/// The fields ferry adds after the client's: the length, `Via`, a site's own fields
+/// (`edits`), and `Connection: Upgrade` when upgrading.
+pub(crate) fn end_request_fields(
+    out: &mut Buf,
+    req: &RequestHead<'_, '_>,
+    via: bool,
+    edits: Option<&HeaderOps>,
+) {
     if let Framing::Length(n) = req.framing {
         let _ = write!(out, "Content-Length: {n}\r\n");
     }
     if via {
         out.push(VIA);
     }
+    if let Some(e) = edits {
+        write_edits(out, e);
+    }
     if req.upgrade {
         out.push(b"Connection: Upgrade\r\n");
+    }
+}
+
+/// Writes the `set` and `add` fields of a site's header rules (their `remove`, and the
+/// fields `set` replaces, were left out when copying).
+fn write_edits(out: &mut Buf, e: &HeaderOps) {
+    for (name, value) in e.set.iter().chain(&e.add) {
+        write_field(out, name, value.as_bytes());
     }
 }
 
@@ -168,8 +203,8 @@ pub fn to_origin_form(head: &mut Buf, base: usize) -> usize {
 }
 
 /// How a response head is written for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseForm {
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseForm<'a> {
     /// ferry's `Connection` field.
     pub conn: ConnectionField,
     /// Add ferry's `Via`.
@@ -177,11 +212,14 @@ pub struct ResponseForm {
     /// The body is de-chunked for an HTTP/1.0 client: no `Transfer-Encoding`, and the end
     /// of the body is the end of the connection.
     pub dechunk: bool,
+    /// A site's response header rules: set for every reverse response (whose `Proxy-*`
+    /// fields are then dropped too), `None` for the forward role.
+    pub edits: Option<&'a HeaderOps>,
 }
 
 /// Writes the response head for the client. Its length, if any, goes as one
 /// `Content-Length` (identical duplicates are folded).
-pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseForm) {
+pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseForm<'_>) {
     let _ = write!(out, "HTTP/1.1 {} ", resp.code);
     out.push(resp.reason.as_bytes());
     out.push(b"\r\n");
@@ -193,6 +231,9 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
         if name.eq_ignore_ascii_case("content-length")
             || (form.dechunk && name.eq_ignore_ascii_case("transfer-encoding"))
             || (!kept_upgrade && (is_hop_by_hop(name) || named_by_connection(resp.headers, name)))
+            || form
+                .edits
+                .is_some_and(|e| e.replaces(name) || super::forwarded::is_proxy_field(name))
         {
             continue;
         }
@@ -203,6 +244,9 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
     }
     if form.via {
         out.push(VIA);
+    }
+    if let Some(e) = form.edits {
+        write_edits(out, e);
     }
     match conn {
         ConnectionField::Default => {}
@@ -220,7 +264,7 @@ fn write_path(out: &mut Buf, path: &str) {
     out.push(path.as_bytes());
 }
 
-fn write_field(out: &mut Buf, name: &str, value: &[u8]) {
+pub(crate) fn write_field(out: &mut Buf, name: &str, value: &[u8]) {
     out.push(name.as_bytes());
     out.push(b": ");
     out.push(value);
@@ -307,6 +351,7 @@ mod tests {
             conn: ConnectionField::Close,
             via: false,
             dechunk: false,
+            edits: None,
         };
         response_head(&mut out, &resp, form);
         assert_eq!(
@@ -337,6 +382,7 @@ mod tests {
             conn: ConnectionField::Default,
             via: false,
             dechunk: false,
+            edits: None,
         };
         assert_eq!(
             rewrite_response(raw, form),
@@ -356,6 +402,7 @@ mod tests {
             conn: ConnectionField::Default,
             via: true,
             dechunk: false,
+            edits: None,
         };
         assert_eq!(
             rewrite_response(raw, form),
@@ -370,6 +417,7 @@ mod tests {
             conn: ConnectionField::Close,
             via: false,
             dechunk: true,
+            edits: None,
         };
         assert_eq!(
             rewrite_response(raw, form),

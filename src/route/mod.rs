@@ -4,7 +4,9 @@
 //! Which member of a pool serves it is `upstream::select`'s job.
 
 pub mod domain;
+pub mod reverse;
 pub mod rules;
+pub mod site;
 
 use crate::addr::IpText;
 use crate::config::Config;

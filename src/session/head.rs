@@ -4,6 +4,7 @@
 //! starting the exchange for the rest.
 
 use super::*;
+use crate::http::framing::Framing;
 
 impl Session {
     pub(super) fn drive_head(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
@@ -42,6 +43,46 @@ impl Session {
             return Ok(true);
         }
         Ok(progress)
+    }
+
+    /// Reads the PROXY protocol header a trusted proxy sends before anything else: its
+    /// client becomes the session's. A peer that sends something else is closed at once.
+    pub(super) fn drive_preface(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        let progress = self.fill_cin(ctx)?;
+        let Some(cin) = self.cin.as_mut().filter(|b| !b.is_empty()) else {
+            if self.client_eof {
+                return Err(Fail::Abort);
+            }
+            return Ok(progress);
+        };
+        match crate::http::proxy_protocol::parse(cin.bytes()) {
+            Err(why) => {
+                log::debug!("{}: bad PROXY header: {why}", self.peer);
+                Err(Fail::Abort)
+            }
+            Ok(crate::http::proxy_protocol::Preface::Incomplete) if self.client_eof => {
+                Err(Fail::Abort)
+            }
+            Ok(crate::http::proxy_protocol::Preface::Incomplete) => Ok(progress),
+            Ok(crate::http::proxy_protocol::Preface::Header { len, source }) => {
+                cin.consume(len);
+                if let Some(src) = source {
+                    self.peer = SocketAddr::new(src.ip().to_canonical(), src.port());
+                }
+                let rev = self.config.reverse.as_ref();
+                self.trusted = rev.is_some_and(|r| r.trusts(self.peer.ip()));
+                if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
+                    log::debug!("{}: not in reverse.allow", self.peer);
+                    ctx.bufs
+                        .fill(&mut self.cout)
+                        .push(crate::access::DENIED_SITE);
+                    self.enter_closing(ctx);
+                    return Ok(true);
+                }
+                self.phase = Phase::Head;
+                Ok(true)
+            }
+        }
     }
 
     /// When a head whose first byte came at `started` must be complete.
@@ -85,7 +126,8 @@ impl Session {
                 return Err(Fail::Refuse(Refusal::from(request::HeadError::TooLarge)));
             }
             let mut headers = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
-            match request::parse(&cin.bytes()[..end], &mut headers) {
+            let origin_form = self.role == Role::Reverse;
+            match request::parse_in(&cin.bytes()[..end], &mut headers, origin_form) {
                 // Not a head after all: `scan` looks past this terminator next time.
                 Ok(None) => continue,
                 Err(e) => return Err(Fail::Refuse(e.into())),
@@ -99,7 +141,15 @@ impl Session {
                         ctx.crash = true;
                     }
                     let started = self.head_started.take().unwrap_or(ctx.now);
-                    let allowed = crate::access::check_request(&self.config, &ctx.shared, &req);
+                    let allowed = match self.role {
+                        Role::Forward => crate::access::check_request(
+                            &self.config,
+                            &ctx.listening,
+                            &ctx.shared,
+                            &req,
+                        ),
+                        Role::Reverse => Ok(()),
+                    };
                     if allowed.is_ok() && req.max_forwards == Some(0) {
                         // ferry is the final recipient. A body would be left to read as if
                         // it were the next request: with one, the connection closes.
@@ -122,9 +172,49 @@ impl Session {
                         }
                         return Ok(true);
                     }
-                    let begun = allowed.and_then(|()| {
-                        Exchange::start(&req, self.peer, started, &self.config, ctx)
-                    });
+                    let begun = match self.role {
+                        Role::Forward => allowed.and_then(|()| {
+                            Exchange::start(&req, self.peer, started, &self.config, ctx)
+                        }),
+                        Role::Reverse => {
+                            let config = self.config.clone();
+                            let rev = config.reverse.as_ref();
+                            let plan = rev
+                                .ok_or_else(|| Refusal::new(404, "no site is published here"))
+                                .and_then(|rev| crate::route::reverse::decide(rev, &req, false));
+                            match plan {
+                                Ok(plan) => Exchange::start_reverse(
+                                    &req,
+                                    plan,
+                                    self.peer,
+                                    self.trusted,
+                                    started,
+                                    &config,
+                                    ctx,
+                                ),
+                                // Redirects, 404 and 405 leave the connection usable when
+                                // nothing of the request is left to read.
+                                Err(r) if r.keep && req.framing == Framing::None => {
+                                    let keep = req.keep_alive && !ctx.draining;
+                                    let out = ctx.bufs.fill(&mut self.cout);
+                                    answer_kept(out, &r, &req, keep);
+                                    ctx.stats().request_done(false, false, r.status < 400, 0, 0);
+                                    if self.config.access_log {
+                                        log::info!(target: crate::logging::ACCESS, "access: {} {} {} {} site=- route=- server=- status={} up=0 down=0 attempts=0 ms={} id=-", self.peer, req.method, exchange::host_or_dash(req.host.unwrap_or("")), req.target.path, r.status, ctx.now.duration_since(started).as_millis());
+                                    }
+                                    self.deadline = ctx.now + self.config.limits.idle_timeout;
+                                    let len = req.len;
+                                    cin.consume(len);
+                                    self.scan = HeadScan::default();
+                                    if !keep {
+                                        self.enter_closing(ctx);
+                                    }
+                                    return Ok(true);
+                                }
+                                Err(r) => Err(r),
+                            }
+                        }
+                    };
                     let len = req.len;
                     self.refused_connect = req.kind == request::MethodKind::Connect;
                     cin.consume(len);
@@ -135,4 +225,15 @@ impl Session {
             }
         }
     }
+}
+
+/// Writes ferry's own answer `r` to a request (a redirect, a 404), keeping the connection
+/// when `keep`.
+fn answer_kept(out: &mut Buf, r: &Refusal, req: &request::RequestHead<'_, '_>, keep: bool) {
+    let conn = match (keep, req.minor) {
+        (false, _) => Some("Connection: close\r\n"),
+        (true, 0) => Some("Connection: keep-alive\r\n"),
+        (true, _) => None,
+    };
+    reply::write_answer(out, r, conn);
 }

@@ -36,6 +36,7 @@ use crate::conn::{Conn, Io};
 use crate::http::reply::{self, Refusal};
 use crate::http::request::{self, MAX_REQUEST_LINE};
 use crate::http::HeadScan;
+use crate::listener::Role;
 use crate::relay::Tunnel;
 use crate::resolve::Answer;
 use crate::worker::Ctx;
@@ -121,6 +122,8 @@ pub struct Server {
 }
 
 enum Phase {
+    /// Waiting for the PROXY protocol header a trusted proxy sends first (`proxy_protocol`).
+    Preface,
     Head,
     Exchange(Box<Exchange>),
     Tunnel(Box<TunnelState>),
@@ -136,7 +139,12 @@ pub struct Session {
     slot: usize,
     generation: u32,
     client: Conn,
+    /// The client: the peer, or the address its trusted proxy's PROXY header announced.
     peer: SocketAddr,
+    /// Forward proxy or published sites.
+    role: Role,
+    /// The peer is in `reverse.trusted_proxies`: its forwarding fields are believed.
+    trusted: bool,
     server: Option<Server>,
     phase: Phase,
     /// Bytes from the client not yet handled (a head, body, pipelined requests).
@@ -167,15 +175,26 @@ impl Session {
         generation: u32,
         stream: TcpStream,
         peer: SocketAddr,
+        role: Role,
         ctx: &Ctx,
     ) -> Session {
+        let rev = ctx
+            .config
+            .reverse
+            .as_ref()
+            .filter(|_| role == Role::Reverse);
         Session {
             slot,
             generation,
             client: Conn::new(stream),
             peer,
+            role,
+            trusted: rev.is_some_and(|r| r.trusts(peer.ip())),
             server: None,
-            phase: Phase::Head,
+            phase: match rev {
+                Some(r) if r.proxy_protocol => Phase::Preface,
+                _ => Phase::Head,
+            },
             cin: None,
             cout: None,
             sin: None,
@@ -251,7 +270,7 @@ impl Session {
                 self.head_started = None;
                 self.settle(r, ctx)
             }
-            Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
+            Phase::Preface | Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
             Phase::Exchange(_) => {
                 let r = self.exchange_timeout(ctx);
                 self.settle(r, ctx)
@@ -263,6 +282,7 @@ impl Session {
     pub fn drive(&mut self, ctx: &mut Ctx) -> Step {
         for _ in 0..MAX_ROUNDS {
             let r = match self.phase {
+                Phase::Preface => self.drive_preface(ctx),
                 Phase::Head => self.drive_head(ctx),
                 Phase::Exchange(_) => self.drive_exchange(ctx),
                 Phase::Tunnel(_) => self.drive_tunnel(ctx),
@@ -295,7 +315,18 @@ impl Session {
 
     /// Answers the client with `r` and closes once it is written. When part of a response
     /// already went out, a reply would corrupt it, so the connection is just cut.
-    fn refuse(&mut self, r: Refusal, ctx: &mut Ctx) {
+    fn refuse(&mut self, mut r: Refusal, ctx: &mut Ctx) {
+        if let Phase::Exchange(ex) = &self.phase {
+            // A reverse request's reply names its site and route, and the server tried.
+            if let Some(s) = ex.served().filter(|_| !r.why.starts_with("site ")) {
+                let server = ex.server_url(&self.config);
+                r.why = match server {
+                    Some(url) => format!("{}: server {url}: {}", s.names(&self.config), r.why),
+                    None => format!("{}: {}", s.names(&self.config), r.why),
+                }
+                .into();
+            }
+        }
         let started = match &mut self.phase {
             Phase::Exchange(ex) => {
                 ex.refused(&r, self.peer, ctx);
@@ -493,7 +524,7 @@ impl Session {
                 }
                 t.relay.release(&mut ctx.bufs, &mut ctx.pipes);
             }
-            Phase::Head | Phase::Closing { .. } => {}
+            Phase::Preface | Phase::Head | Phase::Closing { .. } => {}
         }
     }
 

@@ -1,30 +1,32 @@
-//! Upstream proxies as a worker sees them: the idle keep-alive connections to each, kept for
-//! reuse by the next request routed there.
+//! Upstream proxies and backend servers as a worker sees them: the idle keep-alive
+//! connections to each, kept for reuse by the next request routed there, by any client.
 
 use mio::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Idle connections a worker keeps per upstream at most.
-const MAX_IDLE_PER_UPSTREAM: usize = 16;
+/// Idle connections a worker keeps per upstream proxy at most.
+pub const MAX_IDLE_PER_UPSTREAM: usize = 16;
 
-/// A worker's idle keep-alive connections to upstream proxies, keyed by upstream URL.
+/// A worker's idle keep-alive connections, keyed by the upstream's or server's state name
+/// (a server's names its backend), each with the time it must be closed by.
 #[derive(Default)]
 pub struct IdlePool {
     conns: Vec<(String, TcpStream, Instant)>,
 }
 
 impl IdlePool {
-    /// Keeps `stream` (deregistered from the poll) for the upstream `url`.
-    pub fn put(&mut self, url: &str, stream: TcpStream, now: Instant) {
-        if self.conns.iter().filter(|c| c.0 == url).count() >= MAX_IDLE_PER_UPSTREAM {
+    /// Keeps `stream` (deregistered from the poll) for `key` until `expires`, unless `max`
+    /// connections to it are kept already.
+    pub fn put(&mut self, key: &str, stream: TcpStream, expires: Instant, max: usize) {
+        if self.conns.iter().filter(|c| c.0 == key).count() >= max {
             return;
         }
-        self.conns.push((url.to_string(), stream, now));
+        self.conns.push((key.to_string(), stream, expires));
     }
 
-    /// The most recently idled connection to `url` that still looks open.
-    pub fn take(&mut self, url: &str) -> Option<TcpStream> {
-        while let Some(i) = self.conns.iter().rposition(|c| c.0 == url) {
+    /// The most recently idled connection to `key` that still looks open.
+    pub fn take(&mut self, key: &str) -> Option<TcpStream> {
+        while let Some(i) = self.conns.iter().rposition(|c| c.0 == key) {
             let (_, stream, _) = self.conns.swap_remove(i);
             // A peek that would block means the peer has neither closed nor sent anything.
             let mut b = [0u8; 1];
@@ -36,9 +38,9 @@ impl IdlePool {
         None
     }
 
-    /// Drops connections idle for longer than `max_idle`.
-    pub fn expire(&mut self, now: Instant, max_idle: Duration) {
-        self.conns.retain(|c| now.duration_since(c.2) < max_idle);
+    /// Drops the connections whose time is up.
+    pub fn expire(&mut self, now: Instant) {
+        self.conns.retain(|c| now < c.2);
     }
 
     /// Drops them all (config change, shutdown).

@@ -6,6 +6,6 @@ pub mod rotation;
 pub mod select;
 pub mod state;
 
-pub use idle::IdlePool;
+pub use idle::{IdlePool, MAX_IDLE_PER_UPSTREAM};
 pub use rotation::Rotation;
 pub use state::UpstreamState;

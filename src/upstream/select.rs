@@ -29,7 +29,12 @@ impl Selector {
     /// `exclude`; `key` feeds `hash` mode. None when no member qualifies.
     pub fn pick(&mut self, pool: &PoolSpec, key: &[u8], exclude: &[usize]) -> Option<usize> {
         let n = pool.members.len();
-        let ok = |i: usize| pool.members[i].state.is_online() && !exclude.contains(&i);
+        let ok = |i: usize| {
+            let m = &pool.members[i];
+            m.state.is_online()
+                && !exclude.contains(&i)
+                && (m.max_active == 0 || m.state.active() < m.max_active)
+        };
         self.turn = self.turn.wrapping_add(1);
         match pool.mode {
             Mode::RoundRobin => pool.rotations.first()?.1.pick(ok),
@@ -93,6 +98,18 @@ impl Selector {
         self.rng = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+}
+
+/// A random-enough seed for worker `id`: the clock, the process and the worker mixed
+/// (request ids and `random` mode need no more).
+pub fn seed(id: usize) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    rendezvous(
+        &t.to_le_bytes(),
+        &[std::process::id().to_le_bytes(), (id as u32).to_le_bytes()].concat(),
+    )
 }
 
 /// The key a `hash` pool hashes for a request.

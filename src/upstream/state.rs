@@ -18,6 +18,8 @@ pub struct Padded(pub AtomicUsize);
 pub struct UpstreamState {
     /// The URL with the password masked, for logs.
     pub name: String,
+    /// "upstream" or "server", for logs.
+    kind: &'static str,
     online: AtomicBool,
     consecutive_failures: AtomicU32,
     consecutive_successes: AtomicU32,
@@ -33,6 +35,15 @@ pub struct UpstreamState {
 impl UpstreamState {
     /// A new upstream starts online.
     pub fn new(name: String, workers: usize) -> Arc<UpstreamState> {
+        Self::of_kind("upstream", name, workers)
+    }
+
+    /// A backend's server (named `url` of backend `backend` in logs); starts online.
+    pub fn server(backend: &str, url: &str, workers: usize) -> Arc<UpstreamState> {
+        Self::of_kind("server", format!("{url} (backend {backend})"), workers)
+    }
+
+    fn of_kind(kind: &'static str, name: String, workers: usize) -> Arc<UpstreamState> {
         let counters = |n: usize| {
             (0..n.max(1))
                 .map(|_| Padded::default())
@@ -41,6 +52,7 @@ impl UpstreamState {
         };
         Arc::new(UpstreamState {
             name,
+            kind,
             online: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             consecutive_successes: AtomicU32::new(0),
@@ -153,7 +165,11 @@ impl UpstreamState {
             .saturating_add(1);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
-            log::info!("upstream {} is online again ({n} good probes)", self.name);
+            log::info!(
+                "{} {} is online again ({n} good probes)",
+                self.kind,
+                self.name
+            );
         }
     }
 
@@ -170,7 +186,8 @@ impl UpstreamState {
             .saturating_add(1);
         if n >= fall && self.online.swap(false, Ordering::Relaxed) {
             log::warn!(
-                "upstream {} is offline after {n} {what} (last: {why})",
+                "{} {} is offline after {n} {what} (last: {why})",
+                self.kind,
                 self.name
             );
             return true;

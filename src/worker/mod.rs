@@ -1,5 +1,5 @@
-//! A worker: one thread, one SO_REUSEPORT listener, one mio poll, and the sessions it
-//! accepted. Everything on the request path happens here, without locks: buffers, pipes, idle
+//! A worker: one thread, an SO_REUSEPORT listener per configured address (forward and
+//! reverse), one mio poll, and the sessions it accepted. Everything on the request path happens here, without locks: buffers, pipes, idle
 //! upstream connections and DNS answers are all per worker. Timers are a deadline per session,
 //! swept every `SWEEP` while there are sessions, so an event costs nothing for timing.
 
@@ -7,6 +7,7 @@ mod pending;
 
 use crate::buffer::BufPool;
 use crate::config::Config;
+use crate::listener::{Listening, Role};
 use crate::mailbox::{Inbox, Outbox};
 use crate::relay::PipePool;
 use crate::resolve::{Answer, DnsCache, Resolver};
@@ -14,7 +15,6 @@ use crate::session::{self, Session, Side, Step};
 use crate::shared::Shared;
 use crate::upstream::IdlePool;
 use crossbeam_channel::Receiver;
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 pub use pending::PendingConnects;
 use std::cell::RefCell;
@@ -25,8 +25,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `FIRST_LISTENER - i`.
+const FIRST_LISTENER: usize = usize::MAX - 2;
+/// More listeners than a worker can have (the tokens below are sessions').
+const MAX_LISTENERS: usize = 4096;
 /// How often deadlines are checked (timeouts are whole seconds; this is their precision).
 const SWEEP: Duration = Duration::from_millis(250);
 /// How long accepting pauses when the process is out of file descriptors.
@@ -54,6 +57,11 @@ pub struct Ctx {
     pub shared: Arc<Shared>,
     /// Connects in progress in this worker (held by each `Connecting` stage).
     pub connecting: Rc<RefCell<PendingConnects>>,
+    /// The addresses this worker's listeners are bound to (ferry must not connect to them).
+    pub listening: Vec<std::net::SocketAddr>,
+    /// Request ids made so far, and this life's random start for them.
+    ids: u64,
+    id_seed: u64,
     /// test-hooks: the loop panics at the end of this turn.
     #[cfg(feature = "test-hooks")]
     pub crash: bool,
@@ -63,6 +71,18 @@ impl Ctx {
     /// This worker's counters.
     pub fn stats(&self) -> &crate::metrics::WorkerStats {
         self.shared.stats.worker(self.worker)
+    }
+
+    /// A new `X-Request-Id`: unique within the process (worker and count) and across
+    /// restarts (a random start), 32 hex digits, no allocation beyond the string.
+    pub fn request_id(&mut self) -> String {
+        self.ids = self.ids.wrapping_add(1);
+        format!(
+            "{:016x}{:04x}{:012x}",
+            self.id_seed,
+            self.worker as u16,
+            self.ids & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -90,12 +110,12 @@ impl Worker {
 
     /// Runs the event loop until drained. If the loop itself panics (a session's panic is
     /// caught closer to it), its connections are dropped and it starts again with the same
-    /// poll and inbox, the latest config and the same listener: clients that connect
-    /// meanwhile wait in its backlog instead of being refused.
+    /// poll and inbox, the latest config and the same listeners: clients that connect
+    /// meanwhile wait in their backlogs instead of being refused.
     pub fn run(
         self,
         id: usize,
-        listener: TcpListener,
+        listeners: Vec<Listening>,
         config: Arc<Config>,
         resolver: Resolver,
         control: Outbox,
@@ -104,31 +124,18 @@ impl Worker {
         let Worker {
             mut poll, inbox, ..
         } = self;
-        let kept = Rc::new(std::cell::Cell::new(Some(listener)));
+        let kept = Rc::new(std::cell::Cell::new(listeners));
         let mut config = config;
         loop {
-            let l = match kept.take() {
-                Some(mut l) => {
-                    // Still registered if a crashed life handed it back.
-                    let _ = poll.registry().deregister(&mut l);
-                    l
-                }
-                None => {
-                    let port = shared.listen_port.load(Ordering::Relaxed);
-                    let addr = std::net::SocketAddr::new(config.listen.ip(), port);
-                    match crate::listener::bind(addr, 1) {
-                        Ok(mut ls) => ls.remove(0),
-                        Err(e) => {
-                            log::error!("worker {id}: cannot listen again after a crash: {e}");
-                            return;
-                        }
-                    }
-                }
-            };
+            let mut ls = kept.take();
+            for l in &mut ls {
+                // Still registered if a crashed life handed them back.
+                let _ = poll.registry().deregister(&mut l.socket);
+            }
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let mail = (&inbox, control.clone());
-                run_loop(id, &mut poll, mail, (l, kept.clone()), c, r, sh)
+                run_loop(id, &mut poll, mail, (ls, kept.clone()), c, r, sh)
             }));
             match outcome {
                 Ok(()) => return,
@@ -150,7 +157,7 @@ fn run_loop(
     id: usize,
     poll: &mut Poll,
     (inbox, control): (&Receiver<Inbox>, Outbox),
-    (mut listener, kept): (TcpListener, KeptListener),
+    (listeners, kept): (Vec<Listening>, KeptListeners),
     config: Arc<Config>,
     resolver: Resolver,
     shared: Arc<Shared>,
@@ -162,12 +169,8 @@ fn run_loop(
             return;
         }
     };
-    if let Err(e) = registry.register(&mut listener, LISTENER, Interest::READABLE) {
-        log::error!("worker {id}: cannot watch the listener: {e}");
-        return;
-    }
     let mut w = Loop {
-        listener: Some(listener),
+        listeners: Vec::new(),
         kept,
         sessions: Vec::new(),
         free: Vec::new(),
@@ -186,18 +189,23 @@ fn run_loop(
             control,
             worker: id,
             now: Instant::now(),
-            select: crate::upstream::select::Selector::new(0x9e37_79b9_7f4a_7c15 ^ id as u64),
+            select: crate::upstream::select::Selector::new(crate::upstream::select::seed(id)),
             config,
             draining: shared.draining.load(Ordering::Relaxed),
             connecting: Rc::new(RefCell::new(PendingConnects::default())),
+            listening: Vec::new(),
+            ids: 0,
+            id_seed: crate::upstream::select::seed(id),
             #[cfg(feature = "test-hooks")]
             crash: false,
             shared,
         },
     };
     if w.ctx.draining {
+        w.listeners = listeners;
         return;
     }
+    w.listen(listeners);
     let mut events = Events::with_capacity(256);
     loop {
         let timeout = w.poll_timeout();
@@ -214,15 +222,15 @@ fn run_loop(
             match m {
                 Inbox::Answer(a) => w.answer(a),
                 Inbox::Config(c) => w.new_config(c),
-                Inbox::Listener(l) => w.new_listener(l),
+                Inbox::Listeners { keep, add } => w.new_listeners(keep, add),
                 Inbox::Drain => w.start_drain(),
                 Inbox::Probe(_) => {} // for the control thread only
             }
         }
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => w.accept_all(),
                 WAKER => {}
+                Token(t) if t > FIRST_LISTENER - MAX_LISTENERS => w.accept_all(FIRST_LISTENER - t),
                 Token(t) => {
                     let (slot, side) = session::side_of(t);
                     // Errors and hang-ups are made readable and writable so that the next
@@ -247,7 +255,9 @@ fn run_loop(
         }
         if w.accept_paused_until.is_some_and(|t| w.ctx.now >= t) {
             w.accept_paused_until = None;
-            w.accept_all();
+            for i in 0..w.listeners.len() {
+                w.accept_all(i);
+            }
         }
         if w.ctx.now >= w.next_sweep {
             w.sweep();
@@ -275,12 +285,12 @@ fn max_pipes(shared: &Shared) -> usize {
     shared.max_pipes
 }
 
-/// Where a loop that dies leaves its listener for the next life.
-type KeptListener = Rc<std::cell::Cell<Option<TcpListener>>>;
+/// Where a loop that dies leaves its listeners for the next life.
+type KeptListeners = Rc<std::cell::Cell<Vec<Listening>>>;
 
 struct Loop {
-    listener: Option<TcpListener>,
-    kept: KeptListener,
+    listeners: Vec<Listening>,
+    kept: KeptListeners,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
     again: Vec<usize>,
@@ -292,9 +302,9 @@ struct Loop {
 }
 
 impl Drop for Loop {
-    /// Runs on a normal end too, but a drained loop has given its listener up already.
+    /// Runs on a normal end too, but a drained loop has given its listeners up already.
     fn drop(&mut self) {
-        self.kept.set(self.listener.take());
+        self.kept.set(std::mem::take(&mut self.listeners));
     }
 }
 
@@ -318,16 +328,51 @@ impl Loop {
         wake.map(|w| w.saturating_duration_since(now))
     }
 
-    fn accept_all(&mut self) {
+    /// Serves `add` besides the current listeners (the ones already registered stay).
+    fn listen(&mut self, add: Vec<Listening>) {
+        for l in add {
+            if self.listeners.len() >= MAX_LISTENERS {
+                log::error!(
+                    "more than {MAX_LISTENERS} listeners; {} is not served",
+                    l.configured
+                );
+                continue;
+            }
+            self.listeners.push(l);
+        }
+        // Tokens follow positions: every listener is registered anew with its own.
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            let _ = self.ctx.registry.deregister(&mut l.socket);
+            let token = Token(FIRST_LISTENER - i);
+            if let Err(e) = self
+                .ctx
+                .registry
+                .register(&mut l.socket, token, Interest::READABLE)
+            {
+                log::error!("cannot watch the listener on {}: {e}", l.configured);
+            }
+        }
+        self.ctx.listening = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.socket.local_addr().ok())
+            .collect();
+        // Connections may already wait in a backlog: edge-triggered, so look now.
+        for i in 0..self.listeners.len() {
+            self.accept_all(i);
+        }
+    }
+
+    fn accept_all(&mut self, i: usize) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let Some(l) = self.listeners.get(i) else {
                 return;
             };
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+            match l.socket.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, l.role),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
@@ -344,12 +389,19 @@ impl Loop {
         }
     }
 
-    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
-        if !self.ctx.config.access.allows(peer.ip()) {
-            // Refused before anything else happens; best effort, the socket is fresh.
-            log::debug!("{peer}: not in access.allow");
-            let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 33\r\nConnection: close\r\n\r\nthis client may not use the proxy\n");
-            return;
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, role: Role) {
+        match crate::access::admit(&self.ctx.config, role, peer.ip()) {
+            crate::access::Admit::Yes => {}
+            crate::access::Admit::Refuse(reply) => {
+                // Refused before anything else happens; best effort, the socket is fresh.
+                log::debug!("{peer}: not allowed on a {role:?} listener");
+                let _ = stream.write_all(reply);
+                return;
+            }
+            crate::access::Admit::Close => {
+                log::debug!("{peer}: not a trusted proxy, and a PROXY header is required");
+                return;
+            }
         }
         let max = self.ctx.config.limits.max_connections;
         let active = self.ctx.shared.active.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +427,14 @@ impl Loop {
             return;
         }
         self.generation = self.generation.wrapping_add(1);
-        self.sessions[slot] = Some(Session::new(slot, self.generation, stream, peer, &self.ctx));
+        self.sessions[slot] = Some(Session::new(
+            slot,
+            self.generation,
+            stream,
+            peer,
+            role,
+            &self.ctx,
+        ));
     }
 
     /// Runs `f` on the session in `slot`, catching a panic so that one bad session cannot take
@@ -464,8 +523,7 @@ impl Loop {
                 }
             }
         }
-        let idle = self.ctx.config.limits.idle_timeout;
-        self.ctx.idle.expire(now, idle);
+        self.ctx.idle.expire(now);
     }
 
     fn new_config(&mut self, config: Arc<Config>) {
@@ -475,23 +533,20 @@ impl Loop {
         self.ctx.idle.clear();
     }
 
-    fn new_listener(&mut self, mut l: TcpListener) {
+    /// The config's listen addresses changed: close what is no longer wanted, serve `add`.
+    fn new_listeners(&mut self, keep: Vec<(Role, std::net::SocketAddr)>, add: Vec<Listening>) {
         if self.ctx.draining {
             return;
         }
-        if let Err(e) = self
-            .ctx
-            .registry
-            .register(&mut l, LISTENER, Interest::READABLE)
-        {
-            log::error!("cannot watch the new listener: {e}");
-            return;
-        }
-        if let Some(mut old) = self.listener.replace(l) {
-            let _ = self.ctx.registry.deregister(&mut old);
-        }
-        // Connections may already wait in the new backlog: edge-triggered, so look now.
-        self.accept_all();
+        let registry = &self.ctx.registry;
+        self.listeners.retain_mut(|l| {
+            let kept = keep.contains(&(l.role, l.configured));
+            if !kept {
+                let _ = registry.deregister(&mut l.socket);
+            }
+            kept
+        });
+        self.listen(add);
     }
 
     fn start_drain(&mut self) {
@@ -499,8 +554,8 @@ impl Loop {
             return;
         }
         self.ctx.draining = true;
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.ctx.registry.deregister(&mut l);
+        for mut l in std::mem::take(&mut self.listeners) {
+            let _ = self.ctx.registry.deregister(&mut l.socket);
         }
         self.ctx.idle.clear();
         self.drain_deadline = Some(self.ctx.now + self.ctx.config.limits.shutdown_timeout);

@@ -7,7 +7,10 @@ use std::time::Instant;
 pub struct LogLine {
     pub(super) method: String,
     pub(super) target: String,
+    /// Forward: the route (`direct` or the upstream); reverse: the server of the last attempt.
     pub(super) route: String,
+    /// Set for a reverse request: `site=… route=…` and its request id.
+    pub(super) site: Option<(String, String)>,
 }
 
 impl LogLine {
@@ -20,14 +23,25 @@ impl LogLine {
         attempts: u8,
         ms: u128,
     ) {
-        log::info!(
-            target: crate::logging::ACCESS,
-            "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
-            self.method,
-            self.target,
-            self.route,
-            ms
-        );
+        match &self.site {
+            // DESIGN §7.4: client method host path site route server status bytes-up
+            // bytes-down attempts ms id.
+            Some((site, id)) => log::info!(
+                target: crate::logging::ACCESS,
+                "access: {peer} {} {} {site} server={} status={status} up={up} down={down} attempts={attempts} ms={ms} id={id}",
+                self.method,
+                self.target,
+                if self.route.is_empty() { "-" } else { &self.route },
+            ),
+            None => log::info!(
+                target: crate::logging::ACCESS,
+                "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
+                self.method,
+                self.target,
+                self.route,
+                ms
+            ),
+        }
     }
 
     /// The line for a tunnel when it ends.

@@ -54,10 +54,11 @@ impl Session {
                         Err(why) => {
                             log::debug!("{}: bad response head: {why}", self.peer);
                             if ex.route != Route::Direct {
-                                return self.fail_over(
+                                let why = ex.hop(
                                     "the upstream proxy sent a malformed response",
-                                    ctx,
+                                    "the server sent a malformed response",
                                 );
+                                return self.fail_over(why, ctx);
                             }
                             return Err(Fail::Refuse(Refusal::new(
                                 502,
@@ -65,7 +66,7 @@ impl Session {
                             )));
                         }
                     };
-                    if let Some((pool, member)) = ex.upstream(&self.config) {
+                    if let Some((pool, member)) = ex.pool(&self.config) {
                         if ex.kind == MethodKind::Connect && (resp.code >= 500 || resp.code == 407)
                         {
                             // Another upstream may do better. A 407 is the upstream refusing
@@ -86,9 +87,14 @@ impl Session {
                             );
                         }
                         let ms = ctx.now.duration_since(ex.attempt_started).as_millis();
-                        pool.members[member]
-                            .state
-                            .passive_success(ms.min(u32::MAX as u128) as u32);
+                        let state = &pool.members[member].state;
+                        if ex.served.is_some() && (502..=504).contains(&resp.code) {
+                            // DESIGN §7.2: a server's own 502-504 counts against it (the
+                            // answer still goes to the client).
+                            state.passive_failure(ctx.worker, pool.health.fall, "answered 5xx");
+                        } else {
+                            state.passive_success(ms.min(u32::MAX as u128) as u32);
+                        }
                     }
                     // A response has begun: the request will not be replayed. A head not yet
                     // sent whole stays cut: no body byte may follow it.
@@ -101,10 +107,16 @@ impl Session {
                     let len = resp.len;
                     ex.resp_scan = HeadScan::default();
                     let via = self.config.via;
+                    let config = self.config.clone();
+                    let edits = ex.served.as_deref().and_then(|s| {
+                        let site = &config.reverse.as_ref()?.sites[s.site];
+                        Some(&site.routes[s.route].headers.response)
+                    });
                     let form = |conn| rewrite::ResponseForm {
                         conn,
                         via,
                         dechunk: false,
+                        edits,
                     };
                     if resp.is_interim() {
                         ex.interim = true;

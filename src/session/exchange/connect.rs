@@ -3,6 +3,7 @@
 //! upstream and fail over to another member of the pool, and the exchange's timeouts.
 
 use super::*;
+use crate::http::forwarded;
 
 /// Counts one connect in progress in its worker (and for its client) while it lives.
 pub(super) struct PendingConnect {
@@ -54,11 +55,14 @@ impl Session {
             return Ok(());
         }
         self.drop_server(ctx);
-        if let Route::Upstream { pool, member } = route {
+        if route != Route::Direct {
             let config = self.config.clone();
-            let url = &config.pools[pool].members[member].url;
-            if let Some(stream) = ctx.idle.take(url) {
-                let target = ServerTarget::Upstream(url.clone());
+            let key = match &self.phase {
+                Phase::Exchange(ex) => ex.pool(&config).map(|(p, m)| &p.members[m].state.name),
+                _ => None,
+            };
+            if let Some(stream) = key.and_then(|k| ctx.idle.take(k)) {
+                let target = ServerTarget::Upstream(key.cloned().unwrap_or_default());
                 if self.attach_server(stream, target, true, true, ctx).is_ok() {
                     self.connected(ctx)?;
                     return Ok(());
@@ -76,8 +80,14 @@ impl Session {
         };
         ex.attempt_started = ctx.now;
         ex.guard = ex
-            .upstream(&config)
+            .pool(&config)
             .map(|(pool, m)| pool.members[m].state.begin(ctx.worker));
+        let url = ex.served.as_ref().and(ex.server_url(&config));
+        if let (Some(l), Some(url)) = (&mut ex.log, url) {
+            // A reverse request's log line names the server that answered (or failed last).
+            l.route.clear();
+            l.route.push_str(url);
+        }
     }
 
     /// The upstream of this attempt failed before anything reached the client: count it
@@ -101,7 +111,7 @@ impl Session {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Err(Fail::Abort);
         };
-        let Some((pool, member)) = ex.upstream(&config) else {
+        let Some((pool, member)) = ex.pool(&config) else {
             return Err(Fail::Refuse(Refusal::new(502, why)));
         };
         if blame {
@@ -110,13 +120,12 @@ impl Session {
                 .passive_failure(ctx.worker, pool.health.fall, why);
         }
         ex.guard = None;
-        let pool_index = match ex.route {
-            Route::Upstream { pool, .. } => pool,
-            Route::Direct => 0,
-        };
         if ex.replayable() && ex.tried.len() < pool.retries {
             let ip = ip_key(peer);
-            let key = select::hash_key(pool.hash_key, &ip, &ex.host);
+            let key = match &ex.served {
+                Some(s) => &s.hash_key[..],
+                None => select::hash_key(pool.hash_key, &ip, &ex.host),
+            };
             if let Some(next) = ctx.select.pick(pool, key, &ex.tried) {
                 log::debug!(
                     "{peer}: {why} ({}); trying {}",
@@ -124,13 +133,20 @@ impl Session {
                     pool.members[next].display()
                 );
                 ex.tried.push(next);
-                ex.route = Route::Upstream {
-                    pool: pool_index,
-                    member: next,
+                ex.route = match ex.route {
+                    Route::Server { backend, .. } => Route::Server {
+                        backend,
+                        server: next,
+                    },
+                    Route::Upstream { pool, .. } => Route::Upstream { pool, member: next },
+                    Route::Direct => Route::Direct,
                 };
                 if let Some(h) = ex.head.as_mut() {
                     h.truncate(ex.head_base);
-                    rewrite::finish_request_head(h, pool.members[next].auth.as_deref());
+                    match &ex.served {
+                        Some(s) => forwarded::finish(h, &s.sent_host(&config, ex.route)),
+                        None => rewrite::finish_request_head(h, pool.members[next].auth.as_deref()),
+                    }
                 }
                 ex.reset_attempt();
                 ex.stale_retry = false;
@@ -140,7 +156,8 @@ impl Session {
                 return Ok(true);
             }
         }
-        if ex.replayable()
+        if ex.served.is_none()
+            && ex.replayable()
             && pool.on_all_down == OnAllDown::Direct
             && pool.members.iter().all(|m| !m.state.is_online())
         {
@@ -159,14 +176,22 @@ impl Session {
             return Ok(true);
         }
         let n = ex.tried.len();
-        Err(Fail::Refuse(Refusal::new(
-            502,
-            if n > 1 {
-                format!("{n} upstream proxies failed; the last: {why}")
-            } else {
-                why.to_string()
-            },
-        )))
+        let why = match (&ex.served, n) {
+            (Some(s), 1) => format!(
+                "{}: server {}: {why}",
+                s.names(&config),
+                pool.members[member].config_url
+            ),
+            (Some(s), _) => format!(
+                "{}: {n} servers of backend {} failed; the last, {}: {why}",
+                s.names(&config),
+                pool.name,
+                pool.members[member].config_url
+            ),
+            (None, 1) => why.to_string(),
+            (None, _) => format!("{n} upstream proxies failed; the last: {why}"),
+        };
+        Err(Fail::Refuse(Refusal::new(502, why)))
     }
 
     /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
@@ -203,9 +228,13 @@ impl Session {
     fn cannot_resolve(&mut self, why: &str, ctx: &mut Ctx) -> Result<(), Fail> {
         log::debug!("{}: {why}", self.peer);
         match &self.phase {
-            Phase::Exchange(ex) if ex.route != Route::Direct => self
-                .fail_over("cannot resolve the upstream proxy", ctx)
-                .map(|_| ()),
+            Phase::Exchange(ex) if ex.route != Route::Direct => {
+                let why = ex.hop(
+                    "cannot resolve the upstream proxy",
+                    "cannot resolve the server",
+                );
+                self.fail_over(why, ctx).map(|_| ())
+            }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
                 "cannot resolve the target host",
@@ -236,7 +265,10 @@ impl Session {
                     ))),
                     _ => self
                         .move_on(
-                            "no resolver was free to look up the upstream proxy",
+                            ex.hop(
+                                "no resolver was free to look up the upstream proxy",
+                                "no resolver was free to look up the server",
+                            ),
                             false,
                             ctx,
                         )
@@ -274,7 +306,7 @@ impl Session {
             // is refused whichever answers first: not ferry itself (no loops, no admin API by
             // the back door), and nothing the rules refuse as a literal.
             for &addr in &addrs {
-                crate::access::check_address(addr, &self.config, &ctx.shared)
+                crate::access::check_address(addr, &ctx.listening, &self.config, &ctx.shared)
                     .map_err(Fail::Refuse)?;
             }
         }
@@ -282,13 +314,15 @@ impl Session {
             && next == 0
             && addrs
                 .iter()
-                .any(|&a| crate::access::is_self(a, &self.config, &ctx.shared))
+                .any(|&a| crate::access::is_self(a, &ctx.listening, &self.config, &ctx.shared))
         {
             // An upstream that is ferry itself would send each request round until its head
             // overflows with Via fields: a config mistake, held against that upstream.
-            return self
-                .fail_over("the upstream proxy is this proxy itself", ctx)
-                .map(|_| ());
+            let why = ex.hop(
+                "the upstream proxy is this proxy itself",
+                "the server is this proxy itself",
+            );
+            return self.fail_over(why, ctx).map(|_| ());
         }
         let target = ex.server_target(&self.config);
         // Taken before connecting: moved into the stage when a connect starts, given back
@@ -336,7 +370,11 @@ impl Session {
     pub(super) fn cannot_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         match &self.phase {
             Phase::Exchange(ex) if ex.route != Route::Direct => {
-                self.fail_over("cannot connect to the upstream proxy", ctx)
+                let why = ex.hop(
+                    "cannot connect to the upstream proxy",
+                    "cannot connect to the server",
+                );
+                self.fail_over(why, ctx)
             }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
@@ -413,9 +451,14 @@ impl Session {
             return Err(Fail::Abort);
         };
         let upstream = ex.route != Route::Direct;
+        let reverse = ex.served.is_some();
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
             Stage::Resolving if upstream => {
-                self.fail_over("resolving the upstream proxy timed out", ctx)
+                let why = ex.hop(
+                    "resolving the upstream proxy timed out",
+                    "resolving the server timed out",
+                );
+                self.fail_over(why, ctx)
             }
             Stage::Resolving => Err(Fail::Refuse(Refusal::new(
                 504,
@@ -428,7 +471,11 @@ impl Session {
                     return Ok(true);
                 }
                 if upstream {
-                    return self.fail_over("connecting to the upstream proxy timed out", ctx);
+                    let why = match reverse {
+                        true => "connecting to the server timed out",
+                        false => "connecting to the upstream proxy timed out",
+                    };
+                    return self.fail_over(why, ctx);
                 }
                 Err(Fail::Refuse(Refusal::new(504, "connecting timed out")))
             }
@@ -439,7 +486,14 @@ impl Session {
                     return self
                         .fail_over("the upstream proxy did not answer the CONNECT in time", ctx);
                 }
-                if let Some((pool, member)) = ex.upstream(&self.config) {
+                if let (Some((pool, member)), Some(_)) = (ex.pool(&self.config), ex.served()) {
+                    // DESIGN §7.2: a server's response timeout counts against it.
+                    pool.members[member].state.passive_failure(
+                        ctx.worker,
+                        pool.health.fall,
+                        "no response in time",
+                    );
+                } else if let Some((pool, member)) = ex.pool(&self.config) {
                     // Not held against the upstream (a slow origin behind a healthy proxy is
                     // not the proxy's fault), but an upstream that accepts and then answers
                     // nothing must still be found out: the control thread probes it now, and

@@ -25,6 +25,7 @@ use connect::PendingConnect;
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
+use crate::config::HostPolicy;
 use crate::config::{Config, OnAllDown};
 use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
@@ -53,6 +54,26 @@ pub enum Route {
         pool: usize,
         member: usize,
     },
+    /// Server `server` of backend `backend` (indexes into `Reverse::backends`).
+    Server {
+        backend: usize,
+        server: usize,
+    },
+}
+
+/// A reverse request: the site and route it was given, for the head's `Host`, replies, logs
+/// and metrics.
+pub struct Served {
+    pub site: usize,
+    pub route: usize,
+    /// The Host the client asked for (sent on with `host: keep`).
+    pub host: String,
+    /// The `X-Request-Id` sent on.
+    pub id: String,
+    /// Request body bytes allowed (`max_body_bytes`); 0 = any.
+    pub max_body: u64,
+    /// What `hash` mode hashes for this request (empty in other modes).
+    pub hash_key: Vec<u8>,
 }
 
 enum Stage {
@@ -120,6 +141,8 @@ pub struct Exchange {
     bytes_up: u64,
     bytes_down: u64,
     log: Option<LogLine>,
+    /// Set for a request on a reverse listener.
+    served: Option<Box<Served>>,
 }
 
 impl Exchange {
@@ -184,6 +207,7 @@ impl Exchange {
                 );
                 Some(b)
             }
+            (_, Route::Server { .. }) => None, // see `start_reverse`
         };
         let log = config.access_log.then(|| {
             let mut t = Buf::with_capacity(64);
@@ -196,6 +220,7 @@ impl Exchange {
                 }
             }
             LogLine {
+                site: None,
                 method: req.method.to_string(),
                 target: String::from_utf8_lossy(t.bytes()).into_owned(),
                 route: match route {
@@ -203,10 +228,116 @@ impl Exchange {
                     Route::Upstream { pool, member } => {
                         config.pools[pool].members[member].display()
                     }
+                    Route::Server { .. } => String::new(),
                 },
             }
         });
-        Ok(Exchange {
+        Ok(Exchange::new(
+            req, host, route, head, head_base, started, log, ctx,
+        ))
+    }
+
+    /// Starts a reverse request that `plan` routed to a backend: its first server picked,
+    /// its head rendered for it (DESIGN §7.1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_reverse(
+        req: &RequestHead<'_, '_>,
+        plan: route::reverse::Plan,
+        client: SocketAddr,
+        trusted: bool,
+        started: Instant,
+        config: &Config,
+        ctx: &mut Ctx,
+    ) -> Result<Exchange, Refusal> {
+        let rev = config
+            .reverse
+            .as_ref()
+            .ok_or_else(|| Refusal::new(500, "no reverse role"))?;
+        let (site, r) = (
+            &rev.sites[plan.site],
+            &rev.sites[plan.site].routes[plan.route],
+        );
+        let backend = &rev.backends[plan.backend];
+        let host = match (req.target.host, req.host) {
+            ("", h) => h.unwrap_or("").to_string(),
+            _ => {
+                let mut t = Buf::with_capacity(64);
+                rewrite::write_authority(&mut t, &req.target, Some(80));
+                String::from_utf8_lossy(t.bytes()).into_owned()
+            }
+        };
+        let ip = ip_key(client);
+        let key = match backend.pool.mode {
+            crate::config::Mode::Hash => {
+                reverse_hash_key(&backend.hash_key, req, &ip, &host).to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let Some(server) = ctx.select.pick(&backend.pool, &key, &[]) else {
+            return Err(Refusal::servers_down(&site.name, &r.name, &backend.name));
+        };
+        let mut b = ctx.bufs.get();
+        let new_id = ctx.request_id();
+        let f = crate::http::forwarded::Forwarding {
+            target: &plan.target,
+            client: client.ip().to_canonical(),
+            trusted,
+            scheme: "http",
+            host: &host,
+            new_id: &new_id,
+            via: config.via,
+            edits: &r.headers.request,
+        };
+        let id = crate::http::forwarded::request_head(&mut b, req, &f, rev);
+        let head_base = b.len();
+        let served = Served {
+            site: plan.site,
+            route: plan.route,
+            host,
+            id,
+            max_body: r.max_body_bytes,
+            hash_key: key,
+        };
+        let route = Route::Server {
+            backend: plan.backend,
+            server,
+        };
+        crate::http::forwarded::finish(&mut b, &served.sent_host(config, route));
+        let log = config.access_log.then(|| LogLine {
+            method: req.method.to_string(),
+            target: format!("{} {}", host_or_dash(&served.host), req.target.path),
+            route: String::new(),
+            site: Some((
+                format!("site={} route={}", site.name, r.name),
+                served.id.clone(),
+            )),
+        });
+        let mut ex = Exchange::new(
+            req,
+            String::new(),
+            route,
+            Some(b),
+            head_base,
+            started,
+            log,
+            ctx,
+        );
+        ex.served = Some(Box::new(served));
+        Ok(ex)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        req: &RequestHead<'_, '_>,
+        host: String,
+        route: Route,
+        head: Option<Buf>,
+        head_base: usize,
+        started: Instant,
+        log: Option<LogLine>,
+        ctx: &Ctx,
+    ) -> Exchange {
+        Exchange {
             kind: req.kind,
             minor: req.minor,
             host,
@@ -222,6 +353,7 @@ impl Exchange {
             body_sent: 0,
             tried: match route {
                 Route::Upstream { member, .. } => vec![member],
+                Route::Server { server, .. } => vec![server],
                 Route::Direct => Vec::new(),
             },
             stale_retry: false,
@@ -244,7 +376,8 @@ impl Exchange {
             bytes_up: 0,
             bytes_down: 0,
             log,
-        })
+            served: None,
+        }
     }
 
     /// True while the exchange waits for the addresses of `host` (an answer for a name it
@@ -260,33 +393,28 @@ impl Exchange {
 
     /// The host and port to connect to, and what the connection will be to.
     fn next_hop<'a>(&'a self, config: &'a Config) -> (&'a str, u16) {
-        match self.route {
-            Route::Direct => (&self.host, self.port),
-            Route::Upstream { pool, member } => {
-                let u = &config.pools[pool].members[member];
-                (&u.host, u.port)
-            }
+        match self.pool(config) {
+            None => (&self.host, self.port),
+            Some((pool, m)) => (&pool.members[m].host, pool.members[m].port),
         }
     }
 
     /// What a new connection to the next hop is, kept with it for later reuse (allocates:
     /// only called when a connection is attached).
     fn server_target(&self, config: &Config) -> ServerTarget {
-        match self.route {
-            Route::Direct => ServerTarget::Origin(self.host.clone(), self.port),
-            Route::Upstream { pool, member } => {
-                ServerTarget::Upstream(config.pools[pool].members[member].url.clone())
-            }
+        match self.pool(config) {
+            None => ServerTarget::Origin(self.host.clone(), self.port),
+            // A server's state name says its backend too: a connection to one backend's
+            // server is never handed to another backend (they may differ in `Host`).
+            Some((pool, m)) => ServerTarget::Upstream(pool.members[m].state.name.clone()),
         }
     }
 
     /// True when a kept connection to `target` can carry this request (no allocation).
     fn goes_to(&self, target: &ServerTarget, config: &Config) -> bool {
-        match (self.route, target) {
-            (Route::Direct, ServerTarget::Origin(h, p)) => *h == self.host && *p == self.port,
-            (Route::Upstream { pool, member }, ServerTarget::Upstream(url)) => {
-                *url == config.pools[pool].members[member].url
-            }
+        match (self.pool(config), target) {
+            (None, ServerTarget::Origin(h, p)) => *h == self.host && *p == self.port,
+            (Some((pool, m)), ServerTarget::Upstream(name)) => *name == pool.members[m].state.name,
             _ => false,
         }
     }
@@ -331,11 +459,35 @@ impl Exchange {
         )
     }
 
-    /// The pool and member this attempt goes through, if any.
-    fn upstream<'c>(&self, config: &'c Config) -> Option<(&'c crate::config::PoolSpec, usize)> {
+    /// The pool and member this attempt goes through, if any: an upstream proxy's pool, or
+    /// a backend (its servers are the members).
+    fn pool<'c>(&self, config: &'c Config) -> Option<(&'c crate::config::PoolSpec, usize)> {
         match self.route {
             Route::Upstream { pool, member } => Some((&config.pools[pool], member)),
+            Route::Server { backend, server } => {
+                let rev = config.reverse.as_ref()?;
+                Some((&rev.backends.get(backend)?.pool, server))
+            }
             Route::Direct => None,
+        }
+    }
+
+    /// The URL of the upstream or server this attempt went to, as configured.
+    pub fn server_url<'c>(&self, config: &'c Config) -> Option<&'c str> {
+        self.pool(config)
+            .map(|(p, m)| p.members[m].config_url.as_str())
+    }
+
+    /// The reverse request's site and route, if it is one.
+    pub fn served(&self) -> Option<&Served> {
+        self.served.as_deref()
+    }
+
+    /// `upstream` for a forward request, `server` for a reverse one: the words of a reply.
+    fn hop<'w>(&self, upstream: &'w str, server: &'w str) -> &'w str {
+        match self.route {
+            Route::Server { .. } => server,
+            _ => upstream,
         }
     }
 
@@ -425,6 +577,13 @@ impl Session {
             }
             if ex.awaits_connect_answer() {
                 d = d.min(ex.connected_at + limits.connect_timeout);
+            }
+            if let (Some(s), Resp::Head) = (&ex.served, &ex.resp) {
+                // A route's `response_timeout_secs`: from the last byte of the request that
+                // went out (or came back) to the response head.
+                if let Some(rev) = self.config.reverse.as_ref() {
+                    d = d.min(ctx.now + rev.sites[s.site].routes[s.route].response_timeout);
+                }
             }
         }
         self.deadline = d;
@@ -539,12 +698,23 @@ impl Session {
         // A response that ended before its request did leaves the rest of the request body on
         // the client connection, where it cannot be told from a next request: close.
         let keep_client = ex.client_keep && ex.req_body.is_done();
-        if keep_server && matches!(ex.route, Route::Upstream { .. }) {
-            // Upstream connections go to the worker's pool, for any client's next request.
+        if keep_server && ex.route != Route::Direct {
+            // Upstream and server connections go to the worker's pool, for any client's next
+            // request: upstreams for `idle_timeout_secs`, a backend's as its `keepalive` says.
+            let (expires, max) = match (ex.route, self.config.reverse.as_ref()) {
+                (Route::Server { backend, .. }, Some(rev)) => {
+                    let b = &rev.backends[backend];
+                    (ctx.now + b.idle_timeout, b.max_idle)
+                }
+                _ => (
+                    ctx.now + self.config.limits.idle_timeout,
+                    crate::upstream::MAX_IDLE_PER_UPSTREAM,
+                ),
+            };
             if let Some(mut s) = self.server.take() {
                 let _ = ctx.registry.deregister(&mut s.conn.stream);
-                if let ServerTarget::Upstream(url) = &s.target {
-                    ctx.idle.put(url, s.conn.stream, ctx.now);
+                if let ServerTarget::Upstream(key) = &s.target {
+                    ctx.idle.put(key, s.conn.stream, expires, max);
                 }
             }
         } else if keep_server {
@@ -575,6 +745,86 @@ fn is_idempotent(req: &RequestHead<'_, '_>) -> bool {
         .headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("idempotency-key"))
+}
+
+impl Served {
+    /// The `Host` the route's `host` key gives a request sent to `route`'s server.
+    pub fn sent_host(&self, config: &Config, route: Route) -> String {
+        let Some(rev) = config.reverse.as_ref() else {
+            return self.host.clone();
+        };
+        let Route::Server { backend, server } = route else {
+            return self.host.clone();
+        };
+        match &rev.sites[self.site].routes[self.route].host {
+            HostPolicy::Keep => self.host.clone(),
+            HostPolicy::Literal(h) => h.clone(),
+            HostPolicy::Backend => {
+                let m = &rev.backends[backend].pool.members[server];
+                match m.host.contains(':') {
+                    true => format!("[{}]:{}", m.host, m.port),
+                    false => format!("{}:{}", m.host, m.port),
+                }
+            }
+        }
+    }
+
+    /// "site S, route R": where a reply of ferry's says it comes from.
+    pub fn names(&self, config: &Config) -> String {
+        match config.reverse.as_ref() {
+            Some(rev) => {
+                let site = &rev.sites[self.site];
+                format!("site {}, route {}", site.name, site.routes[self.route].name)
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// A host for a log line, which separates fields by spaces.
+pub fn host_or_dash(host: &str) -> &str {
+    if host.is_empty() {
+        "-"
+    } else {
+        host
+    }
+}
+
+/// What a backend in `hash` mode hashes for `req` (empty when the header or cookie is
+/// missing: those requests then share one server).
+fn reverse_hash_key<'a>(
+    key: &'a crate::config::BackendHashKey,
+    req: &'a RequestHead<'_, '_>,
+    ip: &'a [u8],
+    host: &'a str,
+) -> &'a [u8] {
+    use crate::config::BackendHashKey as K;
+    let field = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| crate::http::trim(h.value))
+    };
+    match key {
+        K::ClientIp => ip,
+        K::Host => host.as_bytes(),
+        K::Path => {
+            let p = req.target.path;
+            &p.as_bytes()[..p.find('?').unwrap_or(p.len())]
+        }
+        K::Header(name) => field(name).unwrap_or_default(),
+        K::Cookie(name) => req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .flat_map(|h| h.value.split(|&b| b == b';'))
+            .find_map(|c| {
+                let c = crate::http::trim(c);
+                let (n, v) = c.split_at(c.iter().position(|&b| b == b'=')?);
+                (n == name.as_bytes()).then_some(&v[1..])
+            })
+            .unwrap_or_default(),
+    }
 }
 
 /// The client's address as 16 bytes (IPv4 mapped), the `client_ip` hash key.

@@ -33,6 +33,17 @@ impl Session {
         sout.push(&avail[..n]);
         cin.consume(n);
         ex.bytes_up += n as u64;
+        if let Some(max) = ex.served.as_ref().map(|s| s.max_body).filter(|&m| m > 0) {
+            // A chunked body has no length to check up front (a declared one was checked
+            // by the routing): it is counted as it comes. Framing bytes count too, a small
+            // overstatement that errs towards refusing.
+            if ex.bytes_up > max {
+                return Err(Fail::Refuse(Refusal::new(
+                    413,
+                    format!("request bodies here are limited to {max} bytes"),
+                )));
+            }
+        }
         Ok(n > 0)
     }
 

@@ -1,0 +1,230 @@
+//! The reverse role's routing (DESIGN §7.1): the site by Host (an absolute-form target's
+//! host wins), the route by the path with its dot-segments removed, then the route's method
+//! list, redirect, HTTPS redirect and body limit. What comes out is where the request goes
+//! and the target its server receives, or the answer ferry gives itself.
+
+use crate::config::{Reverse, RouteAction};
+use crate::http::framing::Framing;
+use crate::http::reply::Refusal;
+use crate::http::request::{MethodKind, RequestHead};
+use crate::route::site::{normalize_path, strip_prefix};
+
+/// A request that goes to a backend.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub site: usize,
+    pub route: usize,
+    /// Index into `Reverse::backends`.
+    pub backend: usize,
+    /// The request target the server gets: the normalized path, less the route's prefix when
+    /// it says `strip_prefix`, and the query as it came.
+    pub target: String,
+}
+
+/// Methods named in the `Allow` of a 405 for CONNECT (what the sites may serve).
+const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
+/// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
+pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
+    if req.kind == MethodKind::Connect {
+        return Err(
+            Refusal::new(405, "CONNECT is not served here: this is a reverse proxy")
+                .with("Allow", SITE_METHODS.into()),
+        );
+    }
+    let host = match (req.target.host, req.host) {
+        ("", Some(h)) => h,
+        ("", None) if req.minor == 1 => {
+            // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+            return Err(Refusal::new(400, "an HTTP/1.1 request needs a Host field"));
+        }
+        ("", None) => "",
+        (h, _) => h,
+    };
+    let Some(site_index) = rev.hosts.lookup(host) else {
+        return Err(Refusal::new(404, format!("no site is published for host {host:?}")).kept());
+    };
+    let site = &rev.sites[site_index];
+    // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
+    // whole: the site's root route answers it. Another method's empty path is "/".
+    let path = req.target.path;
+    let asterisk = path.is_empty() && req.method == "OPTIONS";
+    let mut target = String::with_capacity(path.len() + 1);
+    let raw: std::borrow::Cow<'_, str> = if path.starts_with('/') {
+        path.into()
+    } else {
+        format!("/{path}").into()
+    };
+    normalize_path(&raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
+    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
+    let Some(route_index) = site.table.lookup(path) else {
+        return Err(Refusal::new(
+            404,
+            format!("site {} has no route for this path", site.name),
+        )
+        .kept());
+    };
+    let route = &site.routes[route_index];
+    if !route.methods.is_empty() && !route.methods.iter().any(|m| m == req.method) {
+        // A route is chosen by path alone: a shorter one does not take over.
+        return Err(Refusal::new(
+            405,
+            format!(
+                "route {} of site {} does not take {}",
+                route.name, site.name, req.method
+            ),
+        )
+        .with("Allow", route.methods.join(", "))
+        .kept());
+    }
+    if site.https_redirect && !https {
+        let authority = host_without_port(host);
+        return Err(redirect(308, format!("https://{authority}{target}")));
+    }
+    let sent_path = if route.strip_prefix {
+        strip_prefix(path, &route.path)
+    } else {
+        path
+    };
+    let backend = match &route.action {
+        RouteAction::Redirect { to, status } => {
+            return Err(redirect(*status, format!("{to}{sent_path}{query}")));
+        }
+        RouteAction::Backend(b) => *b,
+    };
+    if let (Framing::Length(n), max @ 1..) = (req.framing, route.max_body_bytes) {
+        if n > max {
+            return Err(Refusal::new(
+                413,
+                format!(
+                    "route {} of site {} takes bodies up to {max} bytes",
+                    route.name, site.name
+                ),
+            ));
+        }
+    }
+    let target = if asterisk {
+        "*".to_string()
+    } else if route.strip_prefix {
+        format!("{sent_path}{query}")
+    } else {
+        target
+    };
+    Ok(Plan {
+        site: site_index,
+        route: route_index,
+        backend,
+        target,
+    })
+}
+
+/// A redirect answered by ferry (the connection goes on).
+fn redirect(status: u16, location: String) -> Refusal {
+    Refusal::new(status, format!("moved to {location}"))
+        .with("Location", location)
+        .kept()
+}
+
+/// `host` of `host:port` or `[v6]` of `[v6]:port`.
+fn host_without_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> crate::config::Config {
+        crate::config::parse(
+            r#"
+reverse:
+  listen: ["127.0.0.1:0"]
+  sites:
+    - name: app
+      hosts: ["app.test", "*.app.test"]
+      routes:
+        - {path: "/", backend: web}
+        - {path: "/api", backend: api, strip_prefix: true, methods: [GET, POST]}
+        - {path: "/old", redirect: {to: "https://new.test/base"}, strip_prefix: true}
+        - {path: "/upload", backend: api, max_body_bytes: 10}
+    - name: secure
+      hosts: ["secure.test"]
+      https_redirect: true
+      routes: [{path: "/", backend: web}]
+    - name: other
+      hosts: ["*"]
+      routes: [{path: "/only", backend: web}]
+  backends:
+    api: {servers: [{url: "http://127.0.0.1:1"}]}
+    web: {servers: [{url: "http://127.0.0.1:2"}]}
+"#,
+            None,
+        )
+        .unwrap()
+    }
+
+    fn run(head: &str) -> Result<Plan, Refusal> {
+        let c = config();
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let req = crate::http::request::parse_in(head.as_bytes(), &mut h, true)
+            .unwrap()
+            .unwrap();
+        decide(c.reverse.as_ref().unwrap(), &req, false)
+    }
+
+    #[test]
+    fn routes_by_host_and_longest_prefix_and_strips() {
+        let p =
+            run("GET /api/users/../v1?q=/../x HTTP/1.1\r\nHost: APP.test.:8080\r\n\r\n").unwrap();
+        assert_eq!((p.site, p.route, p.backend), (0, 1, 0));
+        assert_eq!(p.target, "/v1?q=/../x");
+        let p = run("GET /api HTTP/1.1\r\nHost: x.app.test\r\n\r\n").unwrap();
+        assert_eq!(p.target, "/");
+        let p = run("GET /apix HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (0, "/apix"));
+        // an absolute-form target's host wins over Host
+        let p = run("GET http://app.test/only HTTP/1.1\r\nHost: elsewhere\r\n\r\n").unwrap();
+        assert_eq!(p.site, 0);
+        let p = run("GET http://app.test?q HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(p.target, "/?q");
+        let p = run("OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (0, "*"));
+    }
+
+    #[test]
+    fn answers_what_it_cannot_route() {
+        let status = |h: &str| run(h).unwrap_err().status;
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET /a/../../b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"), 404);
+        assert_eq!(
+            status("CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            405
+        );
+        let r = run("DELETE /api/x HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap_err();
+        assert_eq!(
+            (r.status, r.field.unwrap().1),
+            (405, "GET, POST".to_string())
+        );
+        let r = run("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 11\r\n\r\n");
+        assert_eq!(r.unwrap_err().status, 413);
+        // the catch-all site has only /only
+        assert_eq!(status("GET /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"), 404);
+        assert!(run("GET /only HTTP/1.1\r\nHost: nowhere.test\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn redirects_keep_path_and_query() {
+        let r = run("GET /old/a/b?x=1 HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap_err();
+        assert_eq!(r.status, 308);
+        assert_eq!(r.field.unwrap().1, "https://new.test/base/a/b?x=1");
+        let r = run("GET /p?q HTTP/1.1\r\nHost: secure.test:80\r\n\r\n").unwrap_err();
+        assert_eq!(r.field.unwrap().1, "https://secure.test/p?q");
+    }
+}
