@@ -21,7 +21,8 @@
 # Needs (apt): wrk nginx haproxy curl; python3; a release build of ferry.
 # Usage: benches/reverse.sh [rounds=3] [seconds=10]
 # Env: FERRY (binary, default target/release/ferry), BASE_PORT (default 18280: the origin;
-# the next four ports are ferry's reverse listener, HAProxy, nginx, ferry's forward listener).
+# the next four ports are ferry's reverse listener, HAProxy, nginx, ferry's forward listener),
+# FERRY_MAX_IDLE (ferry's backend `keepalive.max_idle`; unset: ferry's default).
 # Writes benches/results/reverse-<time>/: raw wrk/client outputs, configs, table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -119,6 +120,9 @@ reverse:
     b:
       servers: [{url: "http://${ADDR[direct]}"}]
 YAML
+if [ -n "${FERRY_MAX_IDLE:-}" ]; then
+  echo "      keepalive: {max_idle: $FERRY_MAX_IDLE}" >> "$WORK/ferry.yaml"
+fi
 
 cat > "$WORK/haproxy.cfg" <<CFG
 global
@@ -208,7 +212,9 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "rounds: $ROUNDS x ${SECS}s; load average: $LOAD0"
   echo "origin ${ADDR[direct]} (core 0, with wrk and the bulk client); proxies on core 1"
   for p in "${PROXIES[@]}"; do echo "$p ${ADDR[$p]} pid ${PID[$p]}"; done
-  if [ -z "$FERRY_SKIPPED" ]; then echo "ferry forward listener $FORWARD"; fi
+  if [ -z "$FERRY_SKIPPED" ]; then
+    echo "ferry forward listener $FORWARD; backend keepalive.max_idle: ${FERRY_MAX_IDLE:-default}"
+  fi
   echo "ferry: $FERRY $("$FERRY" --version 2>/dev/null || true)"
   # sed, not head: a writer cut short by head dies of SIGPIPE, fatal under pipefail.
   haproxy -v | sed -n 1p
