@@ -292,7 +292,7 @@ point() { # proxy conns: one wrk run of small GETs
   fi
 }
 bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s and proxy CPU %
-  local key=$1 pid=$2 t0=0 t1 rate; shift 2
+  local key=$1 pid=$2 t0=0 t1 rate cpu; shift 2
   if [ "$pid" != - ]; then t0=$(cpu_ticks "$pid"); fi
   if ! rate=$(taskset -c 0 python3 benches/tunnel_get.py "$@" "$REPEAT" 2>> "$OUT/$key-bulk.err"); then
     warn "$key, round $r: the 100 MiB download failed ($OUT/$key-bulk.err)"
@@ -302,8 +302,10 @@ bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s
   if [ "$pid" != - ]; then
     t1=$(cpu_ticks "$pid")
     # Over the transfer itself (REPEAT x 100 MiB at the measured rate), not the client's start.
-    rec "$key.bulkcpu" "$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v rate="$rate" -v n="$REPEAT" \
-      'BEGIN { printf "%.1f", 100 * t / hz / (n * 100 / rate) }')"
+    cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v rate="$rate" -v n="$REPEAT" \
+      'BEGIN { printf "%.1f", 100 * t / hz / (n * 100 / rate) }')
+    rec "$key.bulkcpu" "$cpu"
+    rec "$key.bulkpercore" "$(awk -v cpu="$cpu" -v rate="$rate" 'BEGIN { printf "%.0f", (cpu > 0) ? rate / (cpu / 100) : 0 }')"
   fi
 }
 
@@ -338,11 +340,11 @@ fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "�
   echo
   echo "100 MiB GET ($REPEAT downloads over one connection), medians of $ROUNDS; memory: 1000 idle keep-alive clients, once, on fresh processes"
   echo
-  echo "| target | 100 MiB GET MiB/s | proxy CPU % | RSS idle | RSS with 1000 idle clients | RSS per idle client connection |"
-  echo "|---|---|---|---|---|---|"
+  echo "| target | 100 MiB GET MiB/s | proxy CPU % | MiB/s per proxy core | RSS idle | RSS with 1000 idle clients | RSS per idle client connection |"
+  echo "|---|---|---|---|---|---|---|"
   for p in "${TARGETS[@]}"; do
     if [ "$p" = direct ]; then
-      echo "| direct | $(fmt "$(med direct.bulk)") | – | – | – | – |"
+      echo "| direct | $(fmt "$(med direct.bulk)") | – | – | – | – | – |"
       continue
     fi
     if [ "${MEM[$p]}" = failed ] || [ -z "${MEM[$p]}" ]; then mem="failed ($OUT/$p-memory.err) | – | –"
@@ -351,9 +353,9 @@ fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "�
       mem="$(memval "$p" idle_kib) KiB | $(memval "$p" loaded_kib) KiB | $(memval "$p" per_conn_b) B"
       if [ "$open" != 1000 ]; then mem+=" (only $open of 1000 still open)"; fi
     fi
-    echo "| $p (reverse) | $(fmt "$(med "$p.bulk")") | $(fmt "$(med "$p.bulkcpu")" 1) | $mem |"
+    echo "| $p (reverse) | $(fmt "$(med "$p.bulk")") | $(fmt "$(med "$p.bulkcpu")" 1) | $(fmt "$(med "$p.bulkpercore")") | $mem |"
     if [ "$p" = ferry ]; then
-      echo "| ferry CONNECT tunnel (forward listener, same process) | $(fmt "$(med ferry-tunnel.bulk)") | $(fmt "$(med ferry-tunnel.bulkcpu)" 1) | – | – | – |"
+      echo "| ferry CONNECT tunnel (forward listener, same process) | $(fmt "$(med ferry-tunnel.bulk)") | $(fmt "$(med ferry-tunnel.bulkcpu)" 1) | $(fmt "$(med ferry-tunnel.bulkpercore)") | – | – | – |"
     fi
   done
   echo
