@@ -5,6 +5,7 @@
 use super::schema::Mode;
 use super::validate::{cidrs, socket_addr, MAX_SECS};
 use super::{HealthCheck, PoolSpec, Probe, UpstreamSpec};
+use crate::metrics::RouteStats;
 use crate::route::site::{HostTable, RouteTable};
 use crate::upstream::UpstreamState;
 use serde::Deserialize;
@@ -215,6 +216,8 @@ pub struct Reverse {
     /// Host → site.
     pub hosts: HostTable,
     pub backends: Vec<Backend>,
+    /// Requests that found no site (metrics: `site="-"`).
+    pub no_site: Arc<RouteStats>,
 }
 
 impl Reverse {
@@ -239,11 +242,15 @@ fn in_any(nets: &[(IpAddr, u8)], ip: IpAddr) -> bool {
 #[derive(Debug)]
 pub struct Site {
     pub name: String,
+    /// As written, for `/status`.
+    pub hosts: Vec<String>,
     pub https_redirect: bool,
     pub headers: HeaderRules,
     pub routes: Vec<SiteRoute>,
     /// Path → route.
     pub table: RouteTable,
+    /// Requests of the site that found no route (metrics: `route="-"`).
+    pub no_route: Arc<RouteStats>,
 }
 
 /// Header edits: `remove` first, then `set` (replaces), then `add` (appends).
@@ -309,6 +316,8 @@ pub struct SiteRoute {
     pub max_body_bytes: u64,
     /// The site's rules, then the route's, merged once here.
     pub headers: HeaderRules,
+    /// Its requests by status class and duration.
+    pub stats: Arc<RouteStats>,
 }
 
 /// What `hash` mode hashes for a backend.
@@ -404,6 +413,9 @@ pub(super) fn validate(
         if sites.iter().any(|o: &Site| o.name == name) {
             err(&format!("{at}.name"), format!("{name:?} names two sites"));
         }
+        if let Some(m) = reserved_name(&name).filter(|_| !s.hosts.is_empty()) {
+            err(&format!("{at}.name"), m);
+        }
         if s.hsts_max_age_secs > 0 {
             err(
                 &format!("{at}.hsts_max_age_secs"),
@@ -418,7 +430,17 @@ pub(super) fn validate(
         }
         for (j, r) in raw_routes.iter().enumerate() {
             let at = format!("{at}.routes[{j}]");
-            if let Some(route) = route(r, &site_headers, &raw.backends, &at, err) {
+            if let Some(route) = route(r, &site_headers, &raw.backends, workers, &at, err) {
+                // Metrics and logs tell a site's routes apart by name.
+                if routes.iter().any(|o: &SiteRoute| o.name == route.name) {
+                    err(
+                        &format!("{at}.name"),
+                        format!("{:?} names two routes of the site", route.name),
+                    );
+                }
+                if let Some(m) = reserved_name(&route.name) {
+                    err(&format!("{at}.name"), m);
+                }
                 routes.push(route);
             }
         }
@@ -433,6 +455,8 @@ pub(super) fn validate(
         host_lists.push(s.hosts.clone());
         sites.push(Site {
             name,
+            hosts: s.hosts.clone(),
+            no_route: Arc::new(RouteStats::new(workers)),
             https_redirect: s.https_redirect,
             headers: site_headers,
             routes,
@@ -454,13 +478,25 @@ pub(super) fn validate(
         sites,
         hosts,
         backends,
+        no_site: Arc::new(RouteStats::new(workers)),
     })
+}
+
+/// Why `name` cannot name a site or route: `-` stands for "none" in metrics and logs, and an
+/// empty label value is no label at all to Prometheus.
+fn reserved_name(name: &str) -> Option<String> {
+    match name {
+        "" => Some("a name cannot be empty".into()),
+        "-" => Some("\"-\" stands for \"none\" in metrics and logs; choose another name".into()),
+        _ => None,
+    }
 }
 
 fn route(
     r: &RawRoute,
     site: &HeaderRules,
     backends: &BTreeMap<String, RawBackend>,
+    workers: usize,
     at: &str,
     err: &mut dyn FnMut(&str, String),
 ) -> Option<SiteRoute> {
@@ -554,6 +590,7 @@ fn route(
         response_timeout: Duration::from_secs(r.response_timeout_secs.clamp(1, MAX_SECS)),
         max_body_bytes: r.max_body_bytes,
         headers: merge(site, &own),
+        stats: Arc::new(RouteStats::new(workers)),
     })
 }
 

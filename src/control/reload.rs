@@ -95,6 +95,7 @@ impl Reloader {
         }
         carry_states(current, &mut new);
         carry_rotations(current, &mut new);
+        carry_site_stats(current, &mut new);
         Some(new)
     }
 
@@ -211,6 +212,41 @@ fn carry_rotations(old: &Config, new: &mut Config) {
     }
 }
 
+/// Gives every site and route of `new` that `old` also has (same site name, same route name)
+/// the old counts, so that requests and the duration histogram go on (Prometheus sees no
+/// reset) and sessions still on the old snapshot count into the same cells. The others
+/// start at zero, with a cell for each worker that runs (the file may say another number).
+fn carry_site_stats(old: &Config, new: &mut Config) {
+    use crate::metrics::RouteStats;
+    let workers = new.workers;
+    let Some(rev) = new.reverse.as_mut() else {
+        return;
+    };
+    let before = old.reverse.as_ref();
+    let fresh = |s: &mut Arc<RouteStats>| {
+        if s.workers() != workers {
+            *s = Arc::new(RouteStats::new(workers));
+        }
+    };
+    match before {
+        Some(b) => rev.no_site = Arc::clone(&b.no_site),
+        None => fresh(&mut rev.no_site),
+    }
+    for site in &mut rev.sites {
+        let was = before.and_then(|b| b.sites.iter().find(|s| s.name == site.name));
+        match was {
+            Some(w) => site.no_route = Arc::clone(&w.no_route),
+            None => fresh(&mut site.no_route),
+        }
+        for route in &mut site.routes {
+            match was.and_then(|w| w.routes.iter().find(|r| r.name == route.name)) {
+                Some(r) => route.stats = Arc::clone(&r.stats),
+                None => fresh(&mut route.stats),
+            }
+        }
+    }
+}
+
 fn modified(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -239,6 +275,45 @@ mod tests {
         assert!(m[1].state.is_online(), "a new upstream starts online");
         // b's credentials changed: a new identity
         assert!(!Arc::ptr_eq(&m[2].state, &old.pools[0].members[1].state));
+    }
+
+    #[test]
+    fn site_counts_carry_over_by_site_and_route_name() {
+        let text = |routes: &str| {
+            format!("reverse:\n  listen: ['127.0.0.1:1']\n  sites:\n    - {{name: app, hosts: [a.test], routes: [{routes}]}}\n  backends:\n    web: {{servers: [{{url: 'http://127.0.0.1:2'}}]}}\nworkers: 2\n")
+        };
+        let old = config::parse(
+            &text("{path: /, backend: web}, {path: /api, name: api, backend: web}"),
+            None,
+        )
+        .unwrap();
+        let o = old.reverse.as_ref().unwrap();
+        o.sites[0].routes[1]
+            .stats
+            .done(1, 200, Duration::from_millis(3));
+        let mut new = config::parse(
+            &text("{path: /v2, name: api, backend: web}, {path: /x, backend: web}"),
+            None,
+        )
+        .unwrap();
+        // The file says 2 workers; ferry runs 3 (a change of `workers` takes a restart).
+        new.workers = 3;
+        carry_site_stats(&old, &mut new);
+        let n = new.reverse.as_ref().unwrap();
+        let api = &n.sites[0].routes[0].stats;
+        assert!(
+            Arc::ptr_eq(api, &o.sites[0].routes[1].stats),
+            "same name: same counts"
+        );
+        assert_eq!(api.totals().codes, [0, 1, 0, 0, 0]);
+        assert!(Arc::ptr_eq(&n.no_site, &o.no_site));
+        assert!(Arc::ptr_eq(&n.sites[0].no_route, &o.sites[0].no_route));
+        let x = &n.sites[0].routes[1].stats;
+        assert_eq!(
+            (x.totals().requests(), x.workers()),
+            (0, 3),
+            "a new route starts at zero, sized for the workers that run"
+        );
     }
 
     #[test]

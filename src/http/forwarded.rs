@@ -105,7 +105,9 @@ pub fn request_head(
         "X-Forwarded-Proto",
         proto.unwrap_or(f.scheme.as_bytes()),
     );
-    let host = field("x-forwarded-host").next().unwrap_or(f.host.as_bytes());
+    let host = field("x-forwarded-host")
+        .next()
+        .unwrap_or(f.host.as_bytes());
     if !host.is_empty() {
         write_field(out, "X-Forwarded-Host", host);
     }
@@ -122,7 +124,8 @@ pub fn request_head(
 /// `Proxy-*` fields are between a client and its proxy (DESIGN §7.1 removes them both
 /// ways): a server behind ferry has no business with them.
 pub fn is_proxy_field(name: &str) -> bool {
-    name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
 /// Ends a head from `request_head` with the Host the attempt's server gets.

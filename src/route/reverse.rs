@@ -7,7 +7,8 @@ use crate::config::{Reverse, RouteAction};
 use crate::http::framing::Framing;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
-use crate::route::site::{normalize_path, strip_prefix};
+use crate::route::path::normalize_path;
+use crate::route::site::strip_prefix;
 
 /// A request that goes to a backend.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,11 +22,29 @@ pub struct Plan {
     pub target: String,
 }
 
+/// How far routing got with a request: its site and route once found. A request that ferry
+/// answers itself is counted there (DESIGN §7.4).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub site: Option<usize>,
+    pub route: Option<usize>,
+}
+
 /// Methods named in the `Allow` of a 405 for CONNECT (what the sites may serve).
 const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
 pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
+    decide_at(rev, req, https, &mut Place::default())
+}
+
+/// `decide`, also telling in `at` how far it got (for the count of ferry's own answers).
+pub fn decide_at(
+    rev: &Reverse,
+    req: &RequestHead<'_, '_>,
+    https: bool,
+    at: &mut Place,
+) -> Result<Plan, Refusal> {
     if req.kind == MethodKind::Connect {
         return Err(
             Refusal::new(405, "CONNECT is not served here: this is a reverse proxy")
@@ -44,6 +63,7 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
     let Some(site_index) = rev.hosts.lookup(host) else {
         return Err(Refusal::new(404, format!("no site is published for host {host:?}")).kept());
     };
+    at.site = Some(site_index);
     let site = &rev.sites[site_index];
     // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
     // whole: the site's root route answers it. Another method's empty path is "/".
@@ -64,6 +84,7 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
         )
         .kept());
     };
+    at.route = Some(route_index);
     let route = &site.routes[route_index];
     if !route.methods.is_empty() && !route.methods.iter().any(|m| m == req.method) {
         // A route is chosen by path alone: a shorter one does not take over.
@@ -217,6 +238,51 @@ reverse:
         // the catch-all site has only /only
         assert_eq!(status("GET /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"), 404);
         assert!(run("GET /only HTTP/1.1\r\nHost: nowhere.test\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn tells_how_far_routing_got_for_the_count_of_its_answers() {
+        let c = config();
+        let at = |head: &str| {
+            let mut h = [httparse::EMPTY_HEADER; 16];
+            let req = crate::http::request::parse_in(head.as_bytes(), &mut h, true)
+                .unwrap()
+                .unwrap();
+            let mut at = Place::default();
+            let _ = decide_at(c.reverse.as_ref().unwrap(), &req, false, &mut at);
+            at
+        };
+        let place = |site, route| Place { site, route };
+        assert_eq!(at("GET / HTTP/1.1\r\n\r\n"), place(None, None));
+        assert_eq!(
+            at("CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(None, None)
+        );
+        // the catch-all site, without a route for /x
+        assert_eq!(
+            at("GET /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"),
+            place(Some(2), None)
+        );
+        assert_eq!(
+            at("GET /a/../../b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), None)
+        );
+        assert_eq!(
+            at("DELETE /api/x HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(1))
+        );
+        assert_eq!(
+            at("GET /old/a HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(2))
+        );
+        assert_eq!(
+            at("GET /p HTTP/1.1\r\nHost: secure.test\r\n\r\n"),
+            place(Some(1), Some(0))
+        );
+        assert_eq!(
+            at("GET /api/v HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(1))
+        );
     }
 
     #[test]

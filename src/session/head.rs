@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::http::framing::Framing;
+use crate::route::reverse::Place;
 
 impl Session {
     pub(super) fn drive_head(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
@@ -159,6 +160,16 @@ impl Session {
                         let out = ctx.bufs.fill(&mut self.cout);
                         reply::write_final_recipient(out, &req, &cin.bytes()[..end], keep);
                         ctx.stats().request_done(false, false, true, 0, 0);
+                        if self.role == Role::Reverse {
+                            let took = ctx.now.saturating_duration_since(started);
+                            crate::metrics::site_answered(
+                                &self.config,
+                                Place::default(),
+                                ctx.worker,
+                                200,
+                                took,
+                            );
+                        }
                         if self.config.access_log {
                             log::info!(target: crate::logging::ACCESS, "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
                         }
@@ -172,6 +183,7 @@ impl Session {
                         }
                         return Ok(true);
                     }
+                    let mut at = Place::default();
                     let begun = match self.role {
                         Role::Forward => allowed.and_then(|()| {
                             Exchange::start(&req, self.peer, started, &self.config, ctx)
@@ -181,7 +193,9 @@ impl Session {
                             let rev = config.reverse.as_ref();
                             let plan = rev
                                 .ok_or_else(|| Refusal::new(404, "no site is published here"))
-                                .and_then(|rev| crate::route::reverse::decide(rev, &req, false));
+                                .and_then(|rev| {
+                                    crate::route::reverse::decide_at(rev, &req, false, &mut at)
+                                });
                             match plan {
                                 Ok(plan) => Exchange::start_reverse(
                                     &req,
@@ -195,6 +209,10 @@ impl Session {
                                 // Redirects, 404 and 405 leave the connection usable when
                                 // nothing of the request is left to read.
                                 Err(r) if r.keep && req.framing == Framing::None => {
+                                    let took = ctx.now.saturating_duration_since(started);
+                                    crate::metrics::site_answered(
+                                        &config, at, ctx.worker, r.status, took,
+                                    );
                                     let keep = req.keep_alive && !ctx.draining;
                                     let out = ctx.bufs.fill(&mut self.cout);
                                     answer_kept(out, &r, &req, keep);
@@ -215,6 +233,12 @@ impl Session {
                             }
                         }
                     };
+                    if let (Role::Reverse, Err(r)) = (self.role, &begun) {
+                        // Answered by ferry before any exchange began (a 400, a 413, a 503
+                        // with no server online): counted here, where its site is known.
+                        let took = ctx.now.saturating_duration_since(started);
+                        crate::metrics::site_answered(&self.config, at, ctx.worker, r.status, took);
+                    }
                     let len = req.len;
                     self.refused_connect = req.kind == request::MethodKind::Connect;
                     cin.consume(len);

@@ -72,8 +72,12 @@ pub struct Served {
     pub id: String,
     /// Request body bytes allowed (`max_body_bytes`); 0 = any.
     pub max_body: u64,
+    /// Request body data seen so far (chunk framing left out), against `max_body`.
+    pub body_seen: u64,
     /// What `hash` mode hashes for this request (empty in other modes).
     pub hash_key: Vec<u8>,
+    /// The route's counts, where the request is counted when it ends (see `release`).
+    pub stats: std::sync::Arc<crate::metrics::RouteStats>,
 }
 
 enum Stage {
@@ -296,7 +300,9 @@ impl Exchange {
             host,
             id,
             max_body: r.max_body_bytes,
+            body_seen: 0,
             hash_key: key,
+            stats: r.stats.clone(),
         };
         let route = Route::Server {
             backend: plan.backend,
@@ -428,6 +434,8 @@ impl Exchange {
         } else {
             r.status
         };
+        // From here on `status` is the one the client saw (for `release`).
+        self.status = status;
         if let Some(l) = self.log.take() {
             l.request(
                 peer,
@@ -531,7 +539,14 @@ impl Exchange {
         self.guard.take()
     }
 
+    /// Ends the exchange. A reverse request is counted here, once, whatever ended it: with
+    /// the status the client saw (a response, ferry's reply, a 101 before a tunnel, or a
+    /// response cut off after its head); a client that left before any status is not.
     pub fn release(mut self, ctx: &mut Ctx) {
+        if let Some(s) = self.served.as_ref().filter(|_| self.status != 0) {
+            let took = ctx.now.saturating_duration_since(self.started);
+            s.stats.done(ctx.worker, self.status, took);
+        }
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
         }

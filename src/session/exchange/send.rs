@@ -26,24 +26,31 @@ impl Session {
             return Ok(false);
         }
         let avail = &cin.bytes()[..cin.len().min(room)];
-        let n = ex
-            .req_body
-            .advance(avail)
-            .map_err(|e| Fail::Refuse(Refusal::new(400, e.0)))?;
+        let bad = |e: crate::http::framing::FramingError| Fail::Refuse(Refusal::new(400, e.0));
+        let limited = ex.served.as_deref_mut().filter(|s| s.max_body > 0);
+        let n = match limited {
+            // A chunked body has no length to check up front (a declared one was checked by
+            // the routing): its data is counted as it comes, framing left out.
+            Some(s) => {
+                let mut data = 0;
+                let n = ex
+                    .req_body
+                    .advance_with(avail, |d| data += d.len() as u64)
+                    .map_err(bad)?;
+                s.body_seen += data;
+                if s.body_seen > s.max_body {
+                    return Err(Fail::Refuse(Refusal::new(
+                        413,
+                        format!("request bodies here are limited to {} bytes", s.max_body),
+                    )));
+                }
+                n
+            }
+            None => ex.req_body.advance(avail).map_err(bad)?,
+        };
         sout.push(&avail[..n]);
         cin.consume(n);
         ex.bytes_up += n as u64;
-        if let Some(max) = ex.served.as_ref().map(|s| s.max_body).filter(|&m| m > 0) {
-            // A chunked body has no length to check up front (a declared one was checked
-            // by the routing): it is counted as it comes. Framing bytes count too, a small
-            // overstatement that errs towards refusing.
-            if ex.bytes_up > max {
-                return Err(Fail::Refuse(Refusal::new(
-                    413,
-                    format!("request bodies here are limited to {max} bytes"),
-                )));
-            }
-        }
         Ok(n > 0)
     }
 
