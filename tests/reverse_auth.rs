@@ -97,9 +97,13 @@ fn given_basic_accounts_then_only_their_credentials_pass_and_others_get_401_with
         &format!("Authorization: bAsIc {ALICE}\r\n"),
     ));
     assert_eq!(r.status, 200);
-    // A public route of the private site.
+    // A public route of the private site, and paths that only look like one.
     let r = c.roundtrip(&site_get("app.test", "/pub/free"));
     assert_eq!((r.status, r.served_by()), (200, Some("app")));
+    for sneaky in ["/pub/../x", "/pub/%2e%2e/x", "/pub/..;/x", "/pubx"] {
+        let r = c.roundtrip(&site_get("app.test", sneaky));
+        assert_eq!(r.status, 401, "{sneaky} passed as public");
+    }
     // Credentials never reach the log (the access log is on, the level is debug).
     let log = ferry.log_text();
     assert!(log.contains("status=401"), "{log}");
