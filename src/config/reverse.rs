@@ -3,6 +3,7 @@
 //! servers that use the forward pools' selection and health machinery).
 
 use super::schema::Mode;
+use super::site_auth::{RawAuth, SiteAuth};
 use super::validate::{cidrs, socket_addr, MAX_SECS};
 use super::{Breaker, HealthCheck, PoolSpec, Probe, UpstreamSpec};
 use crate::metrics::RouteStats;
@@ -49,6 +50,8 @@ pub struct RawSite {
     pub headers: RawHeaders,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Who may use the site (DESIGN §7.3); none = everyone.
+    pub auth: Option<RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +94,8 @@ pub struct RawRoute {
     pub max_body_bytes: u64,
     #[serde(default)]
     pub headers: RawHeaders,
+    /// `none`: a public path of a private site.
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +312,8 @@ pub struct Site {
     pub hosts: Vec<String>,
     pub https_redirect: bool,
     pub headers: HeaderRules,
+    /// Who may use the site's backend routes; `None` = everyone.
+    pub auth: Option<SiteAuth>,
     pub routes: Vec<SiteRoute>,
     /// Path → route.
     pub table: RouteTable,
@@ -315,7 +322,7 @@ pub struct Site {
 }
 
 /// Header edits: `remove` first, then `set` (replaces), then `add` (appends).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderOps {
     pub set: Vec<(String, String)>,
     pub add: Vec<(String, String)>,
@@ -377,6 +384,8 @@ pub struct SiteRoute {
     pub max_body_bytes: u64,
     /// The site's rules, then the route's, merged once here.
     pub headers: HeaderRules,
+    /// `auth: none`: the site's `auth` does not apply here.
+    pub public: bool,
     /// Its requests by status class and duration.
     pub stats: Arc<RouteStats>,
 }
@@ -539,6 +548,10 @@ pub(super) fn validate(
             );
         }
         let site_headers = header_rules(&s.headers, &format!("{at}.headers"), err);
+        let auth = s
+            .auth
+            .as_ref()
+            .and_then(|a| super::site_auth::validate(a, &name, &format!("{at}.auth"), err));
         let mut routes = Vec::new();
         let raw_routes: Vec<&RawRoute> = s.routes.iter().collect();
         if raw_routes.is_empty() {
@@ -575,6 +588,7 @@ pub(super) fn validate(
             no_route: Arc::new(RouteStats::new(workers)),
             https_redirect: s.https_redirect,
             headers: site_headers,
+            auth,
             routes,
             table,
         });
@@ -705,6 +719,17 @@ fn route(
         );
     }
     let own = header_rules(&r.headers, &format!("{at}.headers"), err);
+    let public = match r.auth.as_deref() {
+        None => false,
+        Some("none") => true,
+        Some(v) => {
+            err(
+                &format!("{at}.auth"),
+                format!("{v:?}: a route's auth can only be none (a public path of a private site)"),
+            );
+            false
+        }
+    };
     Some(SiteRoute {
         path: r.path.clone(),
         name: r.name.clone().unwrap_or_else(|| r.path.clone()),
@@ -715,6 +740,7 @@ fn route(
         response_timeout: Duration::from_secs(r.response_timeout_secs.clamp(1, MAX_SECS)),
         max_body_bytes: r.max_body_bytes,
         headers: merge(site, &own),
+        public,
         stats: Arc::new(RouteStats::new(workers)),
     })
 }
@@ -757,7 +783,7 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 err(&key, format!("{name:?} is not a header name"));
                 false
-            } else if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            } else if is_reserved_field(name) {
                 err(
                     &key,
                     format!("{name} is set by ferry itself and cannot be changed here"),
@@ -798,8 +824,13 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
     }
 }
 
+/// True for the fields no header rule (nor an auth service's `copy_headers`) may name.
+pub(super) fn is_reserved_field(name: &str) -> bool {
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+}
+
 /// RFC 9110 §5.6.2 token characters.
-fn is_token_byte(b: u8) -> bool {
+pub(super) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -19,6 +19,11 @@
 //! read, `Upgrade: websocket` gets `101` and then every byte echoed upper-cased, and
 //! `GET /healthz` is the health probe, answered with the status `set_health` chose. The
 //! `Fault` knob breaks the whole server: refuse connections, close them, or hang.
+//!
+//! A request that cannot say what it wants (the sub-request ferry sends a site's auth service
+//! carries no `X-Fake`) gets what the knobs say: `set_status` and `set_fields` (fields added
+//! to every answer), so one fake plays an auth service that answers 200 with `Remote-User`,
+//! 302 to a login page or 401 with a challenge.
 
 use super::wire::{self, Request, Wire};
 use super::{pattern, TIMEOUT};
@@ -70,6 +75,8 @@ struct Knobs {
     status: AtomicU16,
     /// The status the health probe gets; 0 = 200.
     health: AtomicU16,
+    /// Field lines (`Name: value\r\n`) added to every answer that is not a probe.
+    fields: Mutex<String>,
     /// Set when the `Backend` is dropped: the accept loop ends and frees the port.
     stop: AtomicBool,
 }
@@ -173,6 +180,13 @@ impl Backend {
     /// Answers every request with `status` (0: back to 200) unless it names one itself.
     pub fn set_status(&self, status: u16) {
         self.knobs.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Adds `fields` (`Name: value` lines, without CRLF) to every answer but the probes' from
+    /// now on (empty: none).
+    pub fn set_fields(&self, fields: &[&str]) {
+        let lines: String = fields.iter().map(|f| format!("{f}\r\n")).collect();
+        *self.knobs.fields.lock().unwrap() = lines;
     }
 
     /// The status the health probe gets from now on (0: back to 200).
@@ -397,10 +411,11 @@ fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) 
             s => s,
         });
     let mut head = format!(
-        "HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\nX-Conn: {conn}\r\nX-Body-Len: {}\r\nX-Body-Sum: {}\r\n{}",
+        "HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\nX-Conn: {conn}\r\nX-Body-Len: {}\r\nX-Body-Sum: {}\r\n{}{}",
         body.len(),
         checksum(&body),
-        ask.extra
+        ask.extra,
+        sh.knobs.fields.lock().unwrap()
     );
     if close {
         head.push_str("Connection: close\r\n");

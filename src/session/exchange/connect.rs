@@ -5,14 +5,14 @@
 use super::*;
 
 /// Counts one connect in progress in its worker (and for its client) while it lives.
-pub(super) struct PendingConnect {
+pub(in crate::session) struct PendingConnect {
     table: std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
     client: IpAddr,
 }
 
 impl PendingConnect {
     /// Takes a slot for `client`, if the worker and the client are under their bounds.
-    fn try_new(
+    pub(in crate::session) fn try_new(
         table: &std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
         client: IpAddr,
     ) -> Option<PendingConnect> {

@@ -22,7 +22,7 @@ mod send;
 
 pub use access_log::LogLine;
 
-use connect::PendingConnect;
+pub(in crate::session) use connect::PendingConnect;
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
@@ -297,7 +297,7 @@ impl Exchange {
             host: &host,
             new_id: &new_id,
             via: config.via,
-            edits: &r.headers.request,
+            edits: plan.request_edits.as_deref().unwrap_or(&r.headers.request),
         };
         let id = crate::http::forwarded::request_head(&mut b, req, &f, rev);
         let head_base = b.len();
