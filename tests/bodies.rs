@@ -508,6 +508,35 @@ fn a_server_that_stops_reading_holds_the_client_back(ferry: &Ferry) {
     let _ = c.stream.shutdown(Shutdown::Both);
 }
 
+/// A request timeout while the server takes no more of the body is the server's doing (504),
+/// even when the bytes it does not take wait in a pipe rather than a buffer.
+fn a_server_that_stops_reading_is_blamed_for_the_timeout(ferry: &Ferry) {
+    let origin = Origin::start();
+    let mut c = Peer::connect(ferry.addr);
+    let (mut w, o) = (c.stream.try_clone().unwrap(), origin.addr);
+    thread::spawn(move || {
+        let total = 1 << 30;
+        let _ = w.write_all(request_head(o, "POST", "/stall", total).as_bytes());
+        send_body(&mut w, total)
+    });
+    let head = c.head().expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+}
+
+const REQUEST_TIMEOUT: &str = "limits:\n  request_timeout_secs: 1\n";
+
+#[test]
+fn server_stalls_mid_body_timeout_spliced() {
+    a_server_that_stops_reading_is_blamed_for_the_timeout(&Ferry::start(REQUEST_TIMEOUT));
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn server_stalls_mid_body_timeout_copied() {
+    let ferry = Ferry::start_without_splice(REQUEST_TIMEOUT);
+    a_server_that_stops_reading_is_blamed_for_the_timeout(&ferry);
+}
+
 /// Declares each scenario twice: spliced, and (test-hooks builds) copied.
 macro_rules! both_ways {
     ($($name:ident, $copy:ident => $body:expr;)*) => {$(
