@@ -35,6 +35,7 @@ pub fn pipe_cap(fd_limit: u64, workers: usize) -> usize {
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct PooledPipe {
+    /// The pipe itself (its fds and capacity).
     pub pipe: crate::sys::Pipe,
     open: Rc<Cell<usize>>,
 }

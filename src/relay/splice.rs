@@ -34,7 +34,9 @@ pub struct Pumped {
 /// Which socket of a spliced direction failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failed {
+    /// Reading (splicing from) the source failed.
     Source(io::ErrorKind),
+    /// Writing (splicing to) the destination failed.
     Destination(io::ErrorKind),
 }
 
