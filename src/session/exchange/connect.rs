@@ -510,7 +510,8 @@ impl Session {
                 }
                 let body_waits = !ex.req_body.is_done()
                     && self.sout.as_ref().is_none_or(|b| b.is_empty())
-                    && self.cin.as_ref().is_none_or(|b| b.is_empty());
+                    && self.cin.as_ref().is_none_or(|b| b.is_empty())
+                    && ex.body_pipes.request_flushed();
                 if body_waits {
                     // Everything the client sent went out and the server waits for the rest of
                     // the body: the client is the one that stalled.
