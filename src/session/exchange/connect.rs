@@ -450,7 +450,8 @@ impl Session {
         // the client is the one that stalled.
         let body_waits = !ex.req_body.is_done()
             && self.sout.as_ref().is_none_or(|b| b.is_empty())
-            && self.cin.as_ref().is_none_or(|b| b.is_empty());
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
             Stage::Backoff => {
                 // The backoff before a retry is over: the attempt starts now.

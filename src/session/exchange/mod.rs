@@ -11,11 +11,12 @@
 //! blame (it was most likely closed while idle).
 //!
 //! `connect` holds getting connected (resolve, connect, fail over, time out), `answer` the
-//! response (heads, 1xx, tunnels, body relay); this file sends the request and decides what
-//! survives the exchange.
+//! response (heads, 1xx, tunnels), `body` the bodies both ways (copied, or spliced); this file
+//! sends the request and decides what survives the exchange.
 
 mod access_log;
 mod answer;
+mod body;
 mod connect;
 mod retry;
 mod send;
@@ -129,6 +130,8 @@ pub struct Exchange {
     trial: Option<ActiveGuard>,
     attempt_started: Instant,
     req_body: BodyState,
+    /// The pipes the bodies are spliced through while they last.
+    body_pipes: body::BodyPipes,
     resp: Resp,
     resp_scan: HeadScan,
     /// A 1xx response was received (and relayed to an HTTP/1.1 client): the response has
@@ -375,6 +378,7 @@ impl Exchange {
             trial: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
+            body_pipes: body::BodyPipes::default(),
             resp: Resp::Head,
             resp_scan: HeadScan::default(),
             interim: false,
@@ -559,6 +563,7 @@ impl Exchange {
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
         }
+        self.body_pipes.release(&mut ctx.pipes);
     }
 }
 
@@ -574,7 +579,10 @@ impl Session {
             return Ok(true);
         };
         let connected = matches!(ex.stage, Stage::Connected);
-        progress |= self.fill_cin(ctx)?;
+        // While the request body is spliced its bytes stay in the socket, for the pipe.
+        if !ex.body_pipes.splicing_request() {
+            progress |= self.fill_cin(ctx)?;
+        }
         progress |= self.feed_request_body(ctx)?;
         if connected {
             progress |= self.write_server(ctx)?;
@@ -624,7 +632,8 @@ impl Session {
         let Some(s) = self.server.as_mut() else {
             return Err(Fail::Abort);
         };
-        if !s.conn.readable || ex.server_eof {
+        // While the response body is spliced its bytes stay in the socket, for the pipe.
+        if !s.conn.readable || ex.server_eof || ex.body_pipes.splicing_response() {
             return Ok(false);
         }
         let b = ctx.bufs.fill(&mut self.sin);
@@ -704,7 +713,8 @@ impl Session {
         let request_sent = ex.req_body.is_done()
             && !ex.head_cut
             && ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len())
-            && self.sout.as_ref().is_none_or(|b| b.is_empty());
+            && self.sout.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         ex.count(ctx, true);
         if let Some(l) = ex.log.take() {
             l.request(
