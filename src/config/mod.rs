@@ -7,8 +7,8 @@ mod schema;
 mod validate;
 
 pub use reverse::{
-    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
-    SiteRoute,
+    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, QueueSpec, Reverse, RouteAction,
+    Site, SiteRoute,
 };
 
 pub use schema::{HashKey, LogLevel, Mode, OnAllDown, PolicyMode};

@@ -2,6 +2,7 @@
 //! request, and each worker's idle keep-alive connections to them.
 
 mod idle;
+pub mod queue;
 pub mod rotation;
 pub mod select;
 pub mod state;

@@ -47,6 +47,8 @@ pub struct Ctx {
     pub resolver: Resolver,
     /// The control thread's mailbox (for `Inbox::Probe`).
     pub control: Outbox,
+    /// This worker's own mailbox, for whoever hands a slot to a request queued here.
+    pub mailbox: Outbox,
     pub worker: usize,
     /// The time at the top of this loop turn.
     pub now: Instant,
@@ -122,7 +124,9 @@ impl Worker {
         shared: Arc<Shared>,
     ) {
         let Worker {
-            mut poll, inbox, ..
+            mut poll,
+            inbox,
+            outbox,
         } = self;
         let kept = Rc::new(std::cell::Cell::new(listeners));
         let mut config = config;
@@ -134,7 +138,7 @@ impl Worker {
             }
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let mail = (&inbox, control.clone());
+                let mail = (&inbox, control.clone(), outbox.clone());
                 run_loop(id, &mut poll, mail, (ls, kept.clone()), c, r, sh)
             }));
             match outcome {
@@ -156,7 +160,7 @@ impl Worker {
 fn run_loop(
     id: usize,
     poll: &mut Poll,
-    (inbox, control): (&Receiver<Inbox>, Outbox),
+    (inbox, control, mailbox): (&Receiver<Inbox>, Outbox, Outbox),
     (listeners, kept): (Vec<Listening>, KeptListeners),
     config: Arc<Config>,
     resolver: Resolver,
@@ -187,6 +191,7 @@ fn run_loop(
             dns: DnsCache::default(),
             resolver,
             control,
+            mailbox,
             worker: id,
             now: Instant::now(),
             select: crate::upstream::select::Selector::new(crate::upstream::select::seed(id)),
@@ -225,6 +230,7 @@ fn run_loop(
                 Inbox::Listeners { keep, add } => w.new_listeners(keep, add),
                 Inbox::Drain => w.start_drain(),
                 Inbox::Probe(_) => {} // for the control thread only
+                Inbox::Turn(t) => w.with_session(t.slot, |s, ctx| s.queue_turn(&t, ctx)),
             }
         }
         for ev in events.iter() {

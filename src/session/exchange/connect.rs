@@ -37,6 +37,10 @@ impl Session {
         ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
+        // A reverse request first takes a slot of its backend, or waits for one (`queued`).
+        let Some(ex) = self.take_backend_slot(ex, ctx)? else {
+            return Ok(());
+        };
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
         let reusable = !tunnel_direct
             && self
@@ -453,6 +457,7 @@ impl Session {
         let upstream = ex.route != Route::Direct;
         let reverse = ex.served.is_some();
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
+            Stage::Queued(_) => self.queue_timed_out(ctx),
             Stage::Resolving if upstream => {
                 let why = ex.hop(
                     "resolving the upstream proxy timed out",

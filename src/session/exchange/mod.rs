@@ -17,6 +17,7 @@
 mod access_log;
 mod answer;
 mod connect;
+mod queued;
 mod send;
 
 pub use access_log::LogLine;
@@ -81,6 +82,8 @@ pub struct Served {
 }
 
 enum Stage {
+    /// Waiting for a slot of the backend (`queued`); nothing is sent or read meanwhile.
+    Queued(crate::upstream::queue::Ticket),
     Resolving,
     Connecting {
         addrs: Vec<SocketAddr>,
@@ -122,6 +125,8 @@ pub struct Exchange {
     stale_retry: bool,
     /// Holds the upstream's active-connection count while an attempt uses it.
     guard: Option<ActiveGuard>,
+    /// A reverse request's slot of its backend, held to the exchange's end (`queued`).
+    slot: Option<crate::upstream::queue::Slot>,
     attempt_started: Instant,
     req_body: BodyState,
     resp: Resp,
@@ -364,6 +369,7 @@ impl Exchange {
             },
             stale_retry: false,
             guard: None,
+            slot: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
             resp: Resp::Head,
@@ -555,6 +561,9 @@ impl Exchange {
 
 impl Session {
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        if matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Queued(_))) {
+            return self.drive_queued(ctx);
+        }
         let mut progress = self.flush_client(ctx)?;
         if let Phase::Exchange(ex) = &self.phase {
             if matches!(ex.stage, Stage::Connecting { .. }) {
