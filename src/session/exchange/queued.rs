@@ -39,8 +39,10 @@ impl Session {
         if ex.slot.is_some() {
             return Ok(Some(ex));
         }
-        let config = self.config.clone();
-        let Some(b) = config
+        // Borrowed from the snapshot (no `Arc` clone on the fast path); only other fields of
+        // the session change below.
+        let Some(b) = self
+            .config
             .reverse
             .as_ref()
             .and_then(|r| r.backends.get(backend))
@@ -67,7 +69,7 @@ impl Session {
                 );
                 ex.stage = Stage::Queued(ticket);
                 let mut deadline = ctx.now + b.queue.timeout;
-                if let Some(rt) = config.limits.request_timeout {
+                if let Some(rt) = self.config.limits.request_timeout {
                     deadline = deadline.min(ex.started + rt);
                 }
                 self.phase = Phase::Exchange(Box::new(ex));
@@ -78,7 +80,7 @@ impl Session {
                 let (max_active, max_queued) = b.queue.state.limits();
                 let why = format!(
                     "{}: backend {}: {max_active} requests in flight and {max_queued} waiting already",
-                    names(&ex, &config),
+                    names(&ex, &self.config),
                     b.name
                 );
                 self.phase = Phase::Exchange(Box::new(ex));
@@ -101,22 +103,35 @@ impl Session {
         Ok(progress)
     }
 
-    /// The request waited `timeout_secs` (or the request timeout ran out) without a slot.
+    /// The request waited `timeout_secs` without a slot, or its `request_timeout_secs` ran out
+    /// first: 503 either way (the backend is busy), counted as a queue timeout.
     pub(super) fn queue_timed_out(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
-        let config = self.config.clone();
         let Phase::Exchange(ex) = &self.phase else {
             return Err(Fail::Abort);
         };
-        let Some((b, waited)) = backend_of(ex, &config) else {
+        let Some((b, waited)) = backend_of(ex, &self.config) else {
             return Err(Fail::Abort);
         };
         b.queue.state.count_timeout(ctx.worker);
-        let why = format!(
-            "{}: backend {}: no slot came free within {} s",
-            names(ex, &config),
-            b.name,
-            waited.as_secs()
-        );
+        let request_timeout = self
+            .config
+            .limits
+            .request_timeout
+            .filter(|rt| ctx.now >= ex.started + *rt);
+        let why = match request_timeout {
+            Some(rt) => format!(
+                "{}: backend {}: no slot came free before the request timeout ({} s)",
+                names(ex, &self.config),
+                b.name,
+                rt.as_secs()
+            ),
+            None => format!(
+                "{}: backend {}: no slot came free within {} s",
+                names(ex, &self.config),
+                b.name,
+                waited.as_secs()
+            ),
+        };
         Err(Fail::Refuse(busy(why)))
     }
 
