@@ -308,3 +308,30 @@ fn given_requests_waiting_when_a_reload_raises_max_active_then_they_go_and_the_c
         number(&status_of_app(&ferry), "active") == 0.0
     });
 }
+
+#[test]
+fn given_one_slot_when_a_websocket_is_upgraded_then_its_tunnel_gives_the_slot_back() {
+    let b = Backend::start("app");
+    let ferry = start(&b, "{max_active: 1, max_queued: 1, timeout_secs: 2}");
+    let mut ws = ferry.reverse_client();
+    ws.send(b"GET /ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert_eq!(ws.response_to(false).status, 101);
+    ws.send(b"ping");
+    assert_eq!(ws.read_exact_n(4), b"PING");
+    // The tunnel still counts at its server, not in the backend's slots.
+    let st = status_of_app(&ferry);
+    let server = &st.get("servers").unwrap().as_array()[0];
+    assert_eq!(number(server, "active"), 1.0, "{st:?}");
+    assert_eq!(number(&st, "active"), 0.0, "{st:?}");
+    // A request gets the slot at once rather than a 503 after timeout_secs.
+    let t = Instant::now();
+    let r = ferry.reverse_client().roundtrip(&request("/after", ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    ws.send(b"still open");
+    assert_eq!(ws.read_exact_n(10), b"STILL OPEN");
+}
