@@ -570,11 +570,20 @@ fn route(
                     .get(..s.len())
                     .is_some_and(|p| p.eq_ignore_ascii_case(s))
             });
-            if !scheme_ok || !is_field_value(&rd.to) || rd.to.contains(['?', '#', ' ']) {
+            // The request's path is appended: without a host of its own, `to` would let
+            // that path name the host ("https:" + "//evil.test/x", an open redirect).
+            let authority = rd
+                .to
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+            let host_ok = !authority.contains('@')
+                && crate::http::request::parse_authority(authority, Some(443)).is_ok();
+            if !scheme_ok || !host_ok || !is_field_value(&rd.to) || rd.to.contains(['?', '#', ' '])
+            {
                 err(
                     &format!("{at}.redirect.to"),
                     format!(
-                        "{:?} must be an http:// or https:// URL without a query",
+                        "{:?} must be an http:// or https:// URL with a host and without a query",
                         rd.to
                     ),
                 );

@@ -94,10 +94,14 @@ pub fn request_head(
             let e = chain.iter().rev().find(|e| parse_ip(e).is_none()).copied();
             write_field(out, "X-Real-IP", e.unwrap_or_default());
         }
-        None => {
-            let first = chain.first().copied().unwrap_or_default();
-            write_field(out, "X-Real-IP", first);
-        }
+        // Every hop is a trusted proxy: the farthest one is the client, or the peer itself
+        // when it named none (a balancer's own request), never an empty field.
+        None => match chain.first() {
+            Some(first) => write_field(out, "X-Real-IP", first),
+            None => {
+                let _ = write!(out, "X-Real-IP: {}\r\n", f.client);
+            }
+        },
     }
     let proto = field("x-forwarded-proto").next();
     write_field(

@@ -46,14 +46,20 @@ pub(super) fn dots(seg: &str) -> usize {
     n
 }
 
-/// Normalizes an origin-form request target (path plus optional "?query") per RFC 3986 §5.2.4:
-/// "." and ".." segments removed, where "%2e"/"%2E" count as "." (so "%2e%2e" is ".."), the
-/// query (from the first '?') copied unchanged. Writes into `out` (cleared first; left empty on
+/// Normalizes an origin-form request target (path plus optional "?query") per RFC 3986 §6.2.2:
+/// in the path, escapes of unreserved characters are decoded ("%61" is "a", "%2e" is "." and
+/// "%7E" is "~") and the hex digits of the other escapes written in upper case ("%c3" is
+/// "%C3"), as every server reads them so; then "." and ".." segments are removed (§5.2.4);
+/// the query (from the first '?') is copied unchanged. Without the first step a route would be
+/// chosen by one spelling of a path while the backend, which decodes, serves another: `/%61dmin`
+/// reaching `/admin` under the rules of `/`. Writes into `out` (cleared first; left empty on
 /// error). A path that would climb above "/" is an error (the caller answers 400), where
 /// RFC 3986 would silently stay at the root: a client that asks for that is probing for files
 /// a backend never meant to publish. A target that does not start with '/' is an error too.
-/// Everything else is kept byte-for-byte (other escapes are not decoded, "//" is not merged).
-/// A trailing "/." or "/.." leaves a trailing "/" (RFC 3986).
+/// Empty segments are merged ("//" is "/") and a dot-segment with path parameters ("..;x")
+/// is that dot-segment, as common servers read them. Everything else is kept byte-for-byte
+/// (reserved escapes such as "%2F" stay escaped, other path parameters stay). A trailing "/."
+/// or "/.." leaves a trailing "/" (RFC 3986).
 pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     out.clear();
     if !target.starts_with('/') {
@@ -63,17 +69,29 @@ pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     // `out` holds the segments kept so far, each with its leading '/'.
     let mut segments = path[1..].split('/').peekable();
     while let Some(seg) = segments.next() {
-        match dots(seg) {
-            0 => {
-                out.push('/');
-                out.push_str(seg);
-                continue;
+        if seg.is_empty() && segments.peek().is_some() {
+            // "//" is "/", as nginx (merge_slashes), Go and Spring read it: `//admin` must
+            // not pass for a path outside the `/admin` route.
+            continue;
+        }
+        let start = out.len();
+        out.push('/');
+        push_escapes_normalized(out, seg);
+        // A dot-segment with path parameters (`..;x`) is that dot-segment to Tomcat, Jetty
+        // and Spring: the same here, parameters dropped.
+        let name_end = out[start + 1..]
+            .find(';')
+            .map_or(out.len(), |i| start + 1 + i);
+        match dots(&out[start + 1..name_end]) {
+            0 => continue,
+            1 => out.truncate(start),
+            _ => {
+                out.truncate(start);
+                match out.rfind('/') {
+                    Some(i) => out.truncate(i),
+                    None => return Err(PathError::AboveRoot),
+                }
             }
-            1 => {}
-            _ => match out.rfind('/') {
-                Some(i) => out.truncate(i),
-                None => return Err(PathError::AboveRoot),
-            },
         }
         if segments.peek().is_none() {
             out.push('/');
@@ -81,6 +99,63 @@ pub fn normalize_path(target: &str, out: &mut String) -> Result<(), PathError> {
     }
     out.push_str(query);
     Ok(())
+}
+
+/// The value of an ASCII hex digit.
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// RFC 3986 §2.3: a character that means the same escaped or not.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Appends `seg` with its escapes of unreserved characters decoded and the hex digits of
+/// the others in upper case (RFC 3986 §6.2.2.1-2). A '%' without two hex digits stays as it is.
+pub(super) fn push_escapes_normalized(out: &mut String, seg: &str) {
+    let b = seg.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let pair = (b[i] == b'%')
+            .then(|| Some((hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?)))
+            .flatten();
+        match pair {
+            Some((hi, lo)) if unreserved(hi << 4 | lo) => out.push((hi << 4 | lo) as char),
+            Some(_) => {
+                out.push('%');
+                out.push(b[i + 1].to_ascii_uppercase() as char);
+                out.push(b[i + 2].to_ascii_uppercase() as char);
+            }
+            None => {
+                // Copy up to the next '%' at once (`seg` is a str: its bytes up to an ASCII
+                // '%' are whole characters).
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|&c| c == b'%')
+                    .map_or(b.len(), |p| i + 1 + p);
+                out.push_str(&seg[i..end]);
+                i = end;
+                continue;
+            }
+        }
+        i += 3;
+    }
+}
+
+/// `path` (normalized, no query) with each segment's path parameters (from its first ';')
+/// left out, into `out`: what a route is matched on, since `/admin;jsessionid=1` is `/admin`
+/// to the servers that read parameters.
+pub fn without_params<'a>(path: &'a str, out: &'a mut String) -> &'a str {
+    if !path.contains(';') {
+        return path;
+    }
+    out.clear();
+    for seg in path.split('/').skip(1) {
+        out.push('/');
+        out.push_str(&seg[..seg.find(';').unwrap_or(seg.len())]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -124,11 +199,20 @@ mod tests {
             ("/./", "/"),
             ("/a/..", "/"),
             ("/...", "/..."),
-            ("/a//b", "/a//b"),
-            ("//a", "//a"),
-            ("/a//..", "/a/"),
-            ("//..", "/"),
-            ("/a/%41%2F/b", "/a/%41%2F/b"),
+            ("/a//b", "/a/b"),
+            ("//a", "/a"),
+            ("/a//..", "/"),
+            ("/a/", "/a/"),
+            ("/a//", "/a/"),
+            ("/x/..;/admin", "/admin"),
+            ("/x/.;p/y", "/x/y"),
+            ("/x/%2e%2e;a=b", "/"),
+            ("/a;x=1/b", "/a;x=1/b"),
+            ("/a/%41%2F/b", "/a/A%2F/b"),
+            ("/%61dmin/%7e%2d%5F%2E%30", "/admin/~-_.0"),
+            ("/caf%c3%a9/%2f%3F", "/caf%C3%A9/%2F%3F"),
+            ("/a%/%4/%zz/%%41", "/a%/%4/%zz/%A"),
+            ("/caf\u{e9}%61", "/caf\u{e9}a"),
         ] {
             assert_eq!(norm(target).as_deref(), Ok(want), "{target}");
         }
@@ -143,9 +227,10 @@ mod tests {
             ("/a/b/.%2E/c", "/a/c"),
             ("/a/b/%2e./c", "/a/c"),
             ("/a/b/%2e%2e", "/a/"),
-            ("/a/%2e%2e%2e", "/a/%2e%2e%2e"),
-            ("/a/%2e%2", "/a/%2e%2"),
-            ("/a/%2f..", "/a/%2f.."),
+            ("/a/%2e%2e%2e", "/a/..."),
+            ("/a/%2e%2", "/a/.%2"),
+            ("/a/%2f..", "/a/%2F.."),
+            ("/a/b/%2E%2e", "/a/"),
             ("/a/%252e%252e/b", "/a/%252e%252e/b"),
         ] {
             assert_eq!(norm(target).as_deref(), Ok(want), "{target}");
@@ -158,6 +243,8 @@ mod tests {
             "/a/%2E%2E/%2e./b",
             "/./../a",
             "/..?x",
+            "//..",
+            "/x/..;/..;",
         ] {
             assert_eq!(norm(target), Err(PathError::AboveRoot), "{target}");
         }

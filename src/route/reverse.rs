@@ -7,7 +7,7 @@ use crate::config::{Reverse, RouteAction};
 use crate::http::framing::Framing;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
-use crate::route::path::normalize_path;
+use crate::route::path::{normalize_path, without_params};
 use crate::route::site::strip_prefix;
 
 /// A request that goes to a backend.
@@ -51,7 +51,14 @@ pub fn decide_at(
                 .with("Allow", SITE_METHODS.into()),
         );
     }
+    // An IPv6 literal of an absolute-form target is held without its brackets; a site's
+    // pattern and a Host field have them.
+    let bracketed;
     let host = match (req.target.host, req.host) {
+        (h, _) if req.target.is_v6() => {
+            bracketed = format!("[{h}]");
+            bracketed.as_str()
+        }
         ("", Some(h)) => h,
         ("", None) if req.minor == 1 => {
             // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
@@ -77,7 +84,11 @@ pub fn decide_at(
     };
     normalize_path(&raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
     let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
-    let Some(route_index) = site.table.lookup(path) else {
+    // Routes are matched without path parameters (`/admin;p` is `/admin` to the servers that
+    // read them); the server still gets them.
+    let mut plain = String::new();
+    let matched = without_params(path, &mut plain);
+    let Some(route_index) = site.table.lookup(matched) else {
         return Err(Refusal::new(
             404,
             format!("site {} has no route for this path", site.name),
@@ -103,7 +114,7 @@ pub fn decide_at(
         return Err(redirect(308, format!("https://{authority}{target}")));
     }
     let sent_path = if route.strip_prefix {
-        strip_prefix(path, &route.path)
+        strip_prefix(matched, &route.path)
     } else {
         path
     };
@@ -204,6 +215,11 @@ reverse:
         assert_eq!(p.target, "/v1?q=/../x");
         let p = run("GET /api HTTP/1.1\r\nHost: x.app.test\r\n\r\n").unwrap();
         assert_eq!(p.target, "/");
+        // path parameters do not hide a route; "//" is "/"
+        let p = run("GET /api;v=1/users?q HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (1, "/users?q"));
+        let p = run("GET //api/x HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (1, "/x"));
         let p = run("GET /apix HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
         assert_eq!((p.route, p.target.as_str()), (0, "/apix"));
         // an absolute-form target's host wins over Host

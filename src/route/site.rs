@@ -299,6 +299,13 @@ fn route_key(p: &str) -> Result<&str, &'static str> {
     if key.split('/').any(|s| super::path::dots(s) > 0) {
         return Err("a dot-segment in a route path (paths are matched after they are removed)");
     }
+    // Request paths are matched with their escapes normalized: a prefix written otherwise
+    // would never match.
+    let mut normalized = String::with_capacity(key.len());
+    super::path::push_escapes_normalized(&mut normalized, key);
+    if normalized != key {
+        return Err("an escape of a letter, digit or \"-._~\", or lower-case hex digits in an escape (write \"%61\" as \"a\", \"%c3\" as \"%C3\")");
+    }
     Ok(key)
 }
 
@@ -527,6 +534,9 @@ mod tests {
             "/a b",
             "/caf\u{e9}",
             "/a\tb",
+            "/%61dmin",
+            "/caf%c3%a9",
+            "/a/%7E",
         ] {
             let (i, e) = routes(&["/ok", bad]).unwrap_err();
             assert_eq!(i, 1, "{bad:?}");
@@ -536,7 +546,7 @@ mod tests {
         assert_eq!(i, 2);
         assert!(e.contains("route 0"), "{e}");
         assert_eq!(routes(&["/", "/"]).unwrap_err().0, 1);
-        assert!(routes(&["/...", "/.a", "/%2e%2f"]).is_ok());
+        assert!(routes(&["/...", "/.a", "/.%2F", "/caf%C3%A9"]).is_ok());
     }
 
     #[test]

@@ -71,7 +71,11 @@ impl Session {
                     self.peer = SocketAddr::new(src.ip().to_canonical(), src.port());
                 }
                 let rev = self.config.reverse.as_ref();
-                self.trusted = rev.is_some_and(|r| r.trusts(self.peer.ip()));
+                // The client the header names is trusted or not. A header that names none
+                // (v1 UNKNOWN, v2 LOCAL or another family) leaves the balancer's address as
+                // the client, but what follows may still be a client's request: its
+                // forwarding fields are not believed on the balancer's word.
+                self.trusted = source.is_some() && rev.is_some_and(|r| r.trusts(self.peer.ip()));
                 if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
                     log::debug!("{}: not in reverse.allow", self.peer);
                     ctx.bufs
@@ -132,7 +136,14 @@ impl Session {
                 // Not a head after all: `scan` looks past this terminator next time.
                 Ok(None) => continue,
                 Err(e) => return Err(Fail::Refuse(e.into())),
-                Ok(Some(req)) => {
+                Ok(Some(mut req)) => {
+                    if self.role == Role::Reverse && req.upgrade && asks_for_h2c(&req) {
+                        // h2c smuggling: after a 101 the client would speak HTTP/2 straight
+                        // to the backend, past the routes, method lists and forwarding
+                        // fields. Not offered (as Envoy and HAProxy do not): the Upgrade
+                        // field is then hop-by-hop and the backend gets a plain request.
+                        req.upgrade = false;
+                    }
                     #[cfg(feature = "test-hooks")]
                     if req.target.host == "panic.ferry.test" {
                         panic!("test-hooks: a panic on request");
@@ -259,5 +270,12 @@ fn answer_kept(out: &mut Buf, r: &Refusal, req: &request::RequestHead<'_, '_>, k
         (true, 0) => Some("Connection: keep-alive\r\n"),
         (true, _) => None,
     };
-    reply::write_answer(out, r, conn);
+    reply::write_answer(out, r, conn, req.kind != request::MethodKind::Head);
+}
+
+/// True when the request's `Upgrade` names `h2c` (RFC 7540 §3.2's cleartext HTTP/2).
+fn asks_for_h2c(req: &request::RequestHead<'_, '_>) -> bool {
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && crate::http::has_token(h.value, "h2c"))
 }
