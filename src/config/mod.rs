@@ -8,8 +8,8 @@ mod site_auth;
 mod validate;
 
 pub use reverse::{
-    Retries, RetryOn, Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
-    SiteRoute,
+    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, QueueSpec, Retries, RetryOn,
+    Reverse, RouteAction, Site, SiteRoute,
 };
 pub use site_auth::{ForwardAuth, SiteAuth};
 

@@ -8,6 +8,7 @@ use super::validate::{cidrs, socket_addr, MAX_SECS};
 use super::{Breaker, HealthCheck, PoolSpec, Probe, UpstreamSpec};
 use crate::metrics::RouteStats;
 use crate::route::site::{HostTable, RouteTable};
+use crate::upstream::queue::BackendQueue;
 use crate::upstream::UpstreamState;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -119,6 +120,30 @@ pub struct RawBackend {
     #[serde(default)]
     pub retries: RawRetries,
     pub circuit_breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+/// A backend's `queue:` (DESIGN §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    #[serde(default)]
+    pub max_active: u32,
+    #[serde(default)]
+    pub max_queued: u32,
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            max_active: 0,
+            max_queued: 0,
+            timeout_secs: ten(),
+        }
+    }
 }
 
 /// `retries:` of a backend (DESIGN §7.3).
@@ -226,6 +251,9 @@ fn sixty() -> u64 {
 fn five() -> u64 {
     5
 }
+fn ten() -> u64 {
+    10
+}
 fn two() -> u64 {
     2
 }
@@ -258,9 +286,6 @@ fn twenty() -> u32 {
 }
 fn five_u32() -> u32 {
     5
-}
-fn ten() -> u64 {
-    10
 }
 fn permanent() -> u16 {
     308
@@ -414,6 +439,22 @@ pub struct Backend {
     /// What all workers share about the backend (the retry budget), carried across
     /// reloads by name.
     pub shared: Arc<crate::upstream::BackendState>,
+    /// Its requests in flight and waiting (`queue:`).
+    pub queue: QueueSpec,
+}
+
+/// A backend's `queue:` as validated, and the shared queue it configures.
+#[derive(Debug)]
+pub struct QueueSpec {
+    /// Requests in flight at most; 0 = no limit.
+    pub max_active: u32,
+    /// Requests waiting at most; 0 = none.
+    pub max_queued: u32,
+    /// How long a request waits at most.
+    pub timeout: Duration,
+    /// Carried across reloads by backend name; its limits are set from here when a
+    /// reloaded config is applied.
+    pub state: Arc<BackendQueue>,
 }
 
 /// When and how a failed attempt is made again (DESIGN §7.3).
@@ -984,6 +1025,7 @@ fn backend(
             }
         }
     }
+    let queue = queue(&b.queue, workers, &format!("{at}.queue"), err);
     let rotations = super::validate::rotations(b.mode, &members);
     Some(Backend {
         name: name.to_string(),
@@ -1009,7 +1051,39 @@ fn backend(
             budget_percent: r.budget_percent.min(100),
         },
         shared: crate::upstream::BackendState::new(),
+        queue,
     })
+}
+
+/// Tickets a backend's queue may hold at most (each is a few dozen bytes, and its request a
+/// client connection with its head).
+const MAX_QUEUED: u32 = 100_000;
+
+fn queue(q: &RawQueue, workers: usize, at: &str, err: &mut dyn FnMut(&str, String)) -> QueueSpec {
+    if q.max_queued > 0 && q.max_active == 0 {
+        err(
+            &format!("{at}.max_queued"),
+            "needs max_active: without a limit on requests in flight nothing ever waits".into(),
+        );
+    }
+    if q.max_queued > MAX_QUEUED {
+        err(
+            &format!("{at}.max_queued"),
+            format!("{} is more than {MAX_QUEUED}", q.max_queued),
+        );
+    }
+    if !(1..=MAX_SECS).contains(&q.timeout_secs) {
+        err(
+            &format!("{at}.timeout_secs"),
+            format!("{} is out of range 1..={MAX_SECS}", q.timeout_secs),
+        );
+    }
+    QueueSpec {
+        max_active: q.max_active,
+        max_queued: q.max_queued,
+        timeout: Duration::from_secs(q.timeout_secs.clamp(1, MAX_SECS)),
+        state: BackendQueue::new(q.max_active, q.max_queued, workers),
+    }
 }
 
 fn backend_health(

@@ -60,6 +60,12 @@ fn the_documented_reverse_block_is_valid_and_means_what_it_says() {
         })
     );
     assert_eq!(api.pool.passive_fall(), 5);
+    let q = &api.queue;
+    assert_eq!(
+        (q.max_active, q.max_queued, q.timeout.as_secs()),
+        (64, 128, 10)
+    );
+    assert_eq!(q.state.limits(), (64, 128));
     assert_eq!(r.hosts.lookup("x.app.example.com"), Some(0));
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());
 }
@@ -140,6 +146,18 @@ fn each_mistake_names_its_key() {
         (
             site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], circuit_breaker: {failures: 0}}}"),
             "reverse.backends.b.circuit_breaker.failures: 0 is out of range 1..=100",
+        ),
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], queue: {max_queued: 5}}}"),
+            "reverse.backends.b.queue.max_queued: needs max_active",
+        ),
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], queue: {max_active: 1, timeout_secs: 0}}}"),
+            "reverse.backends.b.queue.timeout_secs: 0 is out of range",
+        ),
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\"}], queue: {max_active: 1, max_wait: 3}}}"),
+            "reverse.backends.b.queue: unknown field `max_wait`",
         ),
         (
             format!("{BASE}  proxy_protocol: true\n  sites: []\n"),

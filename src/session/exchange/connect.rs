@@ -36,6 +36,10 @@ impl Session {
         ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
+        // A reverse request first takes a slot of its backend, or waits for one (`queued`).
+        let Some(ex) = self.take_backend_slot(ex, ctx)? else {
+            return Ok(());
+        };
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
         let reusable = !tunnel_direct
             && self
@@ -224,7 +228,8 @@ impl Session {
                     "cannot resolve the upstream proxy",
                     "cannot resolve the server",
                 );
-                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx).map(|_| ())
+                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
+                    .map(|_| ())
             }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
@@ -459,6 +464,7 @@ impl Session {
                 self.resolve_and_connect(ctx)?;
                 Ok(true)
             }
+            Stage::Queued(_) => self.queue_timed_out(ctx),
             Stage::Resolving if upstream => {
                 let why = ex.hop(
                     "resolving the upstream proxy timed out",
@@ -489,11 +495,13 @@ impl Session {
                 ex.stage = Stage::Connected;
                 if ex.awaits_connect_answer() {
                     // The upstream proxy answers a CONNECT itself: its silence is its fault.
-                    return self
-                        .fail_over("the upstream proxy did not answer the CONNECT in time", RetryOn::default(), ctx);
+                    return self.fail_over(
+                        "the upstream proxy did not answer the CONNECT in time",
+                        RetryOn::default(),
+                        ctx,
+                    );
                 }
-                if reverse && !ex.response_started && matches!(ex.resp, Resp::Head) && !body_waits
-                {
+                if reverse && !ex.response_started && matches!(ex.resp, Resp::Head) && !body_waits {
                     // DESIGN §7.2: counts against the server; §7.3: retried on `timeout`.
                     return self.move_on(
                         "the server did not answer in time",

@@ -18,6 +18,7 @@ mod access_log;
 mod answer;
 mod body;
 mod connect;
+mod queued;
 mod retry;
 mod send;
 
@@ -83,6 +84,8 @@ pub struct Served {
 }
 
 enum Stage {
+    /// Waiting for a slot of the backend (`queued`); nothing is sent or read meanwhile.
+    Queued(crate::upstream::queue::Ticket),
     Resolving,
     Connecting {
         addrs: Vec<SocketAddr>,
@@ -128,6 +131,8 @@ pub struct Exchange {
     guard: Option<ActiveGuard>,
     /// A half-open server's trial slot, taken when it was picked, for the next attempt.
     trial: Option<ActiveGuard>,
+    /// A reverse request's slot of its backend, held to the exchange's end (`queued`).
+    slot: Option<crate::upstream::queue::Slot>,
     attempt_started: Instant,
     req_body: BodyState,
     /// The pipes the bodies are spliced through while they last.
@@ -376,6 +381,7 @@ impl Exchange {
             stale_retry: false,
             guard: None,
             trial: None,
+            slot: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
             body_pipes: body::BodyPipes::default(),
@@ -569,6 +575,9 @@ impl Exchange {
 
 impl Session {
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        if matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Queued(_))) {
+            return self.drive_queued(ctx);
+        }
         let mut progress = self.flush_client(ctx)?;
         if let Phase::Exchange(ex) = &self.phase {
             if matches!(ex.stage, Stage::Connecting { .. }) {
