@@ -31,27 +31,10 @@ SECS=${2:-10}
 FERRY=${FERRY:-target/release/ferry}
 BASE_PORT=${BASE_PORT:-18280}
 REPEAT=10 # 100 MiB downloads per bulk point
-OUT=benches/results/reverse-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-# Every request below goes to 127.0.0.1; a proxy from the environment must not take it elsewhere.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  # The proxies' own output (warnings, errors), then the raw results without empty files.
-  for f in "$WORK"/*.out "$WORK"/*.err; do if [ -s "$f" ]; then cp "$f" "$OUT/"; fi; done
-  find "$OUT" -type f -empty -delete
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-CLK_TCK=$(getconf CLK_TCK)
-warn() { echo "WARNING: $*" | tee -a "$OUT/warnings.txt" >&2; }
+# Checked on its own too: plain `shellcheck` (no -x) skips the sourced file.
+# shellcheck source-path=SCRIPTDIR source=lib.sh disable=SC1091
+. benches/lib.sh
+bench_init reverse
 
 ORIGIN_PORT=$BASE_PORT
 declare -A ADDR PID
@@ -60,32 +43,14 @@ ADDR[ferry]=127.0.0.1:$((BASE_PORT + 1))
 ADDR[haproxy]=127.0.0.1:$((BASE_PORT + 2))
 ADDR[nginx]=127.0.0.1:$((BASE_PORT + 3))
 FORWARD=127.0.0.1:$((BASE_PORT + 4))
-for port in $(seq "$BASE_PORT" $((BASE_PORT + 4))); do
-  if [ -n "$(ss -Hltn "sport = :$port")" ]; then
-    echo "port $port is taken (another bench running?); set BASE_PORT" >&2
-    exit 1
-  fi
-done
+ports_free "$BASE_PORT" $((BASE_PORT + 4))
 
 # --- origin: nginx serving a 100-byte and a 100 MiB file, keep-alive, no logging, core 0 ---
-mkdir -p "$WORK/www" "$WORK/nginx-proxy-tmp"
-head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/www/small"
+mkdir -p "$WORK/nginx-proxy-tmp"
+small_file "$WORK/www"
 head -c $((100 << 20)) /dev/urandom > "$WORK/www/big"
-chmod 755 "$WORK/www"
-chmod 644 "$WORK/www/"*
-cat > "$WORK/origin.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin.err;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  server { listen ${ADDR[direct]}; root $WORK/www; }
-}
-NGINX
+chmod 644 "$WORK/www/big"
+origin_conf origin "${ADDR[direct]}" "$WORK/www"
 taskset -c 0 nginx -c "$WORK/origin.conf" & pids+=($!)
 
 # --- the proxies, each pinned to core 1 ---
@@ -93,14 +58,6 @@ start() { # name command...
   local name=$1; shift
   taskset -c 1 "$@" > "$WORK/$name.out" 2>&1 & pids+=($!)
   PID[$name]=$!
-}
-answers() { # url [curl args...]: 200 with the small file's 100 bytes
-  local url=$1; shift
-  [ "$(curl -s -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$@" "$url")" = "200 100" ]
-}
-wait_answers() { # url [curl args...]
-  for _ in $(seq 100); do answers "$@" && return 0; sleep 0.1; done
-  return 1
 }
 
 # ferry: both roles in one process (one worker), the reverse listener and the forward one.
@@ -232,64 +189,10 @@ for p in "${PROXIES[@]}"; do
 done
 memval() { tr ' ' '\n' <<< "${MEM[$1]}" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
-cpu_ticks() { # utime+stime summed over a process tree (the process's own covers its threads)
-  python3 - "$1" <<'PY'
-import os, sys
-root = int(sys.argv[1]); kids = {}; stat = {}
-for d in os.listdir("/proc"):
-    if d.isdigit():
-        try:
-            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
-            kids.setdefault(int(f[1]), []).append(int(d)); stat[int(d)] = int(f[11]) + int(f[12])
-        except Exception:
-            pass
-t, todo = 0, [root]
-while todo:
-    p = todo.pop(); t += stat.get(p, 0); todo += kids.get(p, [])
-print(t)
-PY
-}
-now_ns() { date +%s%N; }
-# Every figure goes to rounds.txt as "name round value": medians are taken per name, and a
-# ratio between two targets per round first (neighbours in time share the machine's load,
-# which other work on these 2 cores makes drift), then its median.
-rec() { echo "$1 $r $2" >> "$OUT/rounds.txt"; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-med() { awk -v k="$1" '$1 == k {print $3}' "$OUT/rounds.txt" | median; }
-ratio() { # a b: median over the rounds of a / b
-  awk -v a="$1" -v b="$2" '$1 == a {x[$2] = $3} $1 == b {y[$2] = $3}
-    END {for (r in x) if (r in y && y[r] > 0) print x[r] / y[r]}' "$OUT/rounds.txt" | median
-}
-lat_ms() { # percentile wrk-output: wrk's latency (us, ms, s, m) in ms
-  awk -v q="$1" '$1 == q {
-    v = $2
-    if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v) }
-    else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
-    else if (v ~ /m$/) { sub(/m$/, "", v); v *= 60000 }
-    printf "%.2f\n", v }' "$2"
-}
-
 point() { # proxy conns: one wrk run of small GETs
-  local p=$1 c=$2 f="$OUT/$1-c$2-$r.txt" t0=0 t1 s0 s1 rps cpu
-  if [ "$p" != direct ]; then t0=$(cpu_ticks "${PID[$p]}"); fi
-  s0=$(now_ns)
-  taskset -c 0 wrk -t1 -c"$c" -d"${SECS}s" --latency "http://${ADDR[$p]}/small" > "$f"
-  s1=$(now_ns)
-  if grep -q "Non-2xx" "$f"; then warn "$p, $c conns, round $r: non-2xx answers ($f)"; fi
-  if grep -q "Socket errors" "$f"; then warn "$p, $c conns, round $r: socket errors ($f)"; fi
-  rps=$(awk '/Requests\/sec/ {print $2}' "$f")
-  rec "$p-c$c.rps" "$rps"
-  rec "$p-c$c.p50" "$(lat_ms 50% "$f")"
-  rec "$p-c$c.p99" "$(lat_ms 99% "$f")"
-  if [ "$p" != direct ]; then
-    t1=$(cpu_ticks "${PID[$p]}")
-    cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v ns="$((s1 - s0))" \
-      'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) }')
-    rec "$p-c$c.cpu" "$cpu"
-    # Per round, so that each run's req/s goes with its own CPU time.
-    rec "$p-c$c.percore" "$(awk -v cpu="$cpu" -v rps="$rps" 'BEGIN { printf "%.0f", (cpu > 0) ? rps / (cpu / 100) : 0 }')"
-  fi
+  local pid=-
+  if [ "$1" != direct ]; then pid=${PID[$1]}; fi
+  wrk_point "$1-c$2" "http://${ADDR[$1]}/small" "$pid" "$2" "$SECS"
 }
 bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s and proxy CPU %
   local key=$1 pid=$2 t0=0 t1 rate cpu; shift 2
@@ -305,7 +208,7 @@ bulk() { # key proxy-pid client-args...: 10 x 100 MiB over one connection, MiB/s
     cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v rate="$rate" -v n="$REPEAT" \
       'BEGIN { printf "%.1f", 100 * t / hz / (n * 100 / rate) }')
     rec "$key.bulkcpu" "$cpu"
-    rec "$key.bulkpercore" "$(awk -v cpu="$cpu" -v rate="$rate" 'BEGIN { printf "%.0f", (cpu > 0) ? rate / (cpu / 100) : 0 }')"
+    rec "$key.bulkpercore" "$(per_core "$rate" "$cpu")"
   fi
 }
 
@@ -322,7 +225,6 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # --- tables ---
-fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "-" || v == "") print "–"; else printf "%.*f\n", d, v }'; }
 {
   echo "Small GET (100 B), medians of $ROUNDS rounds of ${SECS}s; latency in ms; CPU % is the proxy's (100 % = one core)"
   echo
