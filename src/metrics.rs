@@ -602,6 +602,9 @@ workers: 2
             r#"ferry_backend_server_latency_seconds{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
             r#"ferry_backend_server_active{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
             r#"ferry_backend_server_requests_total{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
+            r#"ferry_backend_queue_length{backend="web"} 0"#.into(),
+            r#"ferry_backend_queue_rejected_total{backend="api",reason="full"} 0"#.into(),
+            r#"ferry_backend_queue_rejected_total{backend="api",reason="timeout"} 0"#.into(),
         ] {
             assert!(m.contains(&format!("{line}\n")), "missing {line}");
         }
@@ -649,6 +652,8 @@ workers: 2
             "ferry_backend_server_requests_total",
             "ferry_backend_server_failures_total",
             "ferry_backend_server_latency_seconds",
+            "ferry_backend_queue_length",
+            "ferry_backend_queue_rejected_total",
         ] {
             assert!(families.iter().any(|(n, _)| n == f), "{f} missing");
         }
@@ -687,7 +692,7 @@ workers: 2
             r#""sites":[{"name":"a\"b\\c","hosts":["app.test","*.app.test"],"no_route":{"requests":0,"#,
             r#"{"name":"api","path":"/api","backend":"api","requests":2,"codes":{"1xx":0,"2xx":1,"3xx":0,"4xx":0,"5xx":1},"avg_ms":1.5}"#,
             r#"{"name":"/old","path":"/old","redirect":"https://new.test","redirect_status":308,"requests":0,"#,
-            r#""backends":[{"name":"api","mode":"round_robin","online":1,"retries":0,"servers":[{"url":"http://127.0.0.1:1","online":true,"circuit":"closed","#,
+            r#""backends":[{"name":"api","mode":"round_robin","online":1,"retries":0,"active":0,"max_active":0,"queued":0,"max_queued":0,"queue_rejected":0,"queue_timeouts":0,"servers":[{"url":"http://127.0.0.1:1","online":true,"circuit":"closed","#,
             r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
         ] {
             assert!(s.contains(part), "missing {part} in {s}");

@@ -4,12 +4,14 @@
 
 mod reverse;
 mod schema;
+mod site_auth;
 mod validate;
 
 pub use reverse::{
-    Retries, RetryOn, Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
-    SiteRoute,
+    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, QueueSpec, Retries, RetryOn,
+    Reverse, RouteAction, Site, SiteRoute,
 };
+pub use site_auth::{ForwardAuth, SiteAuth};
 
 pub use schema::{HashKey, LogLevel, Mode, OnAllDown, PolicyMode};
 use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};

@@ -3,10 +3,12 @@
 //! servers that use the forward pools' selection and health machinery).
 
 use super::schema::Mode;
+use super::site_auth::{RawAuth, SiteAuth};
 use super::validate::{cidrs, socket_addr, MAX_SECS};
 use super::{Breaker, HealthCheck, PoolSpec, Probe, UpstreamSpec};
 use crate::metrics::RouteStats;
 use crate::route::site::{HostTable, RouteTable};
+use crate::upstream::queue::BackendQueue;
 use crate::upstream::UpstreamState;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +51,8 @@ pub struct RawSite {
     pub headers: RawHeaders,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Who may use the site (DESIGN §7.3); none = everyone.
+    pub auth: Option<RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +95,8 @@ pub struct RawRoute {
     pub max_body_bytes: u64,
     #[serde(default)]
     pub headers: RawHeaders,
+    /// `none`: a public path of a private site.
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +120,30 @@ pub struct RawBackend {
     #[serde(default)]
     pub retries: RawRetries,
     pub circuit_breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+/// A backend's `queue:` (DESIGN §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    #[serde(default)]
+    pub max_active: u32,
+    #[serde(default)]
+    pub max_queued: u32,
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            max_active: 0,
+            max_queued: 0,
+            timeout_secs: ten(),
+        }
+    }
 }
 
 /// `retries:` of a backend (DESIGN §7.3).
@@ -221,6 +251,9 @@ fn sixty() -> u64 {
 fn five() -> u64 {
     5
 }
+fn ten() -> u64 {
+    10
+}
 fn two() -> u64 {
     2
 }
@@ -253,9 +286,6 @@ fn twenty() -> u32 {
 }
 fn five_u32() -> u32 {
     5
-}
-fn ten() -> u64 {
-    10
 }
 fn permanent() -> u16 {
     308
@@ -307,6 +337,8 @@ pub struct Site {
     pub hosts: Vec<String>,
     pub https_redirect: bool,
     pub headers: HeaderRules,
+    /// Who may use the site's backend routes; `None` = everyone.
+    pub auth: Option<SiteAuth>,
     pub routes: Vec<SiteRoute>,
     /// Path → route.
     pub table: RouteTable,
@@ -315,7 +347,7 @@ pub struct Site {
 }
 
 /// Header edits: `remove` first, then `set` (replaces), then `add` (appends).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderOps {
     pub set: Vec<(String, String)>,
     pub add: Vec<(String, String)>,
@@ -377,6 +409,8 @@ pub struct SiteRoute {
     pub max_body_bytes: u64,
     /// The site's rules, then the route's, merged once here.
     pub headers: HeaderRules,
+    /// `auth: none`: the site's `auth` does not apply here.
+    pub public: bool,
     /// Its requests by status class and duration.
     pub stats: Arc<RouteStats>,
 }
@@ -405,6 +439,22 @@ pub struct Backend {
     /// What all workers share about the backend (the retry budget), carried across
     /// reloads by name.
     pub shared: Arc<crate::upstream::BackendState>,
+    /// Its requests in flight and waiting (`queue:`).
+    pub queue: QueueSpec,
+}
+
+/// A backend's `queue:` as validated, and the shared queue it configures.
+#[derive(Debug)]
+pub struct QueueSpec {
+    /// Requests in flight at most; 0 = no limit.
+    pub max_active: u32,
+    /// Requests waiting at most; 0 = none.
+    pub max_queued: u32,
+    /// How long a request waits at most.
+    pub timeout: Duration,
+    /// Carried across reloads by backend name; its limits are set from here when a
+    /// reloaded config is applied.
+    pub state: Arc<BackendQueue>,
 }
 
 /// When and how a failed attempt is made again (DESIGN §7.3).
@@ -539,6 +589,10 @@ pub(super) fn validate(
             );
         }
         let site_headers = header_rules(&s.headers, &format!("{at}.headers"), err);
+        let auth = s
+            .auth
+            .as_ref()
+            .and_then(|a| super::site_auth::validate(a, &name, &format!("{at}.auth"), err));
         let mut routes = Vec::new();
         let raw_routes: Vec<&RawRoute> = s.routes.iter().collect();
         if raw_routes.is_empty() {
@@ -575,6 +629,7 @@ pub(super) fn validate(
             no_route: Arc::new(RouteStats::new(workers)),
             https_redirect: s.https_redirect,
             headers: site_headers,
+            auth,
             routes,
             table,
         });
@@ -705,6 +760,17 @@ fn route(
         );
     }
     let own = header_rules(&r.headers, &format!("{at}.headers"), err);
+    let public = match r.auth.as_deref() {
+        None => false,
+        Some("none") => true,
+        Some(v) => {
+            err(
+                &format!("{at}.auth"),
+                format!("{v:?}: a route's auth can only be none (a public path of a private site)"),
+            );
+            false
+        }
+    };
     Some(SiteRoute {
         path: r.path.clone(),
         name: r.name.clone().unwrap_or_else(|| r.path.clone()),
@@ -715,6 +781,7 @@ fn route(
         response_timeout: Duration::from_secs(r.response_timeout_secs.clamp(1, MAX_SECS)),
         max_body_bytes: r.max_body_bytes,
         headers: merge(site, &own),
+        public,
         stats: Arc::new(RouteStats::new(workers)),
     })
 }
@@ -757,7 +824,7 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 err(&key, format!("{name:?} is not a header name"));
                 false
-            } else if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            } else if is_reserved_field(name) {
                 err(
                     &key,
                     format!("{name} is set by ferry itself and cannot be changed here"),
@@ -798,8 +865,13 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
     }
 }
 
+/// True for the fields no header rule (nor an auth service's `copy_headers`) may name.
+pub(super) fn is_reserved_field(name: &str) -> bool {
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+}
+
 /// RFC 9110 §5.6.2 token characters.
-fn is_token_byte(b: u8) -> bool {
+pub(super) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -953,6 +1025,7 @@ fn backend(
             }
         }
     }
+    let queue = queue(&b.queue, workers, &format!("{at}.queue"), err);
     let rotations = super::validate::rotations(b.mode, &members);
     Some(Backend {
         name: name.to_string(),
@@ -978,7 +1051,39 @@ fn backend(
             budget_percent: r.budget_percent.min(100),
         },
         shared: crate::upstream::BackendState::new(),
+        queue,
     })
+}
+
+/// Tickets a backend's queue may hold at most (each is a few dozen bytes, and its request a
+/// client connection with its head).
+const MAX_QUEUED: u32 = 100_000;
+
+fn queue(q: &RawQueue, workers: usize, at: &str, err: &mut dyn FnMut(&str, String)) -> QueueSpec {
+    if q.max_queued > 0 && q.max_active == 0 {
+        err(
+            &format!("{at}.max_queued"),
+            "needs max_active: without a limit on requests in flight nothing ever waits".into(),
+        );
+    }
+    if q.max_queued > MAX_QUEUED {
+        err(
+            &format!("{at}.max_queued"),
+            format!("{} is more than {MAX_QUEUED}", q.max_queued),
+        );
+    }
+    if !(1..=MAX_SECS).contains(&q.timeout_secs) {
+        err(
+            &format!("{at}.timeout_secs"),
+            format!("{} is out of range 1..={MAX_SECS}", q.timeout_secs),
+        );
+    }
+    QueueSpec {
+        max_active: q.max_active,
+        max_queued: q.max_queued,
+        timeout: Duration::from_secs(q.timeout_secs.clamp(1, MAX_SECS)),
+        state: BackendQueue::new(q.max_active, q.max_queued, workers),
+    }
 }
 
 fn backend_health(

@@ -96,6 +96,7 @@ impl Reloader {
         carry_states(current, &mut new);
         carry_rotations(current, &mut new);
         carry_site_stats(current, &mut new);
+        carry_queues(current, &mut new);
         Some(new)
     }
 
@@ -152,6 +153,13 @@ impl Reloader {
         let new = Arc::new(new);
         for o in outboxes {
             o.send(Inbox::Config(new.clone()));
+        }
+        // Now that the reload is certain: the backends' queues take their new limits (a
+        // queue carried over still had the old ones, in case the reload was refused).
+        for b in new.reverse.iter().flat_map(|r| &r.backends) {
+            b.queue
+                .state
+                .set_limits(b.queue.max_active, b.queue.max_queued);
         }
         self.schedule(&new, now);
         shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +255,33 @@ fn carry_site_stats(old: &Config, new: &mut Config) {
     }
 }
 
+/// Gives every backend of `new` that `old` also has (same name) the old queue: the requests
+/// in flight keep their slots and those waiting their places, whichever snapshot they hold.
+/// Its limits change only when the reload is applied (`apply`). Other backends get a queue
+/// that counts for the workers that run.
+fn carry_queues(old: &Config, new: &mut Config) {
+    use crate::upstream::queue::BackendQueue;
+    let workers = new.workers;
+    let Some(rev) = new.reverse.as_mut() else {
+        return;
+    };
+    for b in &mut rev.backends {
+        let was = old
+            .reverse
+            .iter()
+            .flat_map(|r| &r.backends)
+            .find(|o| o.name == b.name);
+        let q = &mut b.queue;
+        match was {
+            Some(o) => q.state = Arc::clone(&o.queue.state),
+            None if q.state.workers() != workers => {
+                q.state = BackendQueue::new(q.max_active, q.max_queued, workers)
+            }
+            None => {}
+        }
+    }
+}
+
 fn modified(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -314,6 +349,37 @@ mod tests {
             (0, 3),
             "a new route starts at zero, sized for the workers that run"
         );
+    }
+
+    #[test]
+    fn queues_carry_over_by_backend_name_and_take_new_limits_when_applied() {
+        // `web` stays (at index 1), the other backend (at 0) is new in the second file.
+        let text = |web: &str, other: &str| {
+            format!("reverse:\n  listen: ['127.0.0.1:1']\n  sites: [{{hosts: [a.test], routes: [{{backend: web}}, {{path: /x, backend: {other}}}]}}]\n  backends:\n    web: {{servers: [{{url: 'http://127.0.0.1:2'}}], queue: {web}}}\n    {other}: {{servers: [{{url: 'http://127.0.0.1:3'}}]}}\nworkers: 2\n")
+        };
+        let old = config::parse(&text("{max_active: 1, max_queued: 5}", "api"), None).unwrap();
+        let web = |c: &Config| c.reverse.as_ref().unwrap().backends[1].queue.state.clone();
+        let held = match web(&old).enter(0, || unreachable!()) {
+            crate::upstream::queue::Admission::Go(s) => s,
+            _ => panic!("a free slot"),
+        };
+        let mut new = config::parse(&text("{max_active: 4, max_queued: 1}", "app"), None).unwrap();
+        new.workers = 3;
+        carry_queues(&old, &mut new);
+        assert!(Arc::ptr_eq(&web(&new), &web(&old)), "same name: same queue");
+        assert_eq!(web(&new).active(), 1, "the count goes on");
+        assert_eq!(web(&new).limits(), (1, 5), "not applied yet");
+        let api = &new.reverse.as_ref().unwrap().backends[0].queue.state;
+        assert_eq!(
+            api.workers(),
+            3,
+            "a new queue counts for the workers that run"
+        );
+        let q = &new.reverse.as_ref().unwrap().backends[1].queue;
+        q.state.set_limits(q.max_active, q.max_queued);
+        assert_eq!(web(&old).limits(), (4, 1));
+        drop(held);
+        assert_eq!(web(&new).active(), 0);
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub fn reason(status: u16) -> &'static str {
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
         404 => "Not Found",

@@ -260,6 +260,32 @@ pub fn prometheus(o: &mut String, rev: &Reverse) {
         let n = b.shared.retries();
         let _ = writeln!(o, "{name}{{backend=\"{}\"}} {n}", label(&b.name));
     }
+
+    // DESIGN §7.3: each backend's queue (the same numbers whichever snapshot asked).
+    let name = "ferry_backend_queue_length";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Requests waiting for a slot of the backend (queue.max_active).\n# TYPE {name} gauge"
+    );
+    for b in &rev.backends {
+        let q = &b.queue.state;
+        let _ = writeln!(o, "{name}{{backend=\"{}\"}} {}", label(&b.name), q.queued());
+    }
+    let name = "ferry_backend_queue_rejected_total";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Requests answered 503 by the backend's queue: reason=\"full\" (max_queued already waiting) or \"timeout\" (no slot within timeout_secs).\n# TYPE {name} counter"
+    );
+    for b in &rev.backends {
+        let (full, timeout) = b.queue.state.rejected();
+        for (reason, n) in [("full", full), ("timeout", timeout)] {
+            let _ = writeln!(
+                o,
+                "{name}{{backend=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&b.name)
+            );
+        }
+    }
 }
 
 /// `us` µs as seconds.
@@ -384,12 +410,20 @@ fn backend_json(o: &mut String, b: &Backend) {
         .iter()
         .filter(|m| m.state.is_online())
         .count();
+    // The queue: slots held (every request in flight counts, with or without a limit), the
+    // limits in force, requests waiting, and those refused (full or timed out).
+    let q = &b.queue.state;
+    let (max_active, max_queued) = q.limits();
+    let (full, timed_out) = q.rejected();
     let _ = write!(
         o,
-        "{{\"name\":\"{}\",\"mode\":\"{}\",\"online\":{online},\"retries\":{},\"servers\":[",
+        "{{\"name\":\"{}\",\"mode\":\"{}\",\"online\":{online},\"retries\":{},\"active\":{},\"max_active\":{max_active},\"queued\":{},\"max_queued\":{max_queued},\"queue_rejected\":{},\"queue_timeouts\":{timed_out},\"servers\":[",
         json(&b.name),
         mode_name(b.pool.mode),
-        b.shared.retries()
+        b.shared.retries(),
+        q.active(),
+        q.queued(),
+        full + timed_out,
     );
     for (i, m) in b.pool.members.iter().enumerate() {
         if i > 0 {

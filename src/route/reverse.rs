@@ -3,7 +3,7 @@
 //! list, redirect, HTTPS redirect and body limit. What comes out is where the request goes
 //! and the target its server receives, or the answer ferry gives itself.
 
-use crate::config::{Reverse, RouteAction};
+use crate::config::{HeaderOps, Reverse, RouteAction};
 use crate::http::framing::Framing;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
@@ -20,6 +20,9 @@ pub struct Plan {
     /// The request target the server gets: the normalized path, less the route's prefix when
     /// it says `strip_prefix`, and the query as it came.
     pub target: String,
+    /// This request's own field edits, in place of the route's: theirs plus the fields a site's
+    /// auth service passed on (`copy_headers`). `None`: the route's.
+    pub request_edits: Option<Box<HeaderOps>>,
 }
 
 /// How far routing got with a request: its site and route once found. A request that ferry
@@ -147,6 +150,7 @@ pub fn decide_at(
         route: route_index,
         backend,
         target,
+        request_edits: None,
     })
 }
 

@@ -100,8 +100,9 @@ impl Session {
     /// Parses a head from `cin` if a whole one is there, and starts its exchange.
     fn try_start_request(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         // Each request starts with the newest config (a reload reaches keep-alive clients at
-        // their next request); the exchange then keeps it to the end.
-        if !Arc::ptr_eq(&self.config, &ctx.config) {
+        // their next request); the exchange then keeps it to the end. A head the site's auth
+        // service let through is judged again under the snapshot it was let through by.
+        if !Arc::ptr_eq(&self.config, &ctx.config) && self.auth_pass.is_none() {
             self.config = ctx.config.clone();
         }
         let max = self.config.limits.max_header_bytes;
@@ -153,6 +154,8 @@ impl Session {
                         ctx.crash = true;
                     }
                     let started = self.head_started.take().unwrap_or(ctx.now);
+                    // A pass from a site's auth service is for this head only.
+                    let passed = self.auth_pass.take();
                     let allowed = match self.role {
                         Role::Forward => crate::access::check_request(
                             &self.config,
@@ -202,13 +205,33 @@ impl Session {
                         Role::Reverse => {
                             let config = self.config.clone();
                             let rev = config.reverse.as_ref();
+                            // Site auth (DESIGN §7.3) once the site and route are known.
                             let plan = rev
                                 .ok_or_else(|| Refusal::new(404, "no site is published here"))
                                 .and_then(|rev| {
-                                    crate::route::reverse::decide_at(rev, &req, false, &mut at)
+                                    let plan = crate::route::reverse::decide_at(
+                                        rev, &req, false, &mut at,
+                                    )?;
+                                    auth::gate(rev, plan, &req, passed)
                                 });
                             match plan {
-                                Ok(plan) => Exchange::start_reverse(
+                                Ok(auth::Gated::Ask(service, plan)) => {
+                                    // The head stays in `cin` until the service has answered.
+                                    let check = auth::AuthCheck::new(
+                                        service,
+                                        &req,
+                                        &plan,
+                                        self.peer,
+                                        self.trusted,
+                                        started,
+                                        &config,
+                                        ctx,
+                                    );
+                                    self.scan = HeadScan::default();
+                                    self.begin_auth(check, ctx)?;
+                                    return Ok(true);
+                                }
+                                Ok(auth::Gated::Go(plan)) => Exchange::start_reverse(
                                     &req,
                                     plan,
                                     self.peer,

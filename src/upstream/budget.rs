@@ -65,8 +65,7 @@ impl BackendState {
         let tag = now.wrapping_add(1);
         let seen = b.second.load(Ordering::Acquire);
         if seen != tag
-            && b
-                .second
+            && b.second
                 .compare_exchange(seen, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {

@@ -3,6 +3,7 @@
 
 mod budget;
 mod idle;
+pub mod queue;
 pub mod rotation;
 pub mod select;
 pub mod state;

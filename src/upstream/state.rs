@@ -148,7 +148,11 @@ impl UpstreamState {
 
     /// Takes one of the half-open circuit's trial slots (across all workers), for a request
     /// about to be sent: the guard of the attempt gives it back. False when none is left.
-    pub fn begin_trial(self: &Arc<Self>, breaker: &crate::config::Breaker, worker: usize) -> Option<ActiveGuard> {
+    pub fn begin_trial(
+        self: &Arc<Self>,
+        breaker: &crate::config::Breaker,
+        worker: usize,
+    ) -> Option<ActiveGuard> {
         if !self.trial_ready(breaker) {
             return None;
         }
@@ -162,7 +166,10 @@ impl UpstreamState {
             return None;
         }
         if self.trials.load(Ordering::Relaxed) == 1 {
-            log::info!("server {} is half-open: a trial request goes through", self.name);
+            log::info!(
+                "server {} is half-open: a trial request goes through",
+                self.name
+            );
         }
         let mut g = self.begin(worker);
         g.1 = true;
@@ -176,7 +183,11 @@ impl UpstreamState {
         if !self.online.load(Ordering::Relaxed) && self.trials.load(Ordering::Relaxed) > 0 {
             // A half-open circuit's trial went through: closed again.
             if !self.online.swap(true, Ordering::Relaxed) {
-                log::info!("{} {} is online again: its circuit closed after a good trial request", self.kind, self.name);
+                log::info!(
+                    "{} {} is online again: its circuit closed after a good trial request",
+                    self.kind,
+                    self.name
+                );
             }
         }
         let ms = ms.min(NO_SAMPLE - 1);

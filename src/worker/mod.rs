@@ -47,6 +47,8 @@ pub struct Ctx {
     pub resolver: Resolver,
     /// The control thread's mailbox (for `Inbox::Probe`).
     pub control: Outbox,
+    /// This worker's own mailbox, for whoever hands a slot to a request queued here.
+    pub mailbox: Outbox,
     pub worker: usize,
     /// The time at the top of this loop turn.
     pub now: Instant,
@@ -131,7 +133,9 @@ impl Worker {
         shared: Arc<Shared>,
     ) {
         let Worker {
-            mut poll, inbox, ..
+            mut poll,
+            inbox,
+            outbox,
         } = self;
         let kept = Rc::new(std::cell::Cell::new(listeners));
         let mut config = config;
@@ -143,7 +147,7 @@ impl Worker {
             }
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let mail = (&inbox, control.clone());
+                let mail = (&inbox, control.clone(), outbox.clone());
                 run_loop(id, &mut poll, mail, (ls, kept.clone()), c, r, sh)
             }));
             match outcome {
@@ -165,7 +169,7 @@ impl Worker {
 fn run_loop(
     id: usize,
     poll: &mut Poll,
-    (inbox, control): (&Receiver<Inbox>, Outbox),
+    (inbox, control, mailbox): (&Receiver<Inbox>, Outbox, Outbox),
     (listeners, kept): (Vec<Listening>, KeptListeners),
     config: Arc<Config>,
     resolver: Resolver,
@@ -196,6 +200,7 @@ fn run_loop(
             dns: DnsCache::default(),
             resolver,
             control,
+            mailbox,
             worker: id,
             now: Instant::now(),
             select: crate::upstream::select::Selector::new(crate::upstream::select::seed(id)),
@@ -235,6 +240,7 @@ fn run_loop(
                 Inbox::Listeners { keep, add } => w.new_listeners(keep, add),
                 Inbox::Drain => w.start_drain(),
                 Inbox::Probe(_) => {} // for the control thread only
+                Inbox::Turn(t) => w.with_session(t.slot, |s, ctx| s.queue_turn(&t, ctx)),
             }
         }
         for ev in events.iter() {
@@ -335,7 +341,10 @@ impl Loop {
         if self.live() > 0 || !self.ctx.idle.is_empty() {
             wake = Some(self.next_sweep);
         }
-        for t in [self.accept_paused_until, self.ctx.wake_at].into_iter().flatten() {
+        for t in [self.accept_paused_until, self.ctx.wake_at]
+            .into_iter()
+            .flatten()
+        {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         wake.map(|w| w.saturating_duration_since(now))

@@ -15,10 +15,18 @@
 //!   idle connection the server dropped just as the proxy reused it)
 //! - `hdr=Name:Value`: add that field to the answer (repeatable)
 //!
+//! It also counts the requests it is working on at once (from the end of a request's body to
+//! the start of its answer, sleep included), and the most it ever had (`peak_in_flight`).
+//!
 //! Whatever the request says: `Expect: 100-continue` gets `100 Continue` before the body is
 //! read, `Upgrade: websocket` gets `101` and then every byte echoed upper-cased, and
 //! `GET /healthz` is the health probe, answered with the status `set_health` chose. The
 //! `Fault` knob breaks the whole server: refuse connections, close them, or hang.
+//!
+//! A request that cannot say what it wants (the sub-request ferry sends a site's auth service
+//! carries no `X-Fake`) gets what the knobs say: `set_status` and `set_fields` (fields added
+//! to every answer), so one fake plays an auth service that answers 200 with `Remote-User`,
+//! 302 to a login page or 401 with a challenge.
 
 use super::wire::{self, Request, Wire};
 use super::{pattern, TIMEOUT};
@@ -70,6 +78,8 @@ struct Knobs {
     status: AtomicU16,
     /// The status the health probe gets; 0 = 200.
     health: AtomicU16,
+    /// Field lines (`Name: value\r\n`) added to every answer that is not a probe.
+    fields: Mutex<String>,
     /// Set when the `Backend` is dropped: the accept loop ends and frees the port.
     stop: AtomicBool,
 }
@@ -104,6 +114,31 @@ pub struct Backend {
     seen: Arc<Mutex<Vec<Seen>>>,
     conns: Arc<AtomicUsize>,
     knobs: Arc<Knobs>,
+    load: Arc<Load>,
+}
+
+/// The requests a backend works on at once, and the most it had.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one request as being worked on until dropped.
+struct Working<'a>(&'a Load);
+
+impl<'a> Working<'a> {
+    fn start(load: &'a Load) -> Working<'a> {
+        let n = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.peak.fetch_max(n, Ordering::SeqCst);
+        Working(load)
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Backend {
@@ -117,12 +152,14 @@ impl Backend {
             seen: Arc::default(),
             conns: Arc::default(),
             knobs: Arc::default(),
+            load: Arc::default(),
         };
         let shared = Shared {
             name: b.name.clone(),
             seen: b.seen.clone(),
             conns: b.conns.clone(),
             knobs: b.knobs.clone(),
+            load: b.load.clone(),
         };
         thread::spawn(move || accept_loop(l, addr, &shared));
         b
@@ -136,6 +173,16 @@ impl Backend {
     /// TCP connections accepted so far (probes included).
     pub fn connections(&self) -> usize {
         self.conns.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it ever worked on at once (probes and upgrades left out).
+    pub fn peak_in_flight(&self) -> usize {
+        self.load.peak.load(Ordering::SeqCst)
+    }
+
+    /// The requests it works on now.
+    pub fn in_flight(&self) -> usize {
+        self.load.now.load(Ordering::SeqCst)
     }
 
     /// Every request received that was not a health probe, in order.
@@ -175,6 +222,13 @@ impl Backend {
         self.knobs.status.store(status, Ordering::SeqCst);
     }
 
+    /// Adds `fields` (`Name: value` lines, without CRLF) to every answer but the probes' from
+    /// now on (empty: none).
+    pub fn set_fields(&self, fields: &[&str]) {
+        let lines: String = fields.iter().map(|f| format!("{f}\r\n")).collect();
+        *self.knobs.fields.lock().unwrap() = lines;
+    }
+
     /// The status the health probe gets from now on (0: back to 200).
     pub fn set_health(&self, status: u16) {
         self.knobs.health.store(status, Ordering::SeqCst);
@@ -194,6 +248,7 @@ struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
     conns: Arc<AtomicUsize>,
     knobs: Arc<Knobs>,
+    load: Arc<Load>,
 }
 
 impl Shared {
@@ -386,6 +441,9 @@ fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) 
     let Some(body) = w.try_read_body(&req) else {
         return false;
     };
+    // Counted as worked on until the answer starts: a proxy cannot have the whole answer
+    // before that, so it never sees a request end that this still counts.
+    let working = Working::start(&sh.load);
     record(&body);
     if ask.sleep_ms > 0 {
         thread::sleep(Duration::from_millis(ask.sleep_ms));
@@ -397,10 +455,11 @@ fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) 
             s => s,
         });
     let mut head = format!(
-        "HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\nX-Conn: {conn}\r\nX-Body-Len: {}\r\nX-Body-Sum: {}\r\n{}",
+        "HTTP/1.1 {status} Fake\r\nX-Served-By: {tag}\r\nX-Conn: {conn}\r\nX-Body-Len: {}\r\nX-Body-Sum: {}\r\n{}{}",
         body.len(),
         checksum(&body),
-        ask.extra
+        ask.extra,
+        sh.knobs.fields.lock().unwrap()
     );
     if close {
         head.push_str("Connection: close\r\n");
@@ -410,6 +469,7 @@ fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) 
         None => req.raw.clone(),
     };
     let bodiless = req.method == "HEAD" || status == 204 || status == 304;
+    drop(working);
     let ok = if ask.chunked && !bodiless {
         head.push_str("Transfer-Encoding: chunked\r\n\r\n");
         w.stream.write_all(head.as_bytes()).is_ok() && write_chunked(&mut w.stream, &payload)

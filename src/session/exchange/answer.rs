@@ -1,12 +1,12 @@
 //! The response half of an exchange: response heads parsed (1xx relayed, 101 and CONNECT 2xx
-//! turned into tunnels, a refused CONNECT failed over) and body bytes relayed as framed.
+//! turned into tunnels, a refused CONNECT failed over); the body is relayed by `body`.
 
 use super::*;
 use crate::http::response;
 use crate::session::OUT_LIMIT;
 
 impl Session {
-    /// Parses response heads and relays body bytes from `sin` to `cout`.
+    /// Parses response heads, then has the body relayed.
     pub(super) fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = false;
         loop {
@@ -189,40 +189,7 @@ impl Session {
                         return Ok(true);
                     }
                 }
-                Resp::Body(st) => {
-                    let mut moved = 0;
-                    if let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) {
-                        let cout = ctx.bufs.fill(&mut self.cout);
-                        let room = cout.room();
-                        let avail = &sin.bytes()[..sin.len().min(room)];
-                        let r = if ex.dechunk {
-                            st.advance_with(avail, |data| cout.push(data))
-                        } else {
-                            st.advance(avail).inspect(|&n| {
-                                cout.push(&avail[..n]);
-                            })
-                        };
-                        moved = r.map_err(|e| {
-                            log::debug!("{}: response body: {}", self.peer, e.0);
-                            Fail::Refuse(Refusal::new(502, e.0))
-                        })?;
-                        sin.consume(moved);
-                        ex.bytes_down += moved as u64;
-                    }
-                    let sin_empty = self.sin.as_ref().is_none_or(|b| b.is_empty());
-                    if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
-                        ex.resp = Resp::Done;
-                        return Ok(true);
-                    }
-                    if ex.server_eof && sin_empty {
-                        // Cut short: the client gets what came, then sees the connection close.
-                        return Err(Fail::Refuse(Refusal::new(
-                            502,
-                            "the server closed the connection before the response was complete",
-                        )));
-                    }
-                    return Ok(progress || moved > 0);
-                }
+                Resp::Body(_) => return Ok(self.relay_response_body(ctx)? || progress),
                 Resp::Done => return Ok(progress),
             }
         }

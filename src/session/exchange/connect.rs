@@ -5,14 +5,14 @@
 use super::*;
 
 /// Counts one connect in progress in its worker (and for its client) while it lives.
-pub(super) struct PendingConnect {
+pub(in crate::session) struct PendingConnect {
     table: std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
     client: IpAddr,
 }
 
 impl PendingConnect {
     /// Takes a slot for `client`, if the worker and the client are under their bounds.
-    fn try_new(
+    pub(in crate::session) fn try_new(
         table: &std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
         client: IpAddr,
     ) -> Option<PendingConnect> {
@@ -36,6 +36,10 @@ impl Session {
         ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
+        // A reverse request first takes a slot of its backend, or waits for one (`queued`).
+        let Some(ex) = self.take_backend_slot(ex, ctx)? else {
+            return Ok(());
+        };
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
         let reusable = !tunnel_direct
             && self
@@ -224,7 +228,8 @@ impl Session {
                     "cannot resolve the upstream proxy",
                     "cannot resolve the server",
                 );
-                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx).map(|_| ())
+                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
+                    .map(|_| ())
             }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
@@ -450,7 +455,8 @@ impl Session {
         // the client is the one that stalled.
         let body_waits = !ex.req_body.is_done()
             && self.sout.as_ref().is_none_or(|b| b.is_empty())
-            && self.cin.as_ref().is_none_or(|b| b.is_empty());
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
             Stage::Backoff => {
                 // The backoff before a retry is over: the attempt starts now.
@@ -458,6 +464,7 @@ impl Session {
                 self.resolve_and_connect(ctx)?;
                 Ok(true)
             }
+            Stage::Queued(_) => self.queue_timed_out(ctx),
             Stage::Resolving if upstream => {
                 let why = ex.hop(
                     "resolving the upstream proxy timed out",
@@ -488,11 +495,13 @@ impl Session {
                 ex.stage = Stage::Connected;
                 if ex.awaits_connect_answer() {
                     // The upstream proxy answers a CONNECT itself: its silence is its fault.
-                    return self
-                        .fail_over("the upstream proxy did not answer the CONNECT in time", RetryOn::default(), ctx);
+                    return self.fail_over(
+                        "the upstream proxy did not answer the CONNECT in time",
+                        RetryOn::default(),
+                        ctx,
+                    );
                 }
-                if reverse && !ex.response_started && matches!(ex.resp, Resp::Head) && !body_waits
-                {
+                if reverse && !ex.response_started && matches!(ex.resp, Resp::Head) && !body_waits {
                     // DESIGN §7.2: counts against the server; §7.3: retried on `timeout`.
                     return self.move_on(
                         "the server did not answer in time",

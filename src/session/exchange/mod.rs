@@ -11,18 +11,20 @@
 //! blame (it was most likely closed while idle).
 //!
 //! `connect` holds getting connected (resolve, connect, fail over, time out), `answer` the
-//! response (heads, 1xx, tunnels, body relay); this file sends the request and decides what
-//! survives the exchange.
+//! response (heads, 1xx, tunnels), `body` the bodies both ways (copied, or spliced); this file
+//! sends the request and decides what survives the exchange.
 
 mod access_log;
 mod answer;
+mod body;
 mod connect;
+mod queued;
 mod retry;
 mod send;
 
 pub use access_log::LogLine;
 
-use connect::PendingConnect;
+pub(in crate::session) use connect::PendingConnect;
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
@@ -82,6 +84,8 @@ pub struct Served {
 }
 
 enum Stage {
+    /// Waiting for a slot of the backend (`queued`); nothing is sent or read meanwhile.
+    Queued(crate::upstream::queue::Ticket),
     Resolving,
     Connecting {
         addrs: Vec<SocketAddr>,
@@ -127,8 +131,12 @@ pub struct Exchange {
     guard: Option<ActiveGuard>,
     /// A half-open server's trial slot, taken when it was picked, for the next attempt.
     trial: Option<ActiveGuard>,
+    /// A reverse request's slot of its backend, held to the exchange's end (`queued`).
+    slot: Option<crate::upstream::queue::Slot>,
     attempt_started: Instant,
     req_body: BodyState,
+    /// The pipes the bodies are spliced through while they last.
+    body_pipes: body::BodyPipes,
     resp: Resp,
     resp_scan: HeadScan,
     /// A 1xx response was received (and relayed to an HTTP/1.1 client): the response has
@@ -297,7 +305,7 @@ impl Exchange {
             host: &host,
             new_id: &new_id,
             via: config.via,
-            edits: &r.headers.request,
+            edits: plan.request_edits.as_deref().unwrap_or(&r.headers.request),
         };
         let id = crate::http::forwarded::request_head(&mut b, req, &f, rev);
         let head_base = b.len();
@@ -373,8 +381,10 @@ impl Exchange {
             stale_retry: false,
             guard: None,
             trial: None,
+            slot: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
+            body_pipes: body::BodyPipes::default(),
             resp: Resp::Head,
             resp_scan: HeadScan::default(),
             interim: false,
@@ -559,11 +569,15 @@ impl Exchange {
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
         }
+        self.body_pipes.release(&mut ctx.pipes);
     }
 }
 
 impl Session {
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        if matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Queued(_))) {
+            return self.drive_queued(ctx);
+        }
         let mut progress = self.flush_client(ctx)?;
         if let Phase::Exchange(ex) = &self.phase {
             if matches!(ex.stage, Stage::Connecting { .. }) {
@@ -574,7 +588,10 @@ impl Session {
             return Ok(true);
         };
         let connected = matches!(ex.stage, Stage::Connected);
-        progress |= self.fill_cin(ctx)?;
+        // While the request body is spliced its bytes stay in the socket, for the pipe.
+        if !ex.body_pipes.splicing_request() {
+            progress |= self.fill_cin(ctx)?;
+        }
         progress |= self.feed_request_body(ctx)?;
         if connected {
             progress |= self.write_server(ctx)?;
@@ -624,7 +641,8 @@ impl Session {
         let Some(s) = self.server.as_mut() else {
             return Err(Fail::Abort);
         };
-        if !s.conn.readable || ex.server_eof {
+        // While the response body is spliced its bytes stay in the socket, for the pipe.
+        if !s.conn.readable || ex.server_eof || ex.body_pipes.splicing_response() {
             return Ok(false);
         }
         let b = ctx.bufs.fill(&mut self.sin);
@@ -704,7 +722,8 @@ impl Session {
         let request_sent = ex.req_body.is_done()
             && !ex.head_cut
             && ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len())
-            && self.sout.as_ref().is_none_or(|b| b.is_empty());
+            && self.sout.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         ex.count(ctx, true);
         if let Some(l) = ex.log.take() {
             l.request(

@@ -111,7 +111,11 @@ impl Session {
         let Route::Server { backend, .. } = ex.route else {
             return Err(Fail::Abort);
         };
-        let Some(b) = config.reverse.as_ref().and_then(|r| r.backends.get(backend)) else {
+        let Some(b) = config
+            .reverse
+            .as_ref()
+            .and_then(|r| r.backends.get(backend))
+        else {
             return Err(Fail::Abort);
         };
         ex.guard = None;
@@ -160,7 +164,10 @@ mod tests {
         let (base, max) = (ms(25), ms(1000));
         // The ceiling doubles and stops at max.
         for (n, ceiling) in [(0, 25), (1, 50), (2, 100), (5, 800), (6, 1000), (40, 1000)] {
-            assert_eq!(backoff(base, max, n, u64::MAX), ms(u64::MAX % (ceiling + 1)));
+            assert_eq!(
+                backoff(base, max, n, u64::MAX),
+                ms(u64::MAX % (ceiling + 1))
+            );
             assert_eq!(backoff(base, max, n, ceiling), ms(ceiling), "{n}");
             assert_eq!(backoff(base, max, n, ceiling + 1), ms(0), "{n}");
         }

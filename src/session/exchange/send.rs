@@ -54,7 +54,8 @@ impl Session {
         Ok(n > 0)
     }
 
-    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes.
+    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes:
+    /// those copied into `sout`, then the rest spliced (`body`).
     pub(super) fn write_server(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
@@ -89,6 +90,6 @@ impl Session {
                 }
             }
         }
-        Ok(progress)
+        Ok(self.splice_request_body(ctx)? || progress)
     }
 }
