@@ -800,3 +800,34 @@ fn given_a_spent_budget_when_a_retry_would_go_to_a_half_open_server_then_it_is_n
     );
     assert_eq!(circuit(&ferry, &b.url()), "open");
 }
+
+/// Without `health_check`, only the circuit's trial brings a server back: a server that
+/// answers 503 still accepts connections, and a first cut's TCP-connect probe (every 5 s)
+/// closed its circuit long before `open_secs`, with no trial.
+#[test]
+fn given_no_health_check_when_a_server_answering_503_opens_its_circuit_then_it_stays_open_for_open_secs(
+) {
+    let (bad, good) = (Backend::start("bad"), Backend::start("good"));
+    bad.set_status(503);
+    let ferry = publish(
+        1,
+        ADMIN,
+        &[&bad.url(), &good.url()],
+        "",
+        &[
+            "mode: round_robin",
+            "circuit_breaker: {failures: 3, open_secs: 60, half_open_requests: 1}",
+        ],
+    );
+    until_bad_saw(&ferry, &bad, 3);
+    assert_eq!(circuit(&ferry, &bad.url()), "open");
+    // Past the old probe's 5 s (and its first interval), the circuit is still open.
+    let until = Instant::now() + Duration::from_millis(6500);
+    while Instant::now() < until {
+        assert_eq!(circuit(&ferry, &bad.url()), "open");
+        let r = get(&ferry, "/");
+        assert_eq!((r.status, r.served_by()), (200, Some("good")));
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(bad.requests().len(), 3);
+}
