@@ -150,8 +150,8 @@ pub enum Probe {
     Through { url: String, host: String },
     /// Reverse: `GET path` straight to the server, `Host` its own `host:port`.
     Get { path: String },
-    /// Reverse, no `health_check`: a TCP connect that succeeds brings the server back.
-    Connect,
+    /// Reverse, no `health_check`: passive health only (the circuit's trial requests heal).
+    Passive,
 }
 
 /// A pool of upstreams and how it is used.

@@ -938,11 +938,11 @@ fn backend(
     let health = match &b.health_check {
         Some(h) => backend_health(h, &format!("{at}.health_check"), err)?,
         // Without active checks, a server that passive health took out is brought back by
-        // a TCP connect that succeeds (docs/DESIGN-NOTES.md).
+        // its circuit's half-open trial (DESIGN §7.3), nothing else.
         None => HealthCheck {
             interval: Duration::from_secs(five()),
             timeout: connect_timeout.min(Duration::from_secs(five())),
-            probe: Probe::Connect,
+            probe: Probe::Passive,
             expect: (0, 0),
             fall: three(),
             rise: 1,

@@ -85,14 +85,24 @@ impl BackendState {
         self.take_retry_at(percent, now_secs())
     }
 
+    /// True when the window has a retry left for `percent`; none is taken (`take_retry`
+    /// does), so that a retry with nowhere to go costs nothing.
+    pub fn has_retry(&self, percent: u32) -> bool {
+        self.has_retry_at(percent, now_secs())
+    }
+
     fn count_request_at(&self, now: u32) {
         self.bucket(now).requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn take_retry_at(&self, percent: u32, now: u32) -> bool {
+    fn has_retry_at(&self, percent: u32, now: u32) -> bool {
         let (requests, retries) = self.window(now);
         let allowed = (requests as u64 * percent as u64 / 100).max(MIN_RETRIES as u64);
-        if retries as u64 >= allowed {
+        (retries as u64) < allowed
+    }
+
+    fn take_retry_at(&self, percent: u32, now: u32) -> bool {
+        if !self.has_retry_at(percent, now) {
             return false;
         }
         self.bucket(now).retries.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +138,9 @@ mod tests {
     fn a_window_allows_its_share_and_at_least_three() {
         let s = BackendState::default();
         // No traffic: three retries, then none.
+        assert!(s.has_retry_at(20, 100));
         assert!((0..3).all(|_| s.take_retry_at(20, 100)));
+        assert!(!s.has_retry_at(20, 100));
         assert!(!s.take_retry_at(20, 100));
         // 100 requests at 20 %: 20 retries in the window, these 3 included.
         for _ in 0..100 {

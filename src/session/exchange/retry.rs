@@ -26,12 +26,21 @@ impl Exchange {
         if !b.retries.on.has(cond) || !self.replayable() || self.tried.len() >= b.pool.retries {
             return None;
         }
+        // The budget is looked at before the pick: picking a half-open server takes its
+        // trial slot and counts a request on it, which a retry the budget then refused
+        // would never send.
+        if !b.shared.has_retry(b.retries.budget_percent) {
+            log::debug!("backend {}: the retry budget is spent", b.name);
+            return None;
+        }
         let key = self.served.as_ref().map_or(&[][..], |s| &s.hash_key[..]);
         // Another server if one is there, else the same one again (a lone server restarting).
         let next = ctx
             .select
             .pick_server(&b.pool, key, &self.tried, ctx.worker)
             .or_else(|| ctx.select.pick_server(&b.pool, key, &[], ctx.worker))?;
+        // Taken only once there is a server to go to; another worker may have taken the
+        // last retry meanwhile (rare: the pick's trial slot, if any, is then given back).
         if !b.shared.take_retry(b.retries.budget_percent) {
             log::debug!("backend {}: the retry budget is spent", b.name);
             return None;
