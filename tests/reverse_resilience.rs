@@ -476,6 +476,62 @@ fn given_a_request_waiting_out_its_backoff_then_the_worker_serves_others_meanwhi
     panic!("no request was answered while another waited out its backoff, in 5 rounds");
 }
 
+#[test]
+fn given_requests_backing_off_at_once_then_each_is_sent_again_at_its_own_time() {
+    // When a server dies, every request in flight to it backs off at the same moment. Each
+    // must go again when its own draw runs out, not when the soonest one's does plus the
+    // 250 ms the worker otherwise waits between sweeps of its sessions' timers.
+    let b = Backend::start("b");
+    let ferry = publish(
+        1,
+        "",
+        &[&b.url()],
+        "",
+        &[
+            "retries: {attempts: 1, on: [\"503\"], backoff_ms: 50, backoff_max_ms: 50, budget_percent: 100}",
+            "circuit_breaker: {failures: 100}",
+        ],
+    );
+    // Requests first, so that the budget (100 % of the window) has room for 10 retries.
+    for i in 0..20 {
+        assert_eq!(get(&ferry, &format!("/warm{i}")).status, 200);
+    }
+    let took: Vec<Duration> = thread::scope(|s| {
+        let clients: Vec<_> = (0..10)
+            .map(|i| {
+                let mut c = ferry.reverse_client();
+                s.spawn(move || {
+                    let t = Instant::now();
+                    c.send(
+                        format!(
+                            "GET /fail{i} HTTP/1.1\r\nHost: app.test\r\nX-Fake: status=503\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    let r = c.response();
+                    assert_eq!(r.status, 503, "{}", r.text());
+                    t.elapsed()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for i in 0..10 {
+        assert_eq!(seen(&b, &format!("/fail{i}")), 2, "attempts at /fail{i}");
+    }
+    // A wait of at most 50 ms each, and the rest is loopback: most answer well within 200 ms
+    // (a busy machine may hold a few back). Woken only by the soonest draw, all but one
+    // would take 250 ms or more.
+    let quick = took
+        .iter()
+        .filter(|t| **t < Duration::from_millis(200))
+        .count();
+    assert!(
+        quick >= 6,
+        "only {quick} of 10 answered within 200 ms: {took:?}"
+    );
+}
+
 // ---- the budget ----
 
 #[test]

@@ -1,7 +1,8 @@
 //! A worker: one thread, an SO_REUSEPORT listener per configured address (forward and
 //! reverse), one mio poll, and the sessions it accepted. Everything on the request path happens here, without locks: buffers, pipes, idle
 //! upstream connections and DNS answers are all per worker. Timers are a deadline per session,
-//! swept every `SWEEP` while there are sessions, so an event costs nothing for timing.
+//! swept every `SWEEP` while there are sessions (and at its own time for a retry's backoff), so
+//! an event costs nothing for timing.
 
 mod pending;
 
@@ -18,6 +19,8 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Registry, Token};
 pub use pending::PendingConnects;
 use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -61,9 +64,10 @@ pub struct Ctx {
     pub connecting: Rc<RefCell<PendingConnects>>,
     /// The addresses this worker's listeners are bound to (ferry must not connect to them).
     pub listening: Vec<std::net::SocketAddr>,
-    /// A session timer shorter than the sweep (a retry's backoff) wants the loop awake by
-    /// then.
-    pub wake_at: Option<Instant>,
+    /// Session timers shorter than the sweep (retries' backoffs) want the loop awake by
+    /// each of these: all of them, not just the soonest, since several requests back off at
+    /// once when a server dies, and a later one would otherwise wait for the next sweep.
+    pub wakes: BinaryHeap<Reverse<Instant>>,
     /// Request ids made so far, and this life's random start for them.
     ids: u64,
     id_seed: u64,
@@ -81,7 +85,17 @@ impl Ctx {
     /// Makes the loop sweep the sessions' deadlines by `t`, though it is sooner than the
     /// next regular sweep.
     pub fn wake_by(&mut self, t: Instant) {
-        self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+        self.wakes.push(Reverse(t));
+    }
+
+    /// True when a wake asked for is due; forgets those that are.
+    fn wake_due(&mut self) -> bool {
+        let mut due = false;
+        while self.wakes.peek().is_some_and(|Reverse(t)| self.now >= *t) {
+            self.wakes.pop();
+            due = true;
+        }
+        due
     }
 
     /// A new `X-Request-Id`: unique within the process (worker and count) and across
@@ -208,7 +222,7 @@ fn run_loop(
             draining: shared.draining.load(Ordering::Relaxed),
             connecting: Rc::new(RefCell::new(PendingConnects::default())),
             listening: Vec::new(),
-            wake_at: None,
+            wakes: BinaryHeap::new(),
             ids: 0,
             id_seed: crate::upstream::select::seed(id),
             #[cfg(feature = "test-hooks")]
@@ -275,10 +289,8 @@ fn run_loop(
                 w.accept_all(i);
             }
         }
-        if w.ctx.wake_at.is_some_and(|t| w.ctx.now >= t) {
-            w.ctx.wake_at = None;
-            w.sweep();
-        } else if w.ctx.now >= w.next_sweep {
+        // The wakes that are due are forgotten whether or not the regular sweep is due too.
+        if w.ctx.wake_due() | (w.ctx.now >= w.next_sweep) {
             w.sweep();
         }
         if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d)) {
@@ -341,7 +353,8 @@ impl Loop {
         if self.live() > 0 || !self.ctx.idle.is_empty() {
             wake = Some(self.next_sweep);
         }
-        for t in [self.accept_paused_until, self.ctx.wake_at]
+        let soonest_wake = self.ctx.wakes.peek().map(|Reverse(t)| *t);
+        for t in [self.accept_paused_until, soonest_wake]
             .into_iter()
             .flatten()
         {
