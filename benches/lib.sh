@@ -102,9 +102,10 @@ ratio() { # a b: median over the rounds of a / b
   awk -v a="$1" -v b="$2" '$1 == a {x[$2] = $3} $1 == b {y[$2] = $3}
     END {for (r in x) if (r in y && y[r] > 0) print x[r] / y[r]}' "$OUT/rounds.txt" | median
 }
-lat_ms() { # percentile wrk-output: wrk's latency (us, ms, s, m) in ms
-  awk -v q="$1" '$1 == q {
-    v = $2
+lat_ms() { # percentile wrk-output [column]: wrk's latency (us, ms, s, m) in ms; `lat_ms
+  # Latency FILE 4` reads the maximum from the thread stats
+  awk -v q="$1" -v col="${3:-2}" '$1 == q && $col != "" {
+    v = $col
     if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
     else if (v ~ /ms$/) { sub(/ms$/, "", v) }
     else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }

@@ -14,8 +14,8 @@
 #    SIGKILL. Config R (`retries: {attempts: 2, on: [connect_failure, reset]}`) against config N
 #    (`retries: {attempts: 0}`), both with `circuit_breaker: {failures: 5, open_secs: 1,
 #    half_open_requests: 1}` so that the restarted server is back in one second. Reported per
-#    round: requests, non-2xx answers and socket errors (wrk's summary), req/s, p99, and the
-#    retries ferry made (its admin /status). Target: no non-2xx with R. Between rounds the
+#    round: requests, non-2xx answers and socket errors (wrk's summary), req/s, p99, the
+#    maximum latency, and the retries ferry made (its admin /status). Target: no non-2xx with R. Between rounds the
 #    server is restarted on its port, requests go through ferry until its /status shows every
 #    circuit closed, then a 2 s unmeasured wrk run warms ferry's idle connections up again
 #    (its errors, if any, are reported as a warning: they would be ferry failing to recover).
@@ -126,7 +126,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "load average at the start: $LOAD0"
   echo "servers (nginx, one process each, core 0, with wrk): ${ADDR[s0]} ${ADDR[s1]} ${ADDR[s2]}"
   for c in "${CONFIGS[@]}"; do echo "ferry $c ${ADDR[$c]} admin ${ADMIN[$c]} pid ${PID[$c]} (core 1)"; done
-  echo "ferry: $FERRY $("$FERRY" --version 2>/dev/null || true), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "ferry: $FERRY $("$FERRY" --version 2>/dev/null || true); worktree at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nginx -v 2>&1
   # sed, not head: a writer cut short by head dies of SIGPIPE, fatal under pipefail.
   wrk -v 2>&1 | sed -n 1p || true
@@ -184,10 +184,11 @@ kill_point() { # config victim: one kill run; figures to rounds.txt, a row to ki
   rps=$(awk '/Requests\/sec/ {print $2}' "$f")
   rec "kill-$c.rps" "$rps"
   rec "kill-$c.p99" "$(lat_ms 99% "$f")"
+  rec "kill-$c.max" "$(lat_ms Latency "$f" 4)"
   rec "kill-$c.non2xx" "$(wrk_field non2xx "$f")"
   rec "kill-$c.sockerr" "$(wrk_field sockerr "$f")"
   rec "kill-$c.retries" "$((ret1 - ret0))"
-  echo "| $r | $c | ${ADDR[s$v]} | $(wrk_field requests "$f") | $(wrk_field non2xx "$f") | $(wrk_field sockdetail "$f") | $(fmt "$rps") | $(fmt "$(lat_ms 99% "$f")" 2) | $((ret1 - ret0)) |" >> "$OUT/kills.txt"
+  echo "| $r | $c | ${ADDR[s$v]} | $(wrk_field requests "$f") | $(wrk_field non2xx "$f") | $(wrk_field sockdetail "$f") | $(fmt "$rps") | $(fmt "$(lat_ms 99% "$f")" 2) | $(fmt "$(lat_ms Latency "$f" 4)" 2) | $((ret1 - ret0)) |" >> "$OUT/kills.txt"
   wait_closed "$c" || warn "kill $c round $r: the restarted server is not back in ferry's /status"
 }
 
@@ -230,16 +231,16 @@ per_round() { # a b key: "x, y, z" the per-round ratios a/b of key, in round ord
   echo "2. One of three servers killed (SIG$KILL_SIGNAL) ${KILL_AT}s into ${KILL_SECS}s of wrk -t1 -c$CONNS --latency;"
   echo "R: retries {attempts: 2, on: [connect_failure, reset]}, N: retries {attempts: 0}; both circuit_breaker open_secs 1"
   echo
-  echo "| round | config | server killed | requests | non-2xx | socket errors | req/s | p99 ms | ferry retries |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| round | config | server killed | requests | non-2xx | socket errors | req/s | p99 ms | max ms | ferry retries |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   cat "$OUT/kills.txt"
   echo
-  echo "| config | non-2xx, total of $ROUNDS rounds | socket errors, total | req/s, median | p99 ms, median | no non-2xx |"
-  echo "|---|---|---|---|---|---|"
+  echo "| config | non-2xx, total of $ROUNDS rounds | socket errors, total | req/s, median | p99 ms, median | max ms, median | no non-2xx |"
+  echo "|---|---|---|---|---|---|---|"
   for c in R N; do
     n=$(awk -v k="kill-$c.non2xx" '$1 == k {n += $3} END {print n + 0}' "$OUT/rounds.txt")
     e=$(awk -v k="kill-$c.sockerr" '$1 == k {n += $3} END {print n + 0}' "$OUT/rounds.txt")
-    echo "| $c | $n | $e | $(fmt "$(med "kill-$c.rps")") | $(fmt "$(med "kill-$c.p99")" 2) | $( [ "$n" = 0 ] && echo yes || echo NO) |"
+    echo "| $c | $n | $e | $(fmt "$(med "kill-$c.rps")") | $(fmt "$(med "kill-$c.p99")" 2) | $(fmt "$(med "kill-$c.max")" 2) | $( [ "$n" = 0 ] && echo yes || echo NO) |"
   done
   if [ -s "$OUT/warnings.txt" ]; then
     echo
