@@ -147,13 +147,14 @@ fn forwarded_for<'r>(
 
 /// Writes what an external auth service is told of a request (DESIGN §7.3, the contract of
 /// Traefik's ForwardAuth and nginx's `auth_request`): `X-Forwarded-Method`, `-Proto`, `-Host`,
-/// `-Uri` (the target as the client sent it) and `-For`, believed from a trusted peer as for a
-/// backend, then the client's `Authorization` and `Cookie` fields as they came. Nothing else
-/// of the request goes: the service decides on these alone.
-/// `client`, `trusted`, `scheme` and `host` mean what they mean in `Forwarding`.
+/// `-Uri` (`uri`: the target as routing normalized it, the path the backend gets) and `-For`,
+/// believed from a trusted peer as for a backend, then the client's `Authorization` and
+/// `Cookie` fields as they came. Nothing else of the request goes: the service decides on
+/// these alone. `client`, `trusted`, `scheme` and `host` mean what they mean in `Forwarding`.
 pub fn auth_request_fields(
     out: &mut Buf,
     req: &RequestHead<'_, '_>,
+    uri: &str,
     client: IpAddr,
     trusted: bool,
     scheme: &str,
@@ -168,11 +169,6 @@ pub fn auth_request_fields(
     if !host.is_empty() {
         write_field(out, "X-Forwarded-Host", host);
     }
-    let uri = match req.target.path {
-        "" if req.method == "OPTIONS" => "*",
-        "" => "/",
-        p => p,
-    };
     write_field(out, "X-Forwarded-Uri", uri.as_bytes());
     forwarded_for(out, req, client, trusted);
     for h in req.headers {

@@ -1,0 +1,100 @@
+//! Black-box attacks on the reverse role's admission and resilience features (DESIGN §7.3):
+//! site auth (Basic, bearer, the forward-auth hook), the per-backend queue, retries and their
+//! budget, circuit breakers. Each test is a defect found by attacking ferry from outside, on
+//! loopback, kept so that it stays fixed.
+
+mod common;
+
+use common::raw::Raw;
+use common::wire::site_get;
+use common::{Backend, Ferry};
+use std::sync::{Arc, Mutex};
+
+/// A ferry publishing site `shop` (app.test) behind `auth` (YAML flow mapping) in front of
+/// backend `app`: routes `/` (private) and `/pub` (`auth: none`).
+fn shop(backends: &[&Backend], auth: &str) -> Ferry {
+    Ferry::start_reverse_with(
+        2,
+        backends,
+        &format!(
+            "reverse:\n  sites:\n    - name: shop\n      hosts: [app.test]\n      auth: {auth}\n      routes:\n        - {{path: /, name: main, backend: app}}\n        - {{path: /pub, name: pub, backend: app, auth: none}}\n  backends:\n    app: {{servers: [{{url: @app}}]}}\n"
+        ),
+    )
+}
+
+/// A forward-auth `auth:` asking `url`, copying `Remote-User`.
+fn forward(url: &str) -> String {
+    format!("{{forward: {{url: \"{url}/verify\", timeout_secs: 2, copy_headers: [Remote-User]}}}}")
+}
+
+/// An auth service with path rules, as Authelia's or oauth2-proxy's are: everything under
+/// `/admin` is forbidden (403), anything else allowed (200, `Remote-User: guest`). It keeps
+/// the `X-Forwarded-Uri` of every check.
+fn path_rules_service() -> (Raw, Arc<Mutex<Vec<String>>>) {
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = asked.clone();
+    let raw = Raw::start(move |c| {
+        while let Some(head) = c.read_head() {
+            let uri = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("x-forwarded-uri")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            let admin = uri == "/admin" || uri.starts_with("/admin/") || uri.starts_with("/admin?");
+            log.lock().unwrap().push(uri);
+            c.write(match admin {
+                true => b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n" as &[u8],
+                false => b"HTTP/1.1 200 OK\r\nRemote-User: guest\r\nContent-Length: 0\r\n\r\n",
+            });
+        }
+    });
+    (raw, asked)
+}
+
+// ---- site auth ----
+
+/// The auth service decides on `X-Forwarded-Uri`; the backend serves the normalized path
+/// (DESIGN §7.1). Were the service told the raw target, `/x/../admin` or `/%61dmin` would be
+/// judged as paths outside `/admin` and then served as `/admin`.
+#[test]
+fn given_an_auth_service_with_path_rules_then_it_judges_the_path_the_backend_gets() {
+    let app = Backend::start("app");
+    let (auth, asked) = path_rules_service();
+    let ferry = shop(&[&app], &forward(&auth.url()));
+    let mut c = ferry.reverse_client();
+    // The plain spelling is refused: the rule works.
+    assert_eq!(
+        c.roundtrip(&site_get("app.test", "/admin/keys")).status,
+        403
+    );
+    for sneaky in [
+        "/x/../admin/keys",
+        "/%61dmin/keys",
+        "/x/%2e%2e/admin/keys",
+        "//admin/keys",
+        "/./admin/keys?q=1",
+        "/admin;x/keys",
+    ] {
+        let r = c.roundtrip(&site_get("app.test", sneaky));
+        assert_eq!(
+            r.status, 403,
+            "{sneaky} passed the auth service's /admin rule"
+        );
+    }
+    assert!(
+        app.requests()
+            .iter()
+            .all(|s| !s.target().starts_with("/admin")),
+        "the app served /admin: {:?}",
+        app.requests()
+            .iter()
+            .map(|s| s.target().to_string())
+            .collect::<Vec<_>>()
+    );
+    // The service is told the path as the backend gets it, the query as it came.
+    let told = asked.lock().unwrap().clone();
+    assert!(told.contains(&"/admin/keys?q=1".to_string()), "{told:?}");
+}
