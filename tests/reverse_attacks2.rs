@@ -7,7 +7,7 @@ mod common;
 
 use common::raw::Raw;
 use common::wire::site_get;
-use common::{Backend, Ferry};
+use common::{wait_until, Backend, Ferry};
 use std::sync::{Arc, Mutex};
 
 /// A ferry publishing site `shop` (app.test) behind `auth` (YAML flow mapping) in front of
@@ -97,4 +97,41 @@ fn given_an_auth_service_with_path_rules_then_it_judges_the_path_the_backend_get
     // The service is told the path as the backend gets it, the query as it came.
     let told = asked.lock().unwrap().clone();
     assert!(told.contains(&"/admin/keys?q=1".to_string()), "{told:?}");
+}
+
+/// `Remote_User` is `Remote-User` to every CGI-style backend (PHP, WSGI, Rack map both to
+/// `HTTP_REMOTE_USER`; nginx drops fields with underscores for that reason). A field the
+/// auth service vouches for, or one ferry writes itself (`X-Forwarded-For`, `X-Real-IP`),
+/// must not come from the client under that spelling either.
+#[test]
+fn given_copy_headers_then_a_client_cannot_forge_them_with_underscores() {
+    let app = Backend::start("app");
+    let (auth, _) = path_rules_service();
+    let ferry = shop(&[&app], &forward(&auth.url()));
+    let mut c = ferry.reverse_client();
+    for path in ["/pub/page", "/page"] {
+        let r = c.roundtrip(
+            format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nRemote_User: admin\r\nremote_user: root\r\nRemote-user: x\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\nX_Keep_Me: 1\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{path}");
+        let got = app.last();
+        let forged: Vec<_> = got
+            .req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.replace('_', "-").eq_ignore_ascii_case("remote-user"))
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        let want: Vec<String> = match path {
+            "/page" => vec!["Remote-User: guest".into()],
+            _ => vec![],
+        };
+        assert_eq!(forged, want, "{path}: the backend got forged identities");
+        assert!(
+            !String::from_utf8_lossy(&got.req.raw).contains("6.6.6.6"),
+            "{path}: a forged client address went on"
+        );
+        assert_eq!(got.header("x_keep_me"), Some("1"), "other fields go on");
+    }
 }

@@ -50,8 +50,14 @@ pub fn request_head(
 ) -> String {
     let _ = write!(out, "{} {} HTTP/1.{}\r\n", req.method, f.target, req.minor);
     let field = |name: &'static str| believed(req, f.trusted, name);
+    // A field ferry writes or removes itself cannot come from the client under its
+    // underscore spelling either: `X_Forwarded_For` and `Remote_User` are `HTTP_X_FORWARDED_FOR`
+    // and `HTTP_REMOTE_USER` to CGI, PHP, WSGI and Rack backends, as the dashed fields are
+    // (nginx drops fields with underscores for this). Other fields with underscores go on.
+    let ferrys =
+        |name: &str| is_forwarding_field(name) || is_proxy_field(name) || f.edits.replaces(name);
     copy_request_fields(out, req, |name| {
-        is_forwarding_field(name) || is_proxy_field(name) || f.edits.replaces(name)
+        ferrys(name) || (name.contains('_') && ferrys(&name.replace('_', "-")))
     });
     let chain = forwarded_for(out, req, f.client, f.trusted);
     // X-Real-IP: the rightmost address of the chain that is not a trusted proxy.
