@@ -135,3 +135,47 @@ fn given_copy_headers_then_a_client_cannot_forge_them_with_underscores() {
         assert_eq!(got.header("x_keep_me"), Some("1"), "other fields go on");
     }
 }
+
+/// Two sites on one backend: `open.test` public, `app.test` behind Basic auth.
+fn two_sites(app: &Backend) -> Ferry {
+    Ferry::start_reverse_with(
+        2,
+        &[app],
+        "reverse:\n  sites:\n    - {name: open, hosts: [open.test], routes: [{backend: app}]}\n    - name: shop\n      hosts: [app.test]\n      auth: {basic: [{username: alice, password: wonderland}, {username: bob, password: builder}]}\n      routes: [{backend: app}]\n  backends:\n    app: {servers: [{url: @app}]}\n",
+    )
+}
+
+/// An absolute-form target picks the site (RFC 9112 §3.2.2: its authority wins over Host);
+/// the backend must then be told that site's host, not the Host field that named the private
+/// one, or a backend serving both sites by Host serves the private one past its auth.
+#[test]
+fn given_an_absolute_form_target_then_the_backend_gets_the_host_the_site_was_chosen_by() {
+    let app = Backend::start("app");
+    let ferry = two_sites(&app);
+    let mut c = ferry.reverse_client();
+    let r = c.roundtrip(b"GET http://open.test/secret HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = app.last();
+    assert_eq!(got.header("host"), Some("open.test"));
+    assert_eq!(got.header("x-forwarded-host"), Some("open.test"));
+}
+
+/// `Authorization` is a singleton (RFC 9110 §11.6.2). ferry checks the first field; a backend
+/// may read another (many keep the last), and so learns an identity ferry never checked:
+/// alice's password would log in as bob.
+#[test]
+fn given_basic_auth_then_a_request_with_two_authorization_fields_is_refused() {
+    let app = Backend::start("app");
+    let ferry = two_sites(&app);
+    let mut c = ferry.reverse_client();
+    // alice:wonderland, then bob with a wrong password.
+    let r = c.roundtrip(
+        b"GET /x HTTP/1.1\r\nHost: app.test\r\nAuthorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\nAuthorization: Basic Ym9iOnd1dA==\r\n\r\n",
+    );
+    assert!(
+        app.requests().is_empty(),
+        "a second, unchecked Authorization reached the app (status {})",
+        r.status
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
