@@ -179,3 +179,74 @@ fn given_basic_auth_then_a_request_with_two_authorization_fields_is_refused() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+// ---- circuit breaker ----
+
+/// ferry (one worker, an admin server) publishing app.test to `app`, a lone server whose
+/// circuit opens at its first failure for 1 s; no retries, no health check (a circuit then
+/// heals through its trial only).
+fn lone_breaker(app: &Backend) -> Ferry {
+    Ferry::start_reverse_with(
+        1,
+        &[app],
+        "admin_listen: \"127.0.0.1:0\"\nreverse:\n  sites: [{name: app, hosts: [app.test], routes: [{backend: app}]}]\n  backends:\n    app:\n      servers: [{url: @app}]\n      retries: {attempts: 0}\n      circuit_breaker: {failures: 1, open_secs: 1, half_open_requests: 1}\n",
+    )
+}
+
+/// The circuit of the lone server of `app`, as `/status` says.
+fn circuit_of(ferry: &Ferry, app: &Backend) -> String {
+    let text = ferry.admin_get("GET", "/status", "").text();
+    let s = common::json::Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let b = s.get("backends").unwrap().as_array()[0].clone();
+    let servers = b.get("servers").unwrap().as_array().to_vec();
+    let me = servers
+        .iter()
+        .find(|x| x.get("url").map(|u| u.as_str().to_string()) == Some(app.url()))
+        .unwrap_or_else(|| panic!("no {} in {text}", app.url()));
+    me.get("circuit").unwrap().as_str().to_string()
+}
+
+/// Opens the circuit with a 503 of the server's own, and waits out `open_secs`.
+fn open_and_wait(ferry: &Ferry, app: &Backend) {
+    let mut c = ferry.reverse_client();
+    let r = c.roundtrip(b"GET /fail HTTP/1.1\r\nHost: app.test\r\nX-Fake: status=503\r\n\r\n");
+    assert_eq!((r.status, r.served_by()), (503, Some("app")));
+    // (Not "open" alone: a trial slot held elsewhere shows as "half_open".)
+    wait_until("the circuit to open", || circuit_of(ferry, app) != "closed");
+    let opened = std::time::Instant::now();
+    wait_until("open_secs to pass", || {
+        opened.elapsed() > std::time::Duration::from_millis(1200)
+    });
+}
+
+/// A trial request whose response is long (a download, an event stream, a WebSocket) closed
+/// the circuit at its head, but held its trial slot until its last byte: when the server
+/// failed again meanwhile, its circuit could never send another trial, and a server healing
+/// through trials only stayed out for as long as that one client cared to read slowly.
+#[test]
+fn given_a_trial_with_a_long_response_when_the_circuit_opens_again_then_a_new_trial_still_goes() {
+    let app = Backend::start("app");
+    let ferry = lone_breaker(&app);
+    open_and_wait(&ferry, &app);
+    // The trial: a big body that its client does not read (it stays in flight).
+    let mut slow = ferry.reverse_client();
+    slow.send(b"GET /big HTTP/1.1\r\nHost: app.test\r\nX-Fake: size=50000000\r\n\r\n");
+    let head = String::from_utf8(slow.read_head().expect("a head")).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(circuit_of(&ferry, &app), "closed");
+    // It fails again while the download goes on: open, with no trial in flight; once
+    // open_secs passed, a trial goes.
+    open_and_wait(&ferry, &app);
+    assert_eq!(circuit_of(&ferry, &app), "open");
+    let r = ferry
+        .reverse_client()
+        .roundtrip(&site_get("app.test", "/after"));
+    assert_eq!(
+        (r.status, r.served_by()),
+        (200, Some("app")),
+        "no trial went: {}",
+        r.text()
+    );
+    assert_eq!(circuit_of(&ferry, &app), "closed");
+    drop(slow);
+}
