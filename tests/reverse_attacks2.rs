@@ -250,3 +250,86 @@ fn given_a_trial_with_a_long_response_when_the_circuit_opens_again_then_a_new_tr
     assert_eq!(circuit_of(&ferry, &app), "closed");
     drop(slow);
 }
+
+// ---- queue ----
+
+/// Clients that leave at every point (waiting, holding the slot mid-response) and a crowd
+/// hammering a full queue: every slot and place comes back, the crowd gets 503 at once.
+#[test]
+fn given_clients_leaving_at_every_point_then_no_queue_slot_or_place_leaks() {
+    let app = Backend::start("app");
+    let ferry = Ferry::start_reverse_with(
+        2,
+        &[&app],
+        "admin_listen: \"127.0.0.1:0\"\nreverse:\n  sites: [{name: app, hosts: [app.test], routes: [{backend: app}]}]\n  backends:\n    app: {servers: [{url: @app}], queue: {max_active: 1, max_queued: 3, timeout_secs: 30}}\n",
+    );
+    let counts = || {
+        let text = ferry.admin_get("GET", "/status", "").text();
+        let s = common::json::Json::parse(&text).unwrap();
+        let b = s.get("backends").unwrap().as_array()[0].clone();
+        (
+            b.get("active").unwrap().as_f64(),
+            b.get("queued").unwrap().as_f64(),
+        )
+    };
+    // The slot: a big response its client does not read.
+    let mut holder = ferry.reverse_client();
+    holder.send(b"GET /big HTTP/1.1\r\nHost: app.test\r\nX-Fake: size=50000000\r\n\r\n");
+    assert!(holder.read_head().is_some());
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = ferry.reverse_client();
+            c.send(format!("GET /w{i} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes());
+            c
+        })
+        .collect();
+    wait_until("3 waiting", || counts() == (1.0, 3.0));
+    // A crowd at the full queue: 503 with Retry-After, at once.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let r = ferry
+            .reverse_client()
+            .roundtrip(&site_get("app.test", "/crowd"));
+        assert_eq!(r.status, 503);
+        assert!(r.header("retry-after").is_some());
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Everyone leaves: the waiting ones, then the one mid-response.
+    drop(waiting);
+    wait_until("the waiting ones gone", || counts().1 == 0.0);
+    drop(holder);
+    wait_until("the slot back", || counts() == (0.0, 0.0));
+    let r = ferry
+        .reverse_client()
+        .roundtrip(&site_get("app.test", "/last"));
+    assert_eq!(r.status, 200);
+    wait_until("the last slot back", || counts() == (0.0, 0.0));
+}
+
+/// An auth service whose 2xx has a body (chunked, with a trailer naming a user) after a 1xx:
+/// the body and trailer go nowhere (not to the client, not copied), and the kept connection
+/// serves the next check in sync.
+#[test]
+fn given_an_auth_2xx_with_a_body_and_trailers_then_nothing_of_it_leaks_and_the_next_check_is_in_sync(
+) {
+    let app = Backend::start("app");
+    let auth = Raw::start(|c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Remote-User\r\nRemote-User: alice\r\n\r\n6\r\nSECRET\r\n0\r\nRemote-User: root\r\n\r\n");
+        }
+    });
+    let ferry = shop(&[&app], &forward(&auth.url()));
+    let mut c = ferry.reverse_client();
+    for i in 0..3 {
+        let r = c.roundtrip(&site_get("app.test", &format!("/p{i}")));
+        assert_eq!(
+            (r.status, r.served_by()),
+            (200, Some("app")),
+            "{}",
+            r.text()
+        );
+        assert!(!r.text().contains("SECRET"));
+        assert_eq!(app.last().req.header_all("remote-user"), ["alice"]);
+    }
+    assert_eq!(auth.connections(), 1, "the kept connection was not reused");
+}
