@@ -94,6 +94,11 @@ pub fn site_gate<'c>(
     if site.routes[plan.route].public {
         return Ok(SiteGate::Open);
     }
+    if site.auth.is_some() && authorization_fields(req) > 1 {
+        // A singleton field (RFC 9110 §11.6.2): ferry (or the auth service) would judge one
+        // while the backend may read another (many keep the last), an identity nobody checked.
+        return Err(Refusal::new(400, "a request may carry one Authorization field").kept());
+    }
     let (secrets, given, challenge) = match &site.auth {
         None => return Ok(SiteGate::Open),
         Some(SiteAuth::Forward(f)) => return Ok(SiteGate::Ask(f)),
@@ -126,6 +131,14 @@ pub fn site_gate<'c>(
     Err(Refusal::new(401, why)
         .with("WWW-Authenticate", challenge)
         .kept())
+}
+
+/// How many `Authorization` fields the request has.
+fn authorization_fields(req: &RequestHead<'_, '_>) -> usize {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .count()
 }
 
 /// The credentials of the request's (first) `Authorization` field when its scheme is

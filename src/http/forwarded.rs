@@ -50,8 +50,14 @@ pub fn request_head(
 ) -> String {
     let _ = write!(out, "{} {} HTTP/1.{}\r\n", req.method, f.target, req.minor);
     let field = |name: &'static str| believed(req, f.trusted, name);
+    // A field ferry writes or removes itself cannot come from the client under its
+    // underscore spelling either: `X_Forwarded_For` and `Remote_User` are `HTTP_X_FORWARDED_FOR`
+    // and `HTTP_REMOTE_USER` to CGI, PHP, WSGI and Rack backends, as the dashed fields are
+    // (nginx drops fields with underscores for this). Other fields with underscores go on.
+    let ferrys =
+        |name: &str| is_forwarding_field(name) || is_proxy_field(name) || f.edits.replaces(name);
     copy_request_fields(out, req, |name| {
-        is_forwarding_field(name) || is_proxy_field(name) || f.edits.replaces(name)
+        ferrys(name) || (name.contains('_') && ferrys(&name.replace('_', "-")))
     });
     let chain = forwarded_for(out, req, f.client, f.trusted);
     // X-Real-IP: the rightmost address of the chain that is not a trusted proxy.
@@ -147,13 +153,14 @@ fn forwarded_for<'r>(
 
 /// Writes what an external auth service is told of a request (DESIGN §7.3, the contract of
 /// Traefik's ForwardAuth and nginx's `auth_request`): `X-Forwarded-Method`, `-Proto`, `-Host`,
-/// `-Uri` (the target as the client sent it) and `-For`, believed from a trusted peer as for a
-/// backend, then the client's `Authorization` and `Cookie` fields as they came. Nothing else
-/// of the request goes: the service decides on these alone.
-/// `client`, `trusted`, `scheme` and `host` mean what they mean in `Forwarding`.
+/// `-Uri` (`uri`: the target as routing normalized it, the path the backend gets) and `-For`,
+/// believed from a trusted peer as for a backend, then the client's `Authorization` and
+/// `Cookie` fields as they came. Nothing else of the request goes: the service decides on
+/// these alone. `client`, `trusted`, `scheme` and `host` mean what they mean in `Forwarding`.
 pub fn auth_request_fields(
     out: &mut Buf,
     req: &RequestHead<'_, '_>,
+    uri: &str,
     client: IpAddr,
     trusted: bool,
     scheme: &str,
@@ -168,11 +175,6 @@ pub fn auth_request_fields(
     if !host.is_empty() {
         write_field(out, "X-Forwarded-Host", host);
     }
-    let uri = match req.target.path {
-        "" if req.method == "OPTIONS" => "*",
-        "" => "/",
-        p => p,
-    };
     write_field(out, "X-Forwarded-Uri", uri.as_bytes());
     forwarded_for(out, req, client, trusted);
     for h in req.headers {

@@ -307,17 +307,25 @@ impl ActiveGuard {
     pub fn state(&self) -> &Arc<UpstreamState> {
         &self.0
     }
-}
 
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-        if self.1 {
+    /// Gives back the half-open trial slot it holds, if any, keeping the active count: the
+    /// trial's verdict is in once its response head came (the circuit closed or opened again
+    /// by then), and a long response (a download, an event stream, a WebSocket) must not keep
+    /// the slot, or a circuit that opens again meanwhile could send no trial until it ends.
+    pub fn end_trial(&mut self) {
+        if std::mem::take(&mut self.1) {
             let _ = self
                 .0
                 .trials
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
         }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.end_trial();
     }
 }
 

@@ -192,6 +192,7 @@ impl AuthCheck {
         crate::http::forwarded::auth_request_fields(
             &mut out,
             req,
+            &service_uri(req),
             client.ip().to_canonical(),
             trusted,
             "http",
@@ -271,6 +272,34 @@ impl AuthCheck {
         self.reset(ctx);
         ctx.bufs.put(self.out);
     }
+}
+
+/// The `X-Forwarded-Uri` the service judges: the path as routes are matched on it (DESIGN
+/// §7.1: dot-segments removed, unreserved escapes decoded, `//` merged, path parameters left
+/// out, so `/x/../admin`, `/%61dmin` and `/admin;x` are all `/admin`), before any
+/// `strip_prefix`, with the query as it came. Told the raw target instead, a service with
+/// path rules (Authelia's, oauth2-proxy's) would judge one path while the backend serves
+/// another.
+fn service_uri(req: &RequestHead<'_, '_>) -> String {
+    let path = req.target.path;
+    if path.is_empty() {
+        return if req.method == "OPTIONS" { "*" } else { "/" }.to_string();
+    }
+    let rooted = match path.starts_with('/') {
+        true => std::borrow::Cow::Borrowed(path),
+        false => std::borrow::Cow::Owned(format!("/{path}")),
+    };
+    let mut normal = String::with_capacity(rooted.len());
+    // Routing normalized this very target already (it answers 400 when it cannot): an error
+    // cannot happen here; the target as it came would be the fallback.
+    if crate::route::path::normalize_path(&rooted, &mut normal).is_err() {
+        return rooted.into_owned();
+    }
+    let (path, query) = normal.split_at(normal.find('?').unwrap_or(normal.len()));
+    let mut plain = String::new();
+    let mut uri = crate::route::path::without_params(path, &mut plain).to_string();
+    uri.push_str(query);
+    uri
 }
 
 /// The auth service of site `site`, if it has one.

@@ -96,6 +96,11 @@ impl Session {
                         } else {
                             state.passive_success(ms.min(u32::MAX as u128) as u32);
                         }
+                        // A trial's verdict is in (after it was counted, which looks at the
+                        // trial in flight): its slot goes back now, not at the response's end.
+                        if let Some(g) = ex.guard.as_mut() {
+                            g.end_trial();
+                        }
                     }
                     if ex.served.is_some() && (502..=504).contains(&resp.code) {
                         // A status the backend retries on: this response is dropped with its
