@@ -5,9 +5,13 @@ table.
 
 Usage: benches/memory.py [--ferry target/release/ferry] [--n 1000] [--workers 2]
        benches/memory.py --attach PID HOST:PORT [--n 1000] [--label NAME]
+                         [--kind keepalive|tunnel|reverse] [--path /small]
 The first form starts ferry (twice: once per kind of connection); the second measures a proxy
-that is already running (no restart between the kinds). Everything listens on 127.0.0.1; the
-script stops what it started.
+that is already running (no restart between the kinds). `--kind reverse` is for a reverse
+proxy in front of an origin of its own: each connection sends `GET PATH` in origin form and
+reads the whole answer, then stays idle. Everything listens on 127.0.0.1; the script stops
+what it started. With --attach it also prints how many of the N connections were still open
+after the idle second (a proxy that closes them measures nothing).
 """
 import argparse
 import asyncio
@@ -92,9 +96,21 @@ def start_ferry(binary, workers):
     raise RuntimeError("ferry did not start")
 
 
-async def measure(binary, n, workers, kind, attach=None):
-    srv = await asyncio.start_server(origin if kind == "keepalive" else echo, "127.0.0.1", 0)
-    oport = srv.sockets[0].getsockname()[1]
+def content_length(head):
+    """The Content-Length of a response head (bytes), 0 when it has none."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+async def measure(binary, n, workers, kind, attach=None, path="/"):
+    # A reverse proxy brings its own origin; the other kinds get one here.
+    srv = None
+    if kind != "reverse":
+        srv = await asyncio.start_server(origin if kind == "keepalive" else echo, "127.0.0.1", 0)
+        oport = srv.sockets[0].getsockname()[1]
     if attach:
         p, addr = attach
     else:
@@ -105,7 +121,13 @@ async def measure(binary, n, workers, kind, attach=None):
         conns = []
         for i in range(n):
             r, w = await asyncio.open_connection(*addr)
-            if kind == "keepalive":
+            if kind == "reverse":
+                w.write(f"GET {path} HTTP/1.1\r\nHost: {addr[0]}:{addr[1]}\r\n\r\n".encode())
+                await w.drain()
+                head = await r.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head[:200]
+                await r.readexactly(content_length(head))
+            elif kind == "keepalive":
                 w.write(f"GET http://127.0.0.1:{oport}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 await w.drain()
                 await r.readuntil(b"\r\n\r\n")
@@ -120,15 +142,18 @@ async def measure(binary, n, workers, kind, attach=None):
             conns.append((r, w))
         await asyncio.sleep(1.0)
         loaded = rss_kib(p.pid)
+        # A close by the proxy has reached the readers by now (the idle second above).
+        still_open = sum(1 for r, _ in conns if not r.at_eof() and r.exception() is None)
         for _, w in conns:
             w.close()
         await asyncio.sleep(0.5)
-        return idle, loaded
+        return idle, loaded, still_open
     finally:
         if not attach:
             p.terminate()
             p.wait()
-        srv.close()
+        if srv:
+            srv.close()
 
 
 def main():
@@ -138,7 +163,8 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--attach", nargs=2, metavar=("PID", "HOST:PORT"))
     ap.add_argument("--label", default="ferry")
-    ap.add_argument("--kind", choices=["keepalive", "tunnel"], help="measure only this kind")
+    ap.add_argument("--kind", choices=["keepalive", "tunnel", "reverse"], help="measure only this kind")
+    ap.add_argument("--path", default="/", help="what --kind reverse asks for")
     a = ap.parse_args()
     attach = None
     if a.attach:
@@ -154,11 +180,11 @@ def main():
         print(f"| what ({a.workers} workers, {a.n} connections) | RSS idle KiB | RSS loaded KiB | per connection |")
         print("|---|---|---|---|")
     for kind in [a.kind] if a.kind else ["keepalive", "tunnel"]:
-        idle, loaded = asyncio.run(measure(a.ferry, a.n, a.workers, kind, attach))
+        idle, loaded, still_open = asyncio.run(measure(a.ferry, a.n, a.workers, kind, attach, a.path))
         per = (loaded - idle) * 1024 / a.n
         label = "idle keep-alive client connections" if kind == "keepalive" else "idle CONNECT tunnels"
         if attach:
-            print(f"{a.label} {kind} idle_kib={idle} loaded_kib={loaded} per_conn_b={per:.0f}")
+            print(f"{a.label} {kind} idle_kib={idle} loaded_kib={loaded} per_conn_b={per:.0f} open={still_open}")
         else:
             print(f"| {label} | {idle} | {loaded} | {per:.0f} B |")
 

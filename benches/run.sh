@@ -46,6 +46,7 @@ workers: 1
 log_level: info
 YAML
 taskset -c 1 "$FERRY" --config "$WORK/ferry.yaml" 2> "$WORK/ferry.err" & pids+=($!)
+FERRY_PID=$!
 PROXY=
 for _ in $(seq 100); do
   PROXY=$(grep -o 'listening on [^ ]*' "$WORK/ferry.err" 2>/dev/null | awk '{print $3}') || true
@@ -75,13 +76,21 @@ for conns in 64 256; do
   echo "| small GET req/s, $conns conns | $d | $f | $(awk -v f="$f" -v d="$d" 'BEGIN{printf "%.0f %%", 100*f/d}') |" >> "$OUT/table.md"
 done
 
-: > "$WORK/direct"; : > "$WORK/ferry"
+: > "$WORK/direct"; : > "$WORK/tunnel"; : > "$WORK/plain"
 for r in $(seq "$ROUNDS"); do
   taskset -c 0 python3 benches/tunnel_get.py "127.0.0.1:$ORIGIN_PORT" /big >> "$WORK/direct"
-  taskset -c 0 python3 benches/tunnel_get.py "127.0.0.1:$ORIGIN_PORT" /big "$PROXY" >> "$WORK/ferry"
+  taskset -c 0 python3 benches/tunnel_get.py "127.0.0.1:$ORIGIN_PORT" /big "$PROXY" 10 "$FERRY_PID" >> "$WORK/tunnel"
+  taskset -c 0 python3 benches/tunnel_get.py "127.0.0.1:$ORIGIN_PORT" /big "plain:$PROXY" 10 "$FERRY_PID" >> "$WORK/plain"
 done
-d=$(median < "$WORK/direct"); f=$(median < "$WORK/ferry")
-echo "| CONNECT 100 MiB download MiB/s | $d | $f | $(awk -v f="$f" -v d="$d" 'BEGIN{printf "%.0f %%", 100*f/d}') |" >> "$OUT/table.md"
+cp "$WORK/direct" "$OUT/bulk-direct.txt"; cp "$WORK/tunnel" "$OUT/bulk-tunnel.txt"; cp "$WORK/plain" "$OUT/bulk-plain.txt"
+# Each ferry line is "MiB/s CPU%" (ferry's CPU, % of one core, over that download).
+d=$(median < "$WORK/direct")
+for kind in tunnel plain; do
+  f=$(awk '{print $1}' "$WORK/$kind" | median); cpu=$(awk '{print $2}' "$WORK/$kind" | median)
+  label="CONNECT 100 MiB download MiB/s"
+  [ "$kind" = plain ] && label="plain GET 100 MiB through ferry MiB/s"
+  echo "| $label (ferry CPU $cpu %) | $d | $f | $(awk -v f="$f" -v d="$d" 'BEGIN{printf "%.0f %%", 100*f/d}') |" >> "$OUT/table.md"
+done
 
 {
   echo "| what (median of $ROUNDS, ${SECS}s each) | direct | ferry | ferry / direct |"

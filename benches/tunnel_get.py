@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Bulk download through a CONNECT tunnel (or straight to the origin): prints MiB/s.
+"""Bulk download through a CONNECT tunnel, as plain GETs through the proxy, or straight to
+the origin: prints MiB/s, and with a PID also the CPU that process used meanwhile (% of one
+core, user + system).
 
 Downloads PATH REPEAT times over one keep-alive connection so that a point lasts long enough
-to measure (a single 100 MiB transfer on loopback takes ~50 ms).
+to measure (a single 100 MiB transfer on loopback takes ~50 ms). A proxy given as
+`plain:HOST:PORT` gets absolute-form GETs (the proxy relays each response body itself);
+otherwise the downloads go through a CONNECT tunnel.
 
-Usage: tunnel_get.py ORIGIN_HOST:PORT PATH [PROXY_HOST:PORT|-] [REPEAT=10]
+Usage: tunnel_get.py ORIGIN_HOST:PORT PATH [[plain:]PROXY_HOST:PORT|-] [REPEAT=10] [PID]
 """
+import os
 import socket
 import sys
 import time
@@ -13,8 +18,25 @@ import time
 origin, path = sys.argv[1], sys.argv[2]
 proxy = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
 repeat = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+pid = sys.argv[5] if len(sys.argv) > 5 else None
 host, port = origin.rsplit(":", 1)
-if proxy:
+plain = proxy is not None and proxy.startswith("plain:")
+target = path
+
+
+def cpu_seconds(pid):
+    """User + system time of process PID so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if plain:
+    ph, pp = proxy[len("plain:"):].rsplit(":", 1)
+    s = socket.create_connection((ph, int(pp)))
+    rest = b""
+    target = f"http://{origin}{path}"
+elif proxy:
     ph, pp = proxy.rsplit(":", 1)
     s = socket.create_connection((ph, int(pp)))
     s.sendall(f"CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n".encode())
@@ -30,9 +52,10 @@ bufsize = 1 << 20
 b = bytearray(bufsize)
 view = memoryview(b)
 total = 0
+cpu0 = cpu_seconds(pid) if pid else 0
 t0 = time.monotonic()
 for _ in range(repeat):
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n".encode())
+    s.sendall(f"GET {target} HTTP/1.1\r\nHost: {origin}\r\n\r\n".encode())
     head = rest
     while b"\r\n\r\n" not in head:
         head += s.recv(65536)
@@ -48,4 +71,8 @@ for _ in range(repeat):
     rest = b""
     total += length
 dt = time.monotonic() - t0
-print(f"{total / dt / (1 << 20):.0f}")
+rate = f"{total / dt / (1 << 20):.0f}"
+if pid:
+    print(rate, f"{100 * (cpu_seconds(pid) - cpu0) / dt:.0f}")
+else:
+    print(rate)

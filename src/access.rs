@@ -3,13 +3,17 @@
 //! `access.users` (compared in constant time, against every account), CONNECT ports against
 //! `access.connect_ports`, and targets that are ferry itself (its listener or admin server)
 //! refused, so it cannot loop or be used to reach its own admin API. The addresses a direct
-//! route connects to are checked again after resolution (`check_address`).
+//! route connects to are checked again after resolution (`check_address`). On a reverse
+//! listener, a site's `auth` is checked once routing has found the site and route
+//! (`site_gate`): Basic credentials and bearer tokens here, an external auth service by the
+//! session (`session::auth`).
 
-use crate::config::Config;
+use crate::config::{Config, ForwardAuth, Reverse, SiteAuth};
 use crate::control::constant_time_eq;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
 use crate::listener::Role;
+use crate::route::reverse::Plan;
 use crate::shared::Shared;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -30,14 +34,7 @@ pub fn check_request(
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
             .map(|h| crate::http::trim(h.value));
-        // Every account is compared, so timing does not tell which one was close.
-        let mut ok = false;
-        if let Some(given) = given {
-            for c in creds {
-                ok |= constant_time_eq(given, c.as_bytes());
-            }
-        }
-        if !ok {
+        if !any_secret(given, creds) {
             return Err(Refusal::new(407, "proxy authentication required")
                 .with("Proxy-Authenticate", "Basic realm=\"ferry\"".into()));
         }
@@ -61,6 +58,102 @@ pub fn check_request(
         }
     }
     Ok(())
+}
+
+/// True when `given` is one of `secrets`. Every one is compared, without an early exit, so
+/// timing does not tell which one was close.
+fn any_secret(given: Option<&[u8]>, secrets: &[String]) -> bool {
+    let mut ok = false;
+    if let Some(given) = given {
+        for s in secrets {
+            ok |= constant_time_eq(given, s.as_bytes());
+        }
+    }
+    ok
+}
+
+/// What a site's `auth` says of a request that routing sent to one of its backends.
+#[derive(Debug)]
+pub enum SiteGate<'c> {
+    /// The site has no auth, the route is public (`auth: none`), or the credentials are good.
+    Open,
+    /// The site's auth service decides (`session::auth`).
+    Ask(&'c ForwardAuth),
+}
+
+/// Checks `req`, routed by `plan`, against its site's `auth` (DESIGN §7.3). Basic credentials
+/// and bearer tokens are checked here; a missing or wrong one is a 401 with the site's
+/// challenge, answered without closing the connection (the client may try again on it). The
+/// client's `Authorization` goes on to the backend as it came (it may use it too), and is
+/// never logged.
+pub fn site_gate<'c>(
+    rev: &'c Reverse,
+    plan: &Plan,
+    req: &RequestHead<'_, '_>,
+) -> Result<SiteGate<'c>, Refusal> {
+    let site = &rev.sites[plan.site];
+    if site.routes[plan.route].public {
+        return Ok(SiteGate::Open);
+    }
+    if site.auth.is_some() && authorization_fields(req) > 1 {
+        // A singleton field (RFC 9110 §11.6.2): ferry (or the auth service) would judge one
+        // while the backend may read another (many keep the last), an identity nobody checked.
+        return Err(Refusal::new(400, "a request may carry one Authorization field").kept());
+    }
+    let (secrets, given, challenge) = match &site.auth {
+        None => return Ok(SiteGate::Open),
+        Some(SiteAuth::Forward(f)) => return Ok(SiteGate::Ask(f)),
+        Some(SiteAuth::Basic {
+            credentials,
+            challenge,
+        }) => (credentials, authorization(req, "basic"), challenge),
+        Some(SiteAuth::Bearer { tokens, challenge }) => {
+            (tokens, authorization(req, "bearer"), challenge)
+        }
+    };
+    if any_secret(given, secrets) {
+        return Ok(SiteGate::Open);
+    }
+    let (why, challenge) = match given {
+        None => (
+            format!("site {} needs credentials", site.name),
+            challenge.clone(),
+        ),
+        // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`.
+        Some(_) if matches!(site.auth, Some(SiteAuth::Bearer { .. })) => (
+            format!("the token is not valid for site {}", site.name),
+            format!("{challenge}, error=\"invalid_token\""),
+        ),
+        Some(_) => (
+            format!("the credentials are not valid for site {}", site.name),
+            challenge.clone(),
+        ),
+    };
+    Err(Refusal::new(401, why)
+        .with("WWW-Authenticate", challenge)
+        .kept())
+}
+
+/// How many `Authorization` fields the request has.
+fn authorization_fields(req: &RequestHead<'_, '_>) -> usize {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .count()
+}
+
+/// The credentials of the request's (first) `Authorization` field when its scheme is
+/// `scheme` (any case, RFC 9110 §11.1).
+fn authorization<'r>(req: &'r RequestHead<'_, '_>, scheme: &str) -> Option<&'r [u8]> {
+    let v = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .map(|h| crate::http::trim(h.value))?;
+    let sp = v.iter().position(|&b| b == b' ' || b == b'\t')?;
+    v[..sp]
+        .eq_ignore_ascii_case(scheme.as_bytes())
+        .then(|| crate::http::trim(&v[sp..]))
 }
 
 /// What happens to a connection just accepted.

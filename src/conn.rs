@@ -117,6 +117,28 @@ impl Conn {
         (total, Io::Continue)
     }
 
+    /// Where a non-blocking connect stands once the poll has said something of the socket:
+    /// `None` while the handshake goes on (the flags are cleared: wait for the next event),
+    /// `Some(Ok(()))` once connected, `Some(Err(_))` when it failed.
+    pub fn connect_outcome(&mut self) -> Option<io::Result<()>> {
+        if !(self.writable || self.readable) {
+            return None;
+        }
+        match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(Err(e)),
+            Ok(None) => match self.stream.peer_addr() {
+                Ok(_) => Some(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // Woken before the handshake finished.
+                    self.writable = false;
+                    self.readable = false;
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            },
+        }
+    }
+
     /// Ends our sending side (half-close); errors mean the peer is gone, which the next read
     /// will tell.
     pub fn shutdown_write(&self) {

@@ -26,6 +26,8 @@ pub enum Inbox {
     Drain,
     /// To the control thread: probe this upstream now (a request through it timed out).
     Probe(Arc<crate::upstream::UpstreamState>),
+    /// A request queued at a backend was handed a slot: wake its session.
+    Turn(crate::upstream::queue::Turn),
 }
 
 /// A worker's mailbox: a channel plus the waker that interrupts its poll.

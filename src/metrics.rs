@@ -5,6 +5,12 @@
 //! own cache line) and is summed when read. Counters are 64-bit values kept as two 32-bit
 //! halves behind a sequence number, because 32-bit MIPS has no 64-bit atomics and a byte
 //! counter passes 4 GiB quickly.
+//!
+//! `site` holds the reverse role's families (per site and route, per backend server).
+
+mod site;
+
+pub use site::{answered as site_answered, RouteStats, RouteTotals};
 
 use crate::config::Config;
 use std::fmt::Write;
@@ -315,7 +321,49 @@ impl Snapshot<'_> {
                 let _ = writeln!(o, "{name}{{{labels}}} {}", read(state));
             }
         }
+        if let Some(rev) = self.config.reverse.as_ref() {
+            site::prometheus(&mut o, rev);
+        }
         o
+    }
+
+    /// `/readyz`: ready unless draining, a pool of the forward role can serve nothing (none
+    /// of its members online, and it does not go direct then; an empty pool that rejects
+    /// cannot either) or a backend has no server online. The JSON body names what is not
+    /// ready. Without a forward listener the pools serve nobody and do not count.
+    pub fn readiness(&self) -> (bool, String) {
+        let forward = self.config.listen.is_some();
+        let pools: Vec<&str> = self
+            .config
+            .pools
+            .iter()
+            .filter(|_| forward)
+            .filter(|p| {
+                p.on_all_down != crate::config::OnAllDown::Direct
+                    && !p.members.iter().any(|m| m.state.is_online())
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        let backends: Vec<&str> = self
+            .config
+            .reverse
+            .iter()
+            .flat_map(|r| &r.backends)
+            .filter(|b| !b.pool.members.iter().any(|m| m.state.is_online()))
+            .map(|b| b.name.as_str())
+            .collect();
+        let ready = !self.draining && pools.is_empty() && backends.is_empty();
+        let list = |names: &[&str]| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{}\"", json(n))).collect();
+            quoted.join(",")
+        };
+        let body = format!(
+            "{{\"ready\":{ready},\"draining\":{},\"pools_down\":[{}],\"backends_down\":[{}]}}",
+            self.draining,
+            list(&pools),
+            list(&backends)
+        );
+        (ready, body)
     }
 
     /// `/status`: http-proxy-lb's keys with their meanings (so its users' scripts keep
@@ -373,7 +421,9 @@ impl Snapshot<'_> {
             }
             o.push_str("]}");
         }
-        o.push_str("]}");
+        o.push_str("],");
+        site::status_json(&mut o, self.config.reverse.as_ref());
+        o.push('}');
         o
     }
 }
@@ -457,6 +507,221 @@ mod tests {
         );
         assert!(m.contains("ferry_upstream_online{url=\"http://a:1/\",account=\"2\"} 1\n"));
         assert!(!m.contains("u:") && !status.contains("u:"));
+    }
+
+    const REVERSE: &str = r#"
+reverse:
+  listen: ["127.0.0.1:1"]
+  sites:
+    - name: 'a"b\c'
+      hosts: ["app.test", "*.app.test"]
+      routes:
+        - {path: "/", backend: web}
+        - {path: "/api", name: api, backend: api}
+        - {path: "/old", redirect: {to: "https://new.test"}}
+  backends:
+    api: {servers: [{url: "http://127.0.0.1:1"}, {url: "http://LOCALHOST:2/"}]}
+    web: {servers: [{url: "http://127.0.0.1:3"}]}
+workers: 2
+"#;
+
+    fn snapshot<'a>(stats: &'a Stats, config: &'a Config) -> Snapshot<'a> {
+        Snapshot {
+            stats,
+            config,
+            active: 0,
+            panics: 0,
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_inclusive_upper_bounds_and_classes_clamp() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let r = RouteStats::new(2);
+        r.done(0, 200, ms(5)); // exactly on a bound: that bucket (`le` is "less or equal")
+        r.done(1, 404, Duration::from_micros(5_001)); // just past it: the next
+        r.done(0, 503, ms(10_001)); // beyond the last bound: +Inf only
+        r.done(1, 101, Duration::ZERO);
+        r.done(0, 999, ms(250)); // no sixth class: 5xx
+        r.done(1, 42, ms(1)); // nor a zeroth: 1xx
+        let t = r.totals();
+        assert_eq!(t.codes, [2, 1, 0, 1, 2]);
+        assert_eq!(t.requests(), 6);
+        //               5ms 10 25 50 100 250 500 1s 2.5 5 10
+        assert_eq!(t.cumulative, [3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5]);
+        assert_eq!(t.sum_us, 5_000 + 5_001 + 10_001_000 + 250_000 + 1_000);
+    }
+
+    #[test]
+    fn route_counts_are_summed_across_workers_and_unknown_workers_are_not_counted() {
+        let r = RouteStats::new(3);
+        for w in 0..3 {
+            for _ in 0..=w {
+                r.done(w, 200, std::time::Duration::from_millis(20));
+            }
+        }
+        // A worker index past the cells (a file written for more workers than run) would
+        // share a single-writer counter: it is dropped instead.
+        r.done(3, 200, std::time::Duration::ZERO);
+        let t = r.totals();
+        assert_eq!((t.codes[1], t.cumulative[2], t.sum_us), (6, 6, 120_000));
+    }
+
+    #[test]
+    fn site_and_backend_families_are_well_formed_with_escaped_bounded_labels() {
+        let c = crate::config::parse(REVERSE, None).unwrap();
+        let rev = c.reverse.as_ref().unwrap();
+        rev.sites[0].routes[1]
+            .stats
+            .done(1, 204, std::time::Duration::from_micros(1_500));
+        rev.no_site
+            .done(0, 404, std::time::Duration::from_micros(20));
+        rev.backends[0].pool.members[1]
+            .state
+            .passive_failure(0, 1, "refused");
+        rev.backends[0].pool.members[0].state.passive_success(1234);
+        let stats = Stats::new(2);
+        let m = snapshot(&stats, &c).prometheus();
+        let site = r#"site="a\"b\\c""#;
+        for line in [
+            format!(r#"ferry_site_requests_total{{{site},route="api",code="2xx"}} 1"#),
+            format!(r#"ferry_site_requests_total{{{site},route="api",code="5xx"}} 0"#),
+            format!(r#"ferry_site_requests_total{{{site},route="-",code="4xx"}} 0"#),
+            r#"ferry_site_requests_total{site="-",route="-",code="4xx"} 1"#.into(),
+            format!(r#"ferry_site_request_duration_seconds_bucket{{{site},route="api",le="0.005"}} 1"#),
+            format!(r#"ferry_site_request_duration_seconds_bucket{{{site},route="api",le="+Inf"}} 1"#),
+            format!(r#"ferry_site_request_duration_seconds_sum{{{site},route="api"}} 0.0015"#),
+            format!(r#"ferry_site_request_duration_seconds_count{{{site},route="api"}} 1"#),
+            format!(r#"ferry_site_request_duration_seconds_count{{{site},route="/old"}} 0"#),
+            r#"ferry_site_request_duration_seconds_sum{site="-",route="-"} 0.00002"#.into(),
+            r#"ferry_backend_server_up{backend="api",server="http://LOCALHOST:2/"} 0"#.into(),
+            r#"ferry_backend_server_up{backend="api",server="http://127.0.0.1:1"} 1"#.into(),
+            r#"ferry_backend_server_failures_total{backend="api",server="http://LOCALHOST:2/"} 1"#.into(),
+            r#"ferry_backend_server_latency_seconds{backend="api",server="http://127.0.0.1:1"} 1.234"#.into(),
+            r#"ferry_backend_server_latency_seconds{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
+            r#"ferry_backend_server_active{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
+            r#"ferry_backend_server_requests_total{backend="web",server="http://127.0.0.1:3"} 0"#.into(),
+            r#"ferry_backend_queue_length{backend="web"} 0"#.into(),
+            r#"ferry_backend_queue_rejected_total{backend="api",reason="full"} 0"#.into(),
+            r#"ferry_backend_queue_rejected_total{backend="api",reason="timeout"} 0"#.into(),
+        ] {
+            assert!(m.contains(&format!("{line}\n")), "missing {line}");
+        }
+        // What `promtool check metrics` looks at: every sample belongs to a family declared
+        // once with HELP and TYPE before its samples, counters end in `_total`, histograms
+        // only have `_bucket`/`_sum`/`_count`, and no series appears twice.
+        let mut families: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut help = None;
+        for line in m.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                help = rest.split(' ').next().map(String::from);
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert_eq!(help.as_deref(), Some(name), "HELP before TYPE for {name}");
+                assert!(
+                    !families.iter().any(|(n, _)| n == name),
+                    "{name} declared twice"
+                );
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{name}");
+                }
+                families.push((name.into(), kind.into()));
+                continue;
+            }
+            let series = line.rsplit_once(' ').unwrap().0;
+            assert!(seen.insert(series.to_string()), "{series} twice");
+            let name = &series[..series.find('{').unwrap_or(series.len())];
+            let (family, kind) = families.last().unwrap();
+            let ok = match kind.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(family)),
+                _ => name == family,
+            };
+            assert!(ok, "{name} outside its family {family}");
+        }
+        for f in [
+            "ferry_site_requests_total",
+            "ferry_site_request_duration_seconds",
+            "ferry_backend_server_up",
+            "ferry_backend_server_active",
+            "ferry_backend_server_requests_total",
+            "ferry_backend_server_failures_total",
+            "ferry_backend_server_latency_seconds",
+            "ferry_backend_queue_length",
+            "ferry_backend_queue_rejected_total",
+        ] {
+            assert!(families.iter().any(|(n, _)| n == f), "{f} missing");
+        }
+        // Five classes for each of the four label pairs ("-"/"-", the site's "-", and its
+        // three routes), and nothing else: bounded by the config.
+        assert_eq!(m.matches("ferry_site_requests_total{").count(), 5 * 5);
+    }
+
+    #[test]
+    fn a_forward_only_config_has_no_site_families_and_empty_site_keys() {
+        let c = crate::config::parse("listen: 127.0.0.1:1\nupstream: []\n", None).unwrap();
+        let stats = Stats::new(1);
+        let snap = snapshot(&stats, &c);
+        assert!(!snap.prometheus().contains("ferry_site_"));
+        assert!(!snap.prometheus().contains("ferry_backend_"));
+        assert!(snap.status_json().ends_with(",\"sites\":[],\"no_site\":{\"requests\":0,\"codes\":{\"1xx\":0,\"2xx\":0,\"3xx\":0,\"4xx\":0,\"5xx\":0},\"avg_ms\":0},\"backends\":[]}"));
+    }
+
+    #[test]
+    fn status_lists_sites_with_routes_and_backends_with_servers() {
+        let c = crate::config::parse(REVERSE, None).unwrap();
+        let rev = c.reverse.as_ref().unwrap();
+        let api = &rev.sites[0].routes[1].stats;
+        api.done(0, 200, std::time::Duration::from_micros(1_000));
+        api.done(1, 502, std::time::Duration::from_micros(2_001));
+        rev.backends[0].pool.members[1]
+            .state
+            .passive_failure(0, 1, "connect: \"refused\"");
+        let stats = Stats::new(2);
+        let s = snapshot(&stats, &c).status_json();
+        assert!(
+            s.starts_with("{\"uptime_seconds\":"),
+            "http-proxy-lb's keys stay first"
+        );
+        for part in [
+            r#""sites":[{"name":"a\"b\\c","hosts":["app.test","*.app.test"],"no_route":{"requests":0,"#,
+            r#"{"name":"api","path":"/api","backend":"api","requests":2,"codes":{"1xx":0,"2xx":1,"3xx":0,"4xx":0,"5xx":1},"avg_ms":1.5}"#,
+            r#"{"name":"/old","path":"/old","redirect":"https://new.test","redirect_status":308,"requests":0,"#,
+            r#""backends":[{"name":"api","mode":"round_robin","online":1,"retries":0,"active":0,"max_active":0,"queued":0,"max_queued":0,"queue_rejected":0,"queue_timeouts":0,"servers":[{"url":"http://127.0.0.1:1","online":true,"circuit":"closed","#,
+            r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
+        ] {
+            assert!(s.contains(part), "missing {part} in {s}");
+        }
+        assert!(s.ends_with("]}]}"), "{s}");
+    }
+
+    #[test]
+    fn readiness_names_the_backends_with_no_server_online() {
+        let c = crate::config::parse(REVERSE, None).unwrap();
+        let stats = Stats::new(1);
+        let (ready, body) = snapshot(&stats, &c).readiness();
+        assert!(ready, "{body}");
+        let rev = c.reverse.as_ref().unwrap();
+        // One of api's two servers down: api can still serve.
+        rev.backends[0].pool.members[0]
+            .state
+            .passive_failure(0, 1, "x");
+        assert!(snapshot(&stats, &c).readiness().0);
+        rev.backends[1].pool.members[0]
+            .state
+            .passive_failure(0, 1, "x");
+        let (ready, body) = snapshot(&stats, &c).readiness();
+        assert!(!ready);
+        assert_eq!(
+            body,
+            r#"{"ready":false,"draining":false,"pools_down":[],"backends_down":["web"]}"#
+        );
     }
 
     #[test]

@@ -5,28 +5,16 @@ mod common;
 
 use common::wire::get;
 use common::{banner_server, pattern, Fake, Ferry, Wire};
-use std::net::SocketAddr;
-
-/// A client connection from `from` (another loopback address) to `to`.
-fn connect_from(from: &str, to: SocketAddr) -> Wire {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: std::net::TcpStream = s.into();
-    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
-    Wire::from_stream(s)
-}
 
 #[test]
 fn a_client_outside_allow_gets_403_and_is_closed() {
     let origin = Fake::origin("origin");
     let ferry = Ferry::start("access:\n  allow: [\"127.0.0.1/32\"]\n");
-    let mut outsider = connect_from("127.0.0.2", ferry.addr);
+    let mut outsider = Wire::connect_from("127.0.0.2", ferry.addr);
     let r = outsider.response();
     assert_eq!(r.status, 403);
     assert!(outsider.closed());
-    let mut insider = connect_from("127.0.0.1", ferry.addr);
+    let mut insider = Wire::connect_from("127.0.0.1", ferry.addr);
     assert_eq!(
         insider.roundtrip(&get(origin.addr, "/size/3")).body,
         pattern(3)

@@ -3,9 +3,9 @@
 
 mod common;
 
+use common::prom::parse as parse_prometheus;
 use common::wire::get;
 use common::{banner_server, wait_until, Fake, Ferry};
-use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,66 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin_listen: \"127.0.0.1:0\"\n";
-
-/// Parses Prometheus text format 0.0.4 strictly: each family once, `# HELP` then `# TYPE`
-/// then its samples, names prefixed `ferry_`, counters ending in `_total`, valid label syntax,
-/// numeric values. Returns the samples.
-fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
-    let mut families = HashSet::new();
-    let mut current: Option<(String, String)> = None;
-    let mut samples = Vec::new();
-    let mut lines = text.lines().peekable();
-    assert!(text.ends_with('\n'), "the text must end with a newline");
-    while let Some(line) = lines.next() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').expect("HELP has a name and a text");
-            assert!(!help.is_empty());
-            assert!(name.starts_with("ferry_"), "{name}");
-            assert!(
-                families.insert(name.to_string()),
-                "family {name} appears twice"
-            );
-            let ty = lines.next().expect("TYPE follows HELP");
-            let kind = ty
-                .strip_prefix(&format!("# TYPE {name} "))
-                .unwrap_or_else(|| panic!("bad TYPE line {ty:?}"));
-            assert!(kind == "counter" || kind == "gauge", "{kind}");
-            if kind == "counter" {
-                assert!(
-                    name.ends_with("_total"),
-                    "counter {name} must end in _total"
-                );
-            }
-            current = Some((name.to_string(), kind.to_string()));
-            continue;
-        }
-        assert!(!line.starts_with('#'), "stray comment {line:?}");
-        let (name, _) = current.as_ref().expect("a sample before any family");
-        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
-        let metric = series.split('{').next().unwrap();
-        assert_eq!(metric, name, "sample outside its family");
-        if let Some(labels) = series.strip_prefix(name.as_str()).filter(|l| !l.is_empty()) {
-            let inner = labels
-                .strip_prefix('{')
-                .and_then(|l| l.strip_suffix('}'))
-                .expect("labels in braces");
-            let (k, v) = inner.split_once('=').expect("label=value");
-            assert!(
-                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                "{k}"
-            );
-            assert!(
-                v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
-                "{v}"
-            );
-        }
-        let v: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        samples.push((series.to_string(), v));
-    }
-    samples
-}
 
 #[test]
 fn every_admin_path_and_method() {
@@ -282,7 +222,13 @@ fn status_says_why_an_upstream_is_offline_and_readyz_follows_the_pool() {
         "{status}"
     );
     let r = ferry.admin_get("GET", "/readyz", "");
-    assert_eq!((r.status, r.text().as_str()), (503, "{\"ready\":false}"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            503,
+            r#"{"ready":false,"draining":false,"pools_down":["default"],"backends_down":[]}"#
+        )
+    );
 }
 
 #[test]
@@ -365,7 +311,16 @@ fn status_has_http_proxy_lb_keys_and_each_upstream_once_as_configured() {
     for k in &keys {
         assert!(
             HTTP_PROXY_LB_KEYS.contains(k)
-                || ["status", "panics", "reload_failures", "pools"].contains(k),
+                || [
+                    "status",
+                    "panics",
+                    "reload_failures",
+                    "pools",
+                    "sites",
+                    "no_site",
+                    "backends"
+                ]
+                .contains(k),
             "unexpected top-level key {k}"
         );
     }
@@ -666,7 +621,10 @@ fn pipelined_requests_are_answered_in_order() {
     let last = w.response();
     assert_eq!(
         (last.status, last.text().as_str()),
-        (200, "{\"ready\":true}")
+        (
+            200,
+            r#"{"ready":true,"draining":false,"pools_down":[],"backends_down":[]}"#
+        )
     );
     assert!(w.closed());
     writer.join().unwrap();

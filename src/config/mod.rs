@@ -4,12 +4,14 @@
 
 mod reverse;
 mod schema;
+mod site_auth;
 mod validate;
 
 pub use reverse::{
-    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, Reverse, RouteAction, Site,
-    SiteRoute,
+    Backend, BackendHashKey, HeaderOps, HeaderRules, HostPolicy, QueueSpec, Retries, RetryOn,
+    Reverse, RouteAction, Site, SiteRoute,
 };
+pub use site_auth::{ForwardAuth, SiteAuth};
 
 pub use schema::{HashKey, LogLevel, Mode, OnAllDown, PolicyMode};
 use schema::{RawConfig, RawHealthCheck, RawPool, RawUpstream};
@@ -148,8 +150,8 @@ pub enum Probe {
     Through { url: String, host: String },
     /// Reverse: `GET path` straight to the server, `Host` its own `host:port`.
     Get { path: String },
-    /// Reverse, no `health_check`: a TCP connect that succeeds brings the server back.
-    Connect,
+    /// Reverse, no `health_check`: passive health only (the circuit's trial requests heal).
+    Passive,
 }
 
 /// A pool of upstreams and how it is used.
@@ -166,6 +168,26 @@ pub struct PoolSpec {
     /// The shared round-robin sequences: one for `round_robin` (level 0), one per priority
     /// level, lowest first, for `priority`; none for the other modes.
     pub rotations: Vec<(u32, Rotation)>,
+    /// A backend's circuit breaker (per server); forward pools have none.
+    pub breaker: Option<Breaker>,
+}
+
+impl PoolSpec {
+    /// Failures in a row that take a member out: a backend's `circuit_breaker.failures` when
+    /// it has one (the circuit and passive health are one mechanism), else `health_check.fall`.
+    pub fn passive_fall(&self) -> u32 {
+        self.breaker.map_or(self.health.fall, |b| b.failures)
+    }
+}
+
+/// A circuit breaker's settings (DESIGN §7.3): `failures` in a row open a server's circuit;
+/// after `open` it is half-open and lets `half_open` trial requests through (across all
+/// workers); a trial's success closes it, its failure opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub failures: u32,
+    pub open: Duration,
+    pub half_open: u32,
 }
 
 /// Connection limits and the timeouts of each phase.

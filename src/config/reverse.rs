@@ -3,9 +3,12 @@
 //! servers that use the forward pools' selection and health machinery).
 
 use super::schema::Mode;
+use super::site_auth::{RawAuth, SiteAuth};
 use super::validate::{cidrs, socket_addr, MAX_SECS};
-use super::{HealthCheck, PoolSpec, Probe, UpstreamSpec};
+use super::{Breaker, HealthCheck, PoolSpec, Probe, UpstreamSpec};
+use crate::metrics::RouteStats;
 use crate::route::site::{HostTable, RouteTable};
+use crate::upstream::queue::BackendQueue;
 use crate::upstream::UpstreamState;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +51,8 @@ pub struct RawSite {
     pub headers: RawHeaders,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Who may use the site (DESIGN §7.3); none = everyone.
+    pub auth: Option<RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +95,8 @@ pub struct RawRoute {
     pub max_body_bytes: u64,
     #[serde(default)]
     pub headers: RawHeaders,
+    /// `none`: a public path of a private site.
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +117,73 @@ pub struct RawBackend {
     pub health_check: Option<RawBackendHealth>,
     #[serde(default)]
     pub keepalive: RawKeepalive,
+    #[serde(default)]
+    pub retries: RawRetries,
+    pub circuit_breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+/// A backend's `queue:` (DESIGN §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    #[serde(default)]
+    pub max_active: u32,
+    #[serde(default)]
+    pub max_queued: u32,
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            max_active: 0,
+            max_queued: 0,
+            timeout_secs: ten(),
+        }
+    }
+}
+
+/// `retries:` of a backend (DESIGN §7.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    #[serde(default = "one")]
+    pub attempts: u32,
+    #[serde(default = "retry_on")]
+    pub on: Vec<String>,
+    #[serde(default = "twenty_five")]
+    pub backoff_ms: u64,
+    #[serde(default = "thousand")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "twenty")]
+    pub budget_percent: u32,
+}
+
+impl Default for RawRetries {
+    fn default() -> Self {
+        RawRetries {
+            attempts: one(),
+            on: retry_on(),
+            backoff_ms: twenty_five(),
+            backoff_max_ms: thousand(),
+            budget_percent: twenty(),
+        }
+    }
+}
+
+/// `circuit_breaker:` of a backend (per server).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    #[serde(default = "five_u32")]
+    pub failures: u32,
+    #[serde(default = "ten")]
+    pub open_secs: u64,
+    #[serde(default = "one")]
+    pub half_open_requests: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +251,9 @@ fn sixty() -> u64 {
 fn five() -> u64 {
     5
 }
+fn ten() -> u64 {
+    10
+}
 fn two() -> u64 {
     2
 }
@@ -194,6 +271,21 @@ fn one() -> u32 {
 }
 fn hundred() -> u32 {
     100
+}
+fn retry_on() -> Vec<String> {
+    vec!["connect_failure".into(), "reset".into()]
+}
+fn twenty_five() -> u64 {
+    25
+}
+fn thousand() -> u64 {
+    1000
+}
+fn twenty() -> u32 {
+    20
+}
+fn five_u32() -> u32 {
+    5
 }
 fn permanent() -> u16 {
     308
@@ -215,6 +307,8 @@ pub struct Reverse {
     /// Host → site.
     pub hosts: HostTable,
     pub backends: Vec<Backend>,
+    /// Requests that found no site (metrics: `site="-"`).
+    pub no_site: Arc<RouteStats>,
 }
 
 impl Reverse {
@@ -239,15 +333,21 @@ fn in_any(nets: &[(IpAddr, u8)], ip: IpAddr) -> bool {
 #[derive(Debug)]
 pub struct Site {
     pub name: String,
+    /// As written, for `/status`.
+    pub hosts: Vec<String>,
     pub https_redirect: bool,
     pub headers: HeaderRules,
+    /// Who may use the site's backend routes; `None` = everyone.
+    pub auth: Option<SiteAuth>,
     pub routes: Vec<SiteRoute>,
     /// Path → route.
     pub table: RouteTable,
+    /// Requests of the site that found no route (metrics: `route="-"`).
+    pub no_route: Arc<RouteStats>,
 }
 
 /// Header edits: `remove` first, then `set` (replaces), then `add` (appends).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderOps {
     pub set: Vec<(String, String)>,
     pub add: Vec<(String, String)>,
@@ -309,6 +409,10 @@ pub struct SiteRoute {
     pub max_body_bytes: u64,
     /// The site's rules, then the route's, merged once here.
     pub headers: HeaderRules,
+    /// `auth: none`: the site's `auth` does not apply here.
+    pub public: bool,
+    /// Its requests by status class and duration.
+    pub stats: Arc<RouteStats>,
 }
 
 /// What `hash` mode hashes for a backend.
@@ -325,12 +429,83 @@ pub enum BackendHashKey {
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
-    /// The servers as pool members (`retries` = attempts across servers).
+    /// The servers as pool members (`retries` = attempts across servers: 1 + `attempts`).
     pub pool: PoolSpec,
     pub hash_key: BackendHashKey,
     /// Idle connections kept per server per worker.
     pub max_idle: usize,
     pub idle_timeout: Duration,
+    pub retries: Retries,
+    /// What all workers share about the backend (the retry budget), carried across
+    /// reloads by name.
+    pub shared: Arc<crate::upstream::BackendState>,
+    /// Its requests in flight and waiting (`queue:`).
+    pub queue: QueueSpec,
+}
+
+/// A backend's `queue:` as validated, and the shared queue it configures.
+#[derive(Debug)]
+pub struct QueueSpec {
+    /// Requests in flight at most; 0 = no limit.
+    pub max_active: u32,
+    /// Requests waiting at most; 0 = none.
+    pub max_queued: u32,
+    /// How long a request waits at most.
+    pub timeout: Duration,
+    /// Carried across reloads by backend name; its limits are set from here when a
+    /// reloaded config is applied.
+    pub state: Arc<BackendQueue>,
+}
+
+/// When and how a failed attempt is made again (DESIGN §7.3).
+#[derive(Debug, Clone)]
+pub struct Retries {
+    /// Extra attempts after the first.
+    pub attempts: u32,
+    pub on: RetryOn,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub budget_percent: u32,
+}
+
+/// The failures a backend retries, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn(u8);
+
+impl RetryOn {
+    pub const CONNECT_FAILURE: RetryOn = RetryOn(1);
+    pub const RESET: RetryOn = RetryOn(2);
+    pub const TIMEOUT: RetryOn = RetryOn(4);
+    pub const S502: RetryOn = RetryOn(8);
+    pub const S503: RetryOn = RetryOn(16);
+    pub const S504: RetryOn = RetryOn(32);
+
+    /// True when `self` has every bit of `c`.
+    pub fn has(self, c: RetryOn) -> bool {
+        c.0 != 0 && self.0 & c.0 == c.0
+    }
+
+    /// The condition a server's own status stands for, if it is one of the retryable ones.
+    pub fn of_status(status: u16) -> RetryOn {
+        match status {
+            502 => RetryOn::S502,
+            503 => RetryOn::S503,
+            504 => RetryOn::S504,
+            _ => RetryOn(0),
+        }
+    }
+
+    fn parse(word: &str) -> Option<RetryOn> {
+        Some(match word {
+            "connect_failure" => RetryOn::CONNECT_FAILURE,
+            "reset" => RetryOn::RESET,
+            "timeout" => RetryOn::TIMEOUT,
+            "502" => RetryOn::S502,
+            "503" => RetryOn::S503,
+            "504" => RetryOn::S504,
+            _ => return None,
+        })
+    }
 }
 
 /// Validates `raw`; errors go to `err` with their key path. `states` carries server state
@@ -404,6 +579,9 @@ pub(super) fn validate(
         if sites.iter().any(|o: &Site| o.name == name) {
             err(&format!("{at}.name"), format!("{name:?} names two sites"));
         }
+        if let Some(m) = reserved_name(&name).filter(|_| !s.hosts.is_empty()) {
+            err(&format!("{at}.name"), m);
+        }
         if s.hsts_max_age_secs > 0 {
             err(
                 &format!("{at}.hsts_max_age_secs"),
@@ -411,6 +589,10 @@ pub(super) fn validate(
             );
         }
         let site_headers = header_rules(&s.headers, &format!("{at}.headers"), err);
+        let auth = s
+            .auth
+            .as_ref()
+            .and_then(|a| super::site_auth::validate(a, &name, &format!("{at}.auth"), err));
         let mut routes = Vec::new();
         let raw_routes: Vec<&RawRoute> = s.routes.iter().collect();
         if raw_routes.is_empty() {
@@ -418,7 +600,17 @@ pub(super) fn validate(
         }
         for (j, r) in raw_routes.iter().enumerate() {
             let at = format!("{at}.routes[{j}]");
-            if let Some(route) = route(r, &site_headers, &raw.backends, &at, err) {
+            if let Some(route) = route(r, &site_headers, &raw.backends, workers, &at, err) {
+                // Metrics and logs tell a site's routes apart by name.
+                if routes.iter().any(|o: &SiteRoute| o.name == route.name) {
+                    err(
+                        &format!("{at}.name"),
+                        format!("{:?} names two routes of the site", route.name),
+                    );
+                }
+                if let Some(m) = reserved_name(&route.name) {
+                    err(&format!("{at}.name"), m);
+                }
                 routes.push(route);
             }
         }
@@ -433,8 +625,11 @@ pub(super) fn validate(
         host_lists.push(s.hosts.clone());
         sites.push(Site {
             name,
+            hosts: s.hosts.clone(),
+            no_route: Arc::new(RouteStats::new(workers)),
             https_redirect: s.https_redirect,
             headers: site_headers,
+            auth,
             routes,
             table,
         });
@@ -454,13 +649,25 @@ pub(super) fn validate(
         sites,
         hosts,
         backends,
+        no_site: Arc::new(RouteStats::new(workers)),
     })
+}
+
+/// Why `name` cannot name a site or route: `-` stands for "none" in metrics and logs, and an
+/// empty label value is no label at all to Prometheus.
+fn reserved_name(name: &str) -> Option<String> {
+    match name {
+        "" => Some("a name cannot be empty".into()),
+        "-" => Some("\"-\" stands for \"none\" in metrics and logs; choose another name".into()),
+        _ => None,
+    }
 }
 
 fn route(
     r: &RawRoute,
     site: &HeaderRules,
     backends: &BTreeMap<String, RawBackend>,
+    workers: usize,
     at: &str,
     err: &mut dyn FnMut(&str, String),
 ) -> Option<SiteRoute> {
@@ -490,11 +697,20 @@ fn route(
                     .get(..s.len())
                     .is_some_and(|p| p.eq_ignore_ascii_case(s))
             });
-            if !scheme_ok || !is_field_value(&rd.to) || rd.to.contains(['?', '#', ' ']) {
+            // The request's path is appended: without a host of its own, `to` would let
+            // that path name the host ("https:" + "//evil.test/x", an open redirect).
+            let authority = rd
+                .to
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+            let host_ok = !authority.contains('@')
+                && crate::http::request::parse_authority(authority, Some(443)).is_ok();
+            if !scheme_ok || !host_ok || !is_field_value(&rd.to) || rd.to.contains(['?', '#', ' '])
+            {
                 err(
                     &format!("{at}.redirect.to"),
                     format!(
-                        "{:?} must be an http:// or https:// URL without a query",
+                        "{:?} must be an http:// or https:// URL with a host and without a query",
                         rd.to
                     ),
                 );
@@ -544,6 +760,17 @@ fn route(
         );
     }
     let own = header_rules(&r.headers, &format!("{at}.headers"), err);
+    let public = match r.auth.as_deref() {
+        None => false,
+        Some("none") => true,
+        Some(v) => {
+            err(
+                &format!("{at}.auth"),
+                format!("{v:?}: a route's auth can only be none (a public path of a private site)"),
+            );
+            false
+        }
+    };
     Some(SiteRoute {
         path: r.path.clone(),
         name: r.name.clone().unwrap_or_else(|| r.path.clone()),
@@ -554,6 +781,8 @@ fn route(
         response_timeout: Duration::from_secs(r.response_timeout_secs.clamp(1, MAX_SECS)),
         max_body_bytes: r.max_body_bytes,
         headers: merge(site, &own),
+        public,
+        stats: Arc::new(RouteStats::new(workers)),
     })
 }
 
@@ -595,7 +824,7 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 err(&key, format!("{name:?} is not a header name"));
                 false
-            } else if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            } else if is_reserved_field(name) {
                 err(
                     &key,
                     format!("{name} is set by ferry itself and cannot be changed here"),
@@ -636,8 +865,13 @@ fn header_rules(raw: &RawHeaders, at: &str, err: &mut dyn FnMut(&str, String)) -
     }
 }
 
+/// True for the fields no header rule (nor an auth service's `copy_headers`) may name.
+pub(super) fn is_reserved_field(name: &str) -> bool {
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+}
+
 /// RFC 9110 §5.6.2 token characters.
-fn is_token_byte(b: u8) -> bool {
+pub(super) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -704,11 +938,11 @@ fn backend(
     let health = match &b.health_check {
         Some(h) => backend_health(h, &format!("{at}.health_check"), err)?,
         // Without active checks, a server that passive health took out is brought back by
-        // a TCP connect that succeeds (docs/DESIGN-NOTES.md).
+        // its circuit's half-open trial (DESIGN §7.3), nothing else.
         None => HealthCheck {
             interval: Duration::from_secs(five()),
             timeout: connect_timeout.min(Duration::from_secs(five())),
-            probe: Probe::Connect,
+            probe: Probe::Passive,
             expect: (0, 0),
             fall: three(),
             rise: 1,
@@ -730,25 +964,126 @@ fn backend(
             ),
         );
     }
+    let r = &b.retries;
+    let mut on = RetryOn::default();
+    for (i, w) in r.on.iter().enumerate() {
+        match RetryOn::parse(w) {
+            Some(c) => on.0 |= c.0,
+            None => err(
+                &format!("{at}.retries.on[{i}]"),
+                format!("{w:?} is not connect_failure, reset, timeout, 502, 503 or 504"),
+            ),
+        }
+    }
+    if r.attempts > 10 {
+        err(
+            &format!("{at}.retries.attempts"),
+            format!("{} is more than 10", r.attempts),
+        );
+    }
+    if r.backoff_ms > r.backoff_max_ms || r.backoff_max_ms > 60_000 {
+        err(
+            &format!("{at}.retries.backoff_max_ms"),
+            format!(
+                "{} must be at least backoff_ms ({}) and at most 60000",
+                r.backoff_max_ms, r.backoff_ms
+            ),
+        );
+    }
+    if r.budget_percent > 100 {
+        err(
+            &format!("{at}.retries.budget_percent"),
+            format!("{} is more than 100", r.budget_percent),
+        );
+    }
+    // Every backend's servers have a circuit (DESIGN §7.3's defaults); without a
+    // `circuit_breaker` block it opens at health_check's `fall`, so that passive health and
+    // the circuit stay one mechanism with one threshold.
+    let breaker = Some(match &b.circuit_breaker {
+        Some(c) => Breaker {
+            failures: c.failures,
+            open: Duration::from_secs(c.open_secs),
+            half_open: c.half_open_requests,
+        },
+        None => Breaker {
+            failures: health.fall,
+            open: Duration::from_secs(ten()),
+            half_open: 1,
+        },
+    });
+    if let Some(c) = &b.circuit_breaker {
+        for (k, v, max) in [
+            ("failures", c.failures as u64, 100),
+            ("open_secs", c.open_secs, 3600),
+            ("half_open_requests", c.half_open_requests as u64, 1000),
+        ] {
+            if !(1..=max).contains(&v) {
+                err(
+                    &format!("{at}.circuit_breaker.{k}"),
+                    format!("{v} is out of range 1..={max}"),
+                );
+            }
+        }
+    }
+    let queue = queue(&b.queue, workers, &format!("{at}.queue"), err);
     let rotations = super::validate::rotations(b.mode, &members);
     Some(Backend {
         name: name.to_string(),
         pool: PoolSpec {
             name: name.to_string(),
-            // One more attempt on another server when a connect fails or a connection breaks
-            // before the response (DESIGN §7.3's default `attempts: 1`).
-            retries: members.len().clamp(1, 2),
+            retries: 1 + r.attempts.min(10) as usize,
             members,
             mode: b.mode,
             hash_key: Default::default(),
             on_all_down: Default::default(),
             health,
             rotations,
+            breaker,
         },
         hash_key,
         max_idle: b.keepalive.max_idle,
         idle_timeout: Duration::from_secs(b.keepalive.idle_timeout_secs.clamp(1, MAX_SECS)),
+        retries: Retries {
+            attempts: r.attempts.min(10),
+            on,
+            backoff: Duration::from_millis(r.backoff_ms),
+            backoff_max: Duration::from_millis(r.backoff_max_ms.min(60_000)),
+            budget_percent: r.budget_percent.min(100),
+        },
+        shared: crate::upstream::BackendState::new(),
+        queue,
     })
+}
+
+/// Tickets a backend's queue may hold at most (each is a few dozen bytes, and its request a
+/// client connection with its head).
+const MAX_QUEUED: u32 = 100_000;
+
+fn queue(q: &RawQueue, workers: usize, at: &str, err: &mut dyn FnMut(&str, String)) -> QueueSpec {
+    if q.max_queued > 0 && q.max_active == 0 {
+        err(
+            &format!("{at}.max_queued"),
+            "needs max_active: without a limit on requests in flight nothing ever waits".into(),
+        );
+    }
+    if q.max_queued > MAX_QUEUED {
+        err(
+            &format!("{at}.max_queued"),
+            format!("{} is more than {MAX_QUEUED}", q.max_queued),
+        );
+    }
+    if !(1..=MAX_SECS).contains(&q.timeout_secs) {
+        err(
+            &format!("{at}.timeout_secs"),
+            format!("{} is out of range 1..={MAX_SECS}", q.timeout_secs),
+        );
+    }
+    QueueSpec {
+        max_active: q.max_active,
+        max_queued: q.max_queued,
+        timeout: Duration::from_secs(q.timeout_secs.clamp(1, MAX_SECS)),
+        state: BackendQueue::new(q.max_active, q.max_queued, workers),
+    }
 }
 
 fn backend_health(

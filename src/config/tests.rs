@@ -259,3 +259,36 @@ fn times_that_would_overflow_a_clock_are_refused() {
         assert!(e.contains(key), "{key} not named in {e}");
     }
 }
+
+#[test]
+fn site_and_route_names_are_metric_labels_so_they_must_be_told_apart() {
+    let text = |site: &str, routes: &str| {
+        format!("reverse:\n  listen: ['127.0.0.1:1']\n  sites:\n    - {{name: {site}, hosts: [a.test], routes: [{routes}]}}\n  backends:\n    web: {{servers: [{{url: 'http://127.0.0.1:2'}}]}}\n")
+    };
+    let e = errors(&text(
+        "app",
+        "{path: /a, name: x, backend: web}, {path: /b, name: x, backend: web}",
+    ));
+    assert!(
+        e.contains("reverse.sites[0].routes[1].name: \"x\" names two routes of the site"),
+        "{e}"
+    );
+    let e = errors(&text("'-'", "{path: /, backend: web}"));
+    assert!(e.contains("reverse.sites[0].name: \"-\" stands for"), "{e}");
+    let e = errors(&text("app", "{path: /, name: '-', backend: web}"));
+    assert!(
+        e.contains("reverse.sites[0].routes[0].name: \"-\" stands for"),
+        "{e}"
+    );
+    let e = errors(&text("''", "{path: /, backend: web}"));
+    assert!(
+        e.contains("reverse.sites[0].name: a name cannot be empty"),
+        "{e}"
+    );
+    // A route's name defaults to its path: two paths, two names.
+    assert!(parse(
+        &text("app", "{path: /, backend: web}, {path: /a, backend: web}"),
+        None
+    )
+    .is_ok());
+}

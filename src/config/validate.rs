@@ -185,6 +185,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
                 retries,
                 on_all_down: p.on_all_down.unwrap_or_default(),
                 health,
+                breaker: None,
             });
         }
     }

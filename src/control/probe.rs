@@ -103,6 +103,9 @@ impl Prober {
             }
         }
         for b in config.reverse.iter().flat_map(|r| &r.backends) {
+            if b.pool.health.probe == ConfigProbe::Passive {
+                continue;
+            }
             for m in &b.pool.members {
                 targets.push(target(m, &b.pool.health, now));
             }
@@ -198,7 +201,7 @@ impl Prober {
             Ok(Some(status)) => {
                 let h = &self.targets[p.target].health;
                 let (lo, hi) = h.expect;
-                let ok = h.probe == ConfigProbe::Connect || (lo..=hi).contains(&status);
+                let ok = (lo..=hi).contains(&status);
                 let why = match lo == hi {
                     true => format!("probe answered {status}, not {lo}"),
                     false => format!("probe answered {status}, not {lo}-{hi}"),
@@ -303,8 +306,8 @@ impl Prober {
                 }
                 .into_bytes()
             }
-            // Connecting is the whole probe.
-            ConfigProbe::Connect => Vec::new(),
+            // Never a target (see `Prober::new`).
+            ConfigProbe::Passive => Vec::new(),
         };
         if let Some(auth) = &target.auth {
             request.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
@@ -398,8 +401,6 @@ fn advance(p: &mut Probe) -> Result<Option<u16>, String> {
                     Err(e) => return Err(format!("connect: {e}")),
                 }
             }
-            // A connect probe is done once connected.
-            Step::Writing(_) if p.request.is_empty() => return Ok(Some(0)),
             Step::Writing(off) => match p.stream.write(&p.request[*off..]) {
                 Ok(n) => {
                     *off += n;

@@ -95,6 +95,8 @@ impl Reloader {
         }
         carry_states(current, &mut new);
         carry_rotations(current, &mut new);
+        carry_site_stats(current, &mut new);
+        carry_queues(current, &mut new);
         Some(new)
     }
 
@@ -151,6 +153,13 @@ impl Reloader {
         let new = Arc::new(new);
         for o in outboxes {
             o.send(Inbox::Config(new.clone()));
+        }
+        // Now that the reload is certain: the backends' queues take their new limits (a
+        // queue carried over still had the old ones, in case the reload was refused).
+        for b in new.reverse.iter().flat_map(|r| &r.backends) {
+            b.queue
+                .state
+                .set_limits(b.queue.max_active, b.queue.max_queued);
         }
         self.schedule(&new, now);
         shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
@@ -211,6 +220,68 @@ fn carry_rotations(old: &Config, new: &mut Config) {
     }
 }
 
+/// Gives every site and route of `new` that `old` also has (same site name, same route name)
+/// the old counts, so that requests and the duration histogram go on (Prometheus sees no
+/// reset) and sessions still on the old snapshot count into the same cells. The others
+/// start at zero, with a cell for each worker that runs (the file may say another number).
+fn carry_site_stats(old: &Config, new: &mut Config) {
+    use crate::metrics::RouteStats;
+    let workers = new.workers;
+    let Some(rev) = new.reverse.as_mut() else {
+        return;
+    };
+    let before = old.reverse.as_ref();
+    let fresh = |s: &mut Arc<RouteStats>| {
+        if s.workers() != workers {
+            *s = Arc::new(RouteStats::new(workers));
+        }
+    };
+    match before {
+        Some(b) => rev.no_site = Arc::clone(&b.no_site),
+        None => fresh(&mut rev.no_site),
+    }
+    for site in &mut rev.sites {
+        let was = before.and_then(|b| b.sites.iter().find(|s| s.name == site.name));
+        match was {
+            Some(w) => site.no_route = Arc::clone(&w.no_route),
+            None => fresh(&mut site.no_route),
+        }
+        for route in &mut site.routes {
+            match was.and_then(|w| w.routes.iter().find(|r| r.name == route.name)) {
+                Some(r) => route.stats = Arc::clone(&r.stats),
+                None => fresh(&mut route.stats),
+            }
+        }
+    }
+}
+
+/// Gives every backend of `new` that `old` also has (same name) the old queue: the requests
+/// in flight keep their slots and those waiting their places, whichever snapshot they hold.
+/// Its limits change only when the reload is applied (`apply`). Other backends get a queue
+/// that counts for the workers that run.
+fn carry_queues(old: &Config, new: &mut Config) {
+    use crate::upstream::queue::BackendQueue;
+    let workers = new.workers;
+    let Some(rev) = new.reverse.as_mut() else {
+        return;
+    };
+    for b in &mut rev.backends {
+        let was = old
+            .reverse
+            .iter()
+            .flat_map(|r| &r.backends)
+            .find(|o| o.name == b.name);
+        let q = &mut b.queue;
+        match was {
+            Some(o) => q.state = Arc::clone(&o.queue.state),
+            None if q.state.workers() != workers => {
+                q.state = BackendQueue::new(q.max_active, q.max_queued, workers)
+            }
+            None => {}
+        }
+    }
+}
+
 fn modified(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -239,6 +310,76 @@ mod tests {
         assert!(m[1].state.is_online(), "a new upstream starts online");
         // b's credentials changed: a new identity
         assert!(!Arc::ptr_eq(&m[2].state, &old.pools[0].members[1].state));
+    }
+
+    #[test]
+    fn site_counts_carry_over_by_site_and_route_name() {
+        let text = |routes: &str| {
+            format!("reverse:\n  listen: ['127.0.0.1:1']\n  sites:\n    - {{name: app, hosts: [a.test], routes: [{routes}]}}\n  backends:\n    web: {{servers: [{{url: 'http://127.0.0.1:2'}}]}}\nworkers: 2\n")
+        };
+        let old = config::parse(
+            &text("{path: /, backend: web}, {path: /api, name: api, backend: web}"),
+            None,
+        )
+        .unwrap();
+        let o = old.reverse.as_ref().unwrap();
+        o.sites[0].routes[1]
+            .stats
+            .done(1, 200, Duration::from_millis(3));
+        let mut new = config::parse(
+            &text("{path: /v2, name: api, backend: web}, {path: /x, backend: web}"),
+            None,
+        )
+        .unwrap();
+        // The file says 2 workers; ferry runs 3 (a change of `workers` takes a restart).
+        new.workers = 3;
+        carry_site_stats(&old, &mut new);
+        let n = new.reverse.as_ref().unwrap();
+        let api = &n.sites[0].routes[0].stats;
+        assert!(
+            Arc::ptr_eq(api, &o.sites[0].routes[1].stats),
+            "same name: same counts"
+        );
+        assert_eq!(api.totals().codes, [0, 1, 0, 0, 0]);
+        assert!(Arc::ptr_eq(&n.no_site, &o.no_site));
+        assert!(Arc::ptr_eq(&n.sites[0].no_route, &o.sites[0].no_route));
+        let x = &n.sites[0].routes[1].stats;
+        assert_eq!(
+            (x.totals().requests(), x.workers()),
+            (0, 3),
+            "a new route starts at zero, sized for the workers that run"
+        );
+    }
+
+    #[test]
+    fn queues_carry_over_by_backend_name_and_take_new_limits_when_applied() {
+        // `web` stays (at index 1), the other backend (at 0) is new in the second file.
+        let text = |web: &str, other: &str| {
+            format!("reverse:\n  listen: ['127.0.0.1:1']\n  sites: [{{hosts: [a.test], routes: [{{backend: web}}, {{path: /x, backend: {other}}}]}}]\n  backends:\n    web: {{servers: [{{url: 'http://127.0.0.1:2'}}], queue: {web}}}\n    {other}: {{servers: [{{url: 'http://127.0.0.1:3'}}]}}\nworkers: 2\n")
+        };
+        let old = config::parse(&text("{max_active: 1, max_queued: 5}", "api"), None).unwrap();
+        let web = |c: &Config| c.reverse.as_ref().unwrap().backends[1].queue.state.clone();
+        let held = match web(&old).enter(0, || unreachable!()) {
+            crate::upstream::queue::Admission::Go(s) => s,
+            _ => panic!("a free slot"),
+        };
+        let mut new = config::parse(&text("{max_active: 4, max_queued: 1}", "app"), None).unwrap();
+        new.workers = 3;
+        carry_queues(&old, &mut new);
+        assert!(Arc::ptr_eq(&web(&new), &web(&old)), "same name: same queue");
+        assert_eq!(web(&new).active(), 1, "the count goes on");
+        assert_eq!(web(&new).limits(), (1, 5), "not applied yet");
+        let api = &new.reverse.as_ref().unwrap().backends[0].queue.state;
+        assert_eq!(
+            api.workers(),
+            3,
+            "a new queue counts for the workers that run"
+        );
+        let q = &new.reverse.as_ref().unwrap().backends[1].queue;
+        q.state.set_limits(q.max_active, q.max_queued);
+        assert_eq!(web(&old).limits(), (4, 1));
+        drop(held);
+        assert_eq!(web(&new).active(), 0);
     }
 
     #[test]

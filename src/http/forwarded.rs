@@ -50,38 +50,17 @@ pub fn request_head(
     rev: &Reverse,
 ) -> String {
     let _ = write!(out, "{} {} HTTP/1.{}\r\n", req.method, f.target, req.minor);
-    let field = |name: &'static str| {
-        f.trusted
-            .then(|| {
-                req.headers
-                    .iter()
-                    .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            })
-            .into_iter()
-            .flatten()
-            .map(|h| super::trim(h.value))
-            .filter(|v| !v.is_empty())
-    };
+    let field = |name: &'static str| believed(req, f.trusted, name);
+    // A field ferry writes or removes itself cannot come from the client under its
+    // underscore spelling either: `X_Forwarded_For` and `Remote_User` are `HTTP_X_FORWARDED_FOR`
+    // and `HTTP_REMOTE_USER` to CGI, PHP, WSGI and Rack backends, as the dashed fields are
+    // (nginx drops fields with underscores for this). Other fields with underscores go on.
+    let ferrys =
+        |name: &str| is_forwarding_field(name) || is_proxy_field(name) || f.edits.replaces(name);
     copy_request_fields(out, req, |name| {
-        FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || is_proxy_field(name)
-            || f.edits.replaces(name)
+        ferrys(name) || (name.contains('_') && ferrys(&name.replace('_', "-")))
     });
-    // X-Forwarded-For: the trusted chain, then the client.
-    out.push(b"X-Forwarded-For: ");
-    let mut chain: Vec<&[u8]> = Vec::new();
-    for v in field("x-forwarded-for") {
-        chain.extend(
-            v.split(|&b| b == b',')
-                .map(super::trim)
-                .filter(|e| !e.is_empty()),
-        );
-    }
-    for e in &chain {
-        out.push(e);
-        out.push(b", ");
-    }
-    let _ = write!(out, "{}\r\n", f.client);
+    let chain = forwarded_for(out, req, f.client, f.trusted);
     // X-Real-IP: the rightmost address of the chain that is not a trusted proxy.
     let real = std::iter::once(Some(f.client))
         .chain(chain.iter().rev().map(|e| parse_ip(e)))
@@ -95,10 +74,14 @@ pub fn request_head(
             let e = chain.iter().rev().find(|e| parse_ip(e).is_none()).copied();
             write_field(out, "X-Real-IP", e.unwrap_or_default());
         }
-        None => {
-            let first = chain.first().copied().unwrap_or_default();
-            write_field(out, "X-Real-IP", first);
-        }
+        // Every hop is a trusted proxy: the farthest one is the client, or the peer itself
+        // when it named none (a balancer's own request), never an empty field.
+        None => match chain.first() {
+            Some(first) => write_field(out, "X-Real-IP", first),
+            None => {
+                let _ = write!(out, "X-Real-IP: {}\r\n", f.client);
+            }
+        },
     }
     let proto = field("x-forwarded-proto").next();
     write_field(
@@ -120,6 +103,86 @@ pub fn request_head(
     write_field(out, "X-Request-Id", id.as_bytes());
     end_request_fields(out, req, f.via, Some(f.edits));
     id
+}
+
+/// True for the forwarding fields ferry writes itself on a reverse request.
+pub fn is_forwarding_field(name: &str) -> bool {
+    FORWARDING.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// The non-empty values of the fields named `name`, when the peer is trusted to send them.
+fn believed<'r>(
+    req: &'r RequestHead<'_, '_>,
+    trusted: bool,
+    name: &'static str,
+) -> impl Iterator<Item = &'r [u8]> + 'r {
+    trusted
+        .then(|| {
+            req.headers
+                .iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        })
+        .into_iter()
+        .flatten()
+        .map(|h| super::trim(h.value))
+        .filter(|v| !v.is_empty())
+}
+
+/// Writes `X-Forwarded-For`: a trusted peer's chain, then the client. Returns the chain.
+fn forwarded_for<'r>(
+    out: &mut Buf,
+    req: &'r RequestHead<'_, '_>,
+    client: IpAddr,
+    trusted: bool,
+) -> Vec<&'r [u8]> {
+    out.push(b"X-Forwarded-For: ");
+    let mut chain: Vec<&[u8]> = Vec::new();
+    for v in believed(req, trusted, "x-forwarded-for") {
+        chain.extend(
+            v.split(|&b| b == b',')
+                .map(super::trim)
+                .filter(|e| !e.is_empty()),
+        );
+    }
+    for e in &chain {
+        out.push(e);
+        out.push(b", ");
+    }
+    let _ = write!(out, "{client}\r\n");
+    chain
+}
+
+/// Writes what an external auth service is told of a request (DESIGN §7.3, the contract of
+/// Traefik's ForwardAuth and nginx's `auth_request`): `X-Forwarded-Method`, `-Proto`, `-Host`,
+/// `-Uri` (`uri`: the target as routing normalized it, the path the backend gets) and `-For`,
+/// believed from a trusted peer as for a backend, then the client's `Authorization` and
+/// `Cookie` fields as they came. Nothing else of the request goes: the service decides on
+/// these alone. `client`, `trusted`, `scheme` and `host` mean what they mean in `Forwarding`.
+pub fn auth_request_fields(
+    out: &mut Buf,
+    req: &RequestHead<'_, '_>,
+    uri: &str,
+    client: IpAddr,
+    trusted: bool,
+    scheme: &str,
+    host: &str,
+) {
+    write_field(out, "X-Forwarded-Method", req.method.as_bytes());
+    let proto = believed(req, trusted, "x-forwarded-proto").next();
+    write_field(out, "X-Forwarded-Proto", proto.unwrap_or(scheme.as_bytes()));
+    let host = believed(req, trusted, "x-forwarded-host")
+        .next()
+        .unwrap_or(host.as_bytes());
+    if !host.is_empty() {
+        write_field(out, "X-Forwarded-Host", host);
+    }
+    write_field(out, "X-Forwarded-Uri", uri.as_bytes());
+    forwarded_for(out, req, client, trusted);
+    for h in req.headers {
+        if h.name.eq_ignore_ascii_case("authorization") || h.name.eq_ignore_ascii_case("cookie") {
+            write_field(out, h.name, h.value);
+        }
+    }
 }
 
 /// `Proxy-*` fields are between a client and its proxy (DESIGN §7.1 removes them both

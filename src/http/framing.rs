@@ -104,6 +104,29 @@ impl BodyState {
         }
     }
 
+    /// How many more bytes may pass without being looked at: the rest of a body of known
+    /// length, or any number until the close; `None` for a chunked body (its sizes must be
+    /// read) and for one that is over.
+    pub fn blind_limit(&self) -> Option<u64> {
+        match self.state {
+            State::Remaining(n) => Some(n),
+            State::UntilClose => Some(u64::MAX),
+            State::Chunked { .. } | State::Done => None,
+        }
+    }
+
+    /// Accounts for `n` body bytes that passed without being looked at (spliced); `n` is at
+    /// most `blind_limit()`.
+    pub fn advance_blind(&mut self, n: u64) {
+        if let State::Remaining(left) = &mut self.state {
+            debug_assert!(n <= *left, "{n} bytes spliced past a body's end");
+            *left -= n.min(*left);
+            if *left == 0 {
+                self.state = State::Done;
+            }
+        }
+    }
+
     /// Looks at `input` (bytes that follow what was already accounted for) and returns how many
     /// of them belong to this body. When the body ends inside `input`, the rest is the next
     /// message's and is left alone.
@@ -379,6 +402,24 @@ mod tests {
         let mut st = BodyState::new(Framing::Length(3));
         st.advance(b"a").unwrap();
         assert!(!st.finish_on_eof());
+    }
+
+    #[test]
+    fn bytes_passed_blind_count_against_a_known_length_only() {
+        let mut st = BodyState::new(Framing::Length(10));
+        st.advance(b"abc").unwrap();
+        assert_eq!(st.blind_limit(), Some(7));
+        st.advance_blind(6);
+        assert_eq!(st.blind_limit(), Some(1));
+        st.advance_blind(1);
+        assert!(st.is_done());
+        assert_eq!(st.blind_limit(), None);
+        let mut st = BodyState::new(Framing::UntilClose);
+        st.advance_blind(1 << 40);
+        assert_eq!(st.blind_limit(), Some(u64::MAX));
+        assert!(!st.is_done());
+        assert_eq!(BodyState::new(Framing::Chunked).blind_limit(), None);
+        assert_eq!(BodyState::new(Framing::Length(0)).blind_limit(), None);
     }
 
     /// A small deterministic generator, so the property test needs no crate and is repeatable.

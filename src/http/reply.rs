@@ -105,6 +105,7 @@ pub fn reason(status: u16) -> &'static str {
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
         404 => "Not Found",
@@ -126,12 +127,14 @@ pub fn reason(status: u16) -> &'static str {
 /// (a refusal ends the client connection: after one, what follows cannot be trusted to be in
 /// sync).
 pub fn write(out: &mut Buf, r: &Refusal) {
-    write_answer(out, r, Some("Connection: close\r\n"));
+    write_answer(out, r, Some("Connection: close\r\n"), true);
 }
 
 /// Writes `r` as a complete response; `conn` is ferry's `Connection` field, if any (an
-/// answer that keeps the connection: none for HTTP/1.1, `keep-alive` for 1.0).
-pub fn write_answer(out: &mut Buf, r: &Refusal, conn: Option<&str>) {
+/// answer that keeps the connection: none for HTTP/1.1, `keep-alive` for 1.0). Without
+/// `body` (the answer to a HEAD) only the head goes out, with the length the body would
+/// have (RFC 9110 §9.3.2): on a kept connection a body would be read as the next response.
+pub fn write_answer(out: &mut Buf, r: &Refusal, conn: Option<&str>, body: bool) {
     let _ = write!(
         out,
         "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\n",
@@ -146,11 +149,13 @@ pub fn write_answer(out: &mut Buf, r: &Refusal, conn: Option<&str>) {
     }
     let _ = write!(
         out,
-        "Content-Length: {}\r\n{}\r\n{}\n",
+        "Content-Length: {}\r\n{}\r\n",
         r.why.len() + 1,
-        conn.unwrap_or(""),
-        r.why
+        conn.unwrap_or("")
     );
+    if body {
+        let _ = writeln!(out, "{}", r.why);
+    }
 }
 
 /// The answer to an OPTIONS or TRACE whose `Max-Forwards` is 0: ferry is its final recipient

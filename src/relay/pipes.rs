@@ -1,16 +1,20 @@
 //! A worker's pool of pipes for splice(2). Pipes are capped in number (each costs two fds and
-//! up to its capacity in kernel memory while data sits in it); when none is free a tunnel falls
-//! back to copying through a pooled buffer.
+//! up to its capacity in kernel memory while data sits in it); when none is free a tunnel or a
+//! message body falls back to copying through a pooled buffer.
 //!
 //! Splicing is an optimisation and fds are what every connection needs, so pipes get only a
 //! share of the process's open-files limit: a client turned away because two pipes took its
 //! fds is a failure, a tunnel that copies is not.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 /// Capacity asked of each pipe. 64 KiB is the kernel's default and what one splice call moves.
 #[cfg(target_os = "linux")]
 pub const PIPE_SIZE: usize = 64 * 1024;
 
-/// Pipes (two per spliced tunnel) a worker opens at most, however many fds there are.
+/// Pipes (two per spliced tunnel, one per spliced body) a worker opens at most, however many
+/// fds there are.
 pub const MAX_PIPES: usize = 512;
 
 /// The share of the open-files limit that pipes may hold, across all workers: a quarter, so
@@ -25,12 +29,31 @@ pub fn pipe_cap(fd_limit: u64, workers: usize) -> usize {
     (fds / 2).min(MAX_PIPES as u64) as usize
 }
 
+/// A pipe of a worker's pool. It counts as open for as long as it lives: whatever drops it (an
+/// error path, a panic unwinding through a session) closes it and takes it off the count, so a
+/// lost pipe can never leave the pool believing it is exhausted.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct PooledPipe {
+    /// The pipe itself (its fds and capacity).
+    pub pipe: crate::sys::Pipe,
+    open: Rc<Cell<usize>>,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for PooledPipe {
+    fn drop(&mut self) {
+        self.open.set(self.open.get() - 1);
+    }
+}
+
 /// The free pipes of one worker, and how many it has open in all.
 #[derive(Debug)]
 pub struct PipePool {
     #[cfg(target_os = "linux")]
-    free: Vec<crate::sys::Pipe>,
-    open: usize,
+    free: Vec<PooledPipe>,
+    /// Shared with every pipe handed out (see `PooledPipe`).
+    open: Rc<Cell<usize>>,
     #[cfg(target_os = "linux")]
     max: usize,
 }
@@ -43,7 +66,7 @@ impl PipePool {
         PipePool {
             #[cfg(target_os = "linux")]
             free: Vec::new(),
-            open: 0,
+            open: Rc::default(),
             #[cfg(target_os = "linux")]
             max,
         }
@@ -51,22 +74,25 @@ impl PipePool {
 
     /// Pipes open now (free or in use).
     pub fn open(&self) -> usize {
-        self.open
+        self.open.get()
     }
 
     /// A pipe, if one is free or another may be opened.
     #[cfg(target_os = "linux")]
-    pub fn get(&mut self) -> Option<crate::sys::Pipe> {
+    pub fn get(&mut self) -> Option<PooledPipe> {
         if let Some(p) = self.free.pop() {
             return Some(p);
         }
-        if self.open >= self.max {
+        if self.open.get() >= self.max {
             return None;
         }
         match crate::sys::Pipe::new(PIPE_SIZE) {
-            Ok(p) => {
-                self.open += 1;
-                Some(p)
+            Ok(pipe) => {
+                self.open.set(self.open.get() + 1);
+                Some(PooledPipe {
+                    pipe,
+                    open: self.open.clone(),
+                })
             }
             Err(e) => {
                 log::debug!("no pipe for splice ({e}); copying instead");
@@ -78,7 +104,7 @@ impl PipePool {
     /// Two pipes, one per direction of a tunnel, or none: a tunnel that could splice only one
     /// way would hold two fds for half the gain.
     #[cfg(target_os = "linux")]
-    pub fn pair(&mut self) -> Option<(crate::sys::Pipe, crate::sys::Pipe)> {
+    pub fn pair(&mut self) -> Option<(PooledPipe, PooledPipe)> {
         let first = self.get()?;
         match self.get() {
             Some(second) => Some((first, second)),
@@ -89,14 +115,14 @@ impl PipePool {
         }
     }
 
-    /// Takes a pipe back; one that still holds bytes is closed instead of reused.
+    /// Takes a pipe back; one that still holds bytes is closed instead of reused (what is left
+    /// in it belongs to a message that was cut off, and would go out with the next one).
     #[cfg(target_os = "linux")]
-    pub fn put(&mut self, p: crate::sys::Pipe, empty: bool) {
+    pub fn put(&mut self, p: PooledPipe, empty: bool) {
         if empty && self.free.len() < 64 {
             self.free.push(p);
-        } else {
-            self.open -= 1;
         }
+        // Otherwise `p` drops here: closed, and off the count.
     }
 }
 
@@ -125,8 +151,24 @@ mod tests {
         assert!(pool.pair().is_none());
         assert_eq!(pool.open(), 3);
         pool.put(a, true);
-        let _ = pool.pair().unwrap();
+        let _pair = pool.pair().unwrap();
         assert_eq!(pool.open(), 3);
         pool.put(b, true);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pipe_dropped_anywhere_is_closed_and_uncounted() {
+        let mut pool = PipePool::new(2);
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        assert!(pool.get().is_none());
+        // An error path or a panic drops it without `put`: it must not count as open.
+        drop(a);
+        assert_eq!(pool.open(), 1);
+        // A pipe given back with bytes in it is closed, not reused.
+        pool.put(b, false);
+        assert_eq!(pool.open(), 0);
+        let _ = pool.pair().unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! Which member of a pool serves it is `upstream::select`'s job.
 
 pub mod domain;
+pub mod path;
 pub mod reverse;
 pub mod rules;
 pub mod site;

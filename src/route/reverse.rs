@@ -3,11 +3,12 @@
 //! list, redirect, HTTPS redirect and body limit. What comes out is where the request goes
 //! and the target its server receives, or the answer ferry gives itself.
 
-use crate::config::{Reverse, RouteAction};
+use crate::config::{HeaderOps, Reverse, RouteAction};
 use crate::http::framing::Framing;
 use crate::http::reply::Refusal;
 use crate::http::request::{MethodKind, RequestHead};
-use crate::route::site::{normalize_path, strip_prefix};
+use crate::route::path::{normalize_path, without_params};
+use crate::route::site::strip_prefix;
 
 /// A request that goes to a backend.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +20,17 @@ pub struct Plan {
     /// The request target the server gets: the normalized path, less the route's prefix when
     /// it says `strip_prefix`, and the query as it came.
     pub target: String,
+    /// This request's own field edits, in place of the route's: theirs plus the fields a site's
+    /// auth service passed on (`copy_headers`). `None`: the route's.
+    pub request_edits: Option<Box<HeaderOps>>,
+}
+
+/// How far routing got with a request: its site and route once found. A request that ferry
+/// answers itself is counted there (DESIGN §7.4).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub site: Option<usize>,
+    pub route: Option<usize>,
 }
 
 /// Methods named in the `Allow` of a 405 for CONNECT (what the sites may serve).
@@ -27,13 +39,30 @@ const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 /// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
 #[cfg_attr(ferry_lean, optimize(speed))]
 pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
+    decide_at(rev, req, https, &mut Place::default())
+}
+
+/// `decide`, also telling in `at` how far it got (for the count of ferry's own answers).
+pub fn decide_at(
+    rev: &Reverse,
+    req: &RequestHead<'_, '_>,
+    https: bool,
+    at: &mut Place,
+) -> Result<Plan, Refusal> {
     if req.kind == MethodKind::Connect {
         return Err(
             Refusal::new(405, "CONNECT is not served here: this is a reverse proxy")
                 .with("Allow", SITE_METHODS.into()),
         );
     }
+    // An IPv6 literal of an absolute-form target is held without its brackets; a site's
+    // pattern and a Host field have them.
+    let bracketed;
     let host = match (req.target.host, req.host) {
+        (h, _) if req.target.is_v6() => {
+            bracketed = format!("[{h}]");
+            bracketed.as_str()
+        }
         ("", Some(h)) => h,
         ("", None) if req.minor == 1 => {
             // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
@@ -45,6 +74,7 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
     let Some(site_index) = rev.hosts.lookup(host) else {
         return Err(Refusal::new(404, format!("no site is published for host {host:?}")).kept());
     };
+    at.site = Some(site_index);
     let site = &rev.sites[site_index];
     // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
     // whole: the site's root route answers it. Another method's empty path is "/".
@@ -58,13 +88,18 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
     };
     normalize_path(&raw, &mut target).map_err(|e| Refusal::new(400, e.why()))?;
     let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
-    let Some(route_index) = site.table.lookup(path) else {
+    // Routes are matched without path parameters (`/admin;p` is `/admin` to the servers that
+    // read them); the server still gets them.
+    let mut plain = String::new();
+    let matched = without_params(path, &mut plain);
+    let Some(route_index) = site.table.lookup(matched) else {
         return Err(Refusal::new(
             404,
             format!("site {} has no route for this path", site.name),
         )
         .kept());
     };
+    at.route = Some(route_index);
     let route = &site.routes[route_index];
     if !route.methods.is_empty() && !route.methods.iter().any(|m| m == req.method) {
         // A route is chosen by path alone: a shorter one does not take over.
@@ -83,7 +118,7 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
         return Err(redirect(308, format!("https://{authority}{target}")));
     }
     let sent_path = if route.strip_prefix {
-        strip_prefix(path, &route.path)
+        strip_prefix(matched, &route.path)
     } else {
         path
     };
@@ -116,6 +151,7 @@ pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<P
         route: route_index,
         backend,
         target,
+        request_edits: None,
     })
 }
 
@@ -184,6 +220,11 @@ reverse:
         assert_eq!(p.target, "/v1?q=/../x");
         let p = run("GET /api HTTP/1.1\r\nHost: x.app.test\r\n\r\n").unwrap();
         assert_eq!(p.target, "/");
+        // path parameters do not hide a route; "//" is "/"
+        let p = run("GET /api;v=1/users?q HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (1, "/users?q"));
+        let p = run("GET //api/x HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+        assert_eq!((p.route, p.target.as_str()), (1, "/x"));
         let p = run("GET /apix HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
         assert_eq!((p.route, p.target.as_str()), (0, "/apix"));
         // an absolute-form target's host wins over Host
@@ -218,6 +259,51 @@ reverse:
         // the catch-all site has only /only
         assert_eq!(status("GET /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"), 404);
         assert!(run("GET /only HTTP/1.1\r\nHost: nowhere.test\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn tells_how_far_routing_got_for_the_count_of_its_answers() {
+        let c = config();
+        let at = |head: &str| {
+            let mut h = [httparse::EMPTY_HEADER; 16];
+            let req = crate::http::request::parse_in(head.as_bytes(), &mut h, true)
+                .unwrap()
+                .unwrap();
+            let mut at = Place::default();
+            let _ = decide_at(c.reverse.as_ref().unwrap(), &req, false, &mut at);
+            at
+        };
+        let place = |site, route| Place { site, route };
+        assert_eq!(at("GET / HTTP/1.1\r\n\r\n"), place(None, None));
+        assert_eq!(
+            at("CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(None, None)
+        );
+        // the catch-all site, without a route for /x
+        assert_eq!(
+            at("GET /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"),
+            place(Some(2), None)
+        );
+        assert_eq!(
+            at("GET /a/../../b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), None)
+        );
+        assert_eq!(
+            at("DELETE /api/x HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(1))
+        );
+        assert_eq!(
+            at("GET /old/a HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(2))
+        );
+        assert_eq!(
+            at("GET /p HTTP/1.1\r\nHost: secure.test\r\n\r\n"),
+            place(Some(1), Some(0))
+        );
+        assert_eq!(
+            at("GET /api/v HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+            place(Some(0), Some(1))
+        );
     }
 
     #[test]

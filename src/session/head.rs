@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::http::framing::Framing;
+use crate::route::reverse::Place;
 
 impl Session {
     #[cfg_attr(ferry_lean, optimize(speed))]
@@ -71,7 +72,11 @@ impl Session {
                     self.peer = SocketAddr::new(src.ip().to_canonical(), src.port());
                 }
                 let rev = self.config.reverse.as_ref();
-                self.trusted = rev.is_some_and(|r| r.trusts(self.peer.ip()));
+                // The client the header names is trusted or not. A header that names none
+                // (v1 UNKNOWN, v2 LOCAL or another family) leaves the balancer's address as
+                // the client, but what follows may still be a client's request: its
+                // forwarding fields are not believed on the balancer's word.
+                self.trusted = source.is_some() && rev.is_some_and(|r| r.trusts(self.peer.ip()));
                 if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
                     log::debug!("{}: not in reverse.allow", self.peer);
                     ctx.bufs
@@ -97,8 +102,9 @@ impl Session {
     #[cfg_attr(ferry_lean, optimize(speed))]
     fn try_start_request(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         // Each request starts with the newest config (a reload reaches keep-alive clients at
-        // their next request); the exchange then keeps it to the end.
-        if !Arc::ptr_eq(&self.config, &ctx.config) {
+        // their next request); the exchange then keeps it to the end. A head the site's auth
+        // service let through is judged again under the snapshot it was let through by.
+        if !Arc::ptr_eq(&self.config, &ctx.config) && self.auth_pass.is_none() {
             self.config = ctx.config.clone();
         }
         let max = self.config.limits.max_header_bytes;
@@ -133,7 +139,14 @@ impl Session {
                 // Not a head after all: `scan` looks past this terminator next time.
                 Ok(None) => continue,
                 Err(e) => return Err(Fail::Refuse(e.into())),
-                Ok(Some(req)) => {
+                Ok(Some(mut req)) => {
+                    if self.role == Role::Reverse && req.upgrade && asks_for_h2c(&req) {
+                        // h2c smuggling: after a 101 the client would speak HTTP/2 straight
+                        // to the backend, past the routes, method lists and forwarding
+                        // fields. Not offered (as Envoy and HAProxy do not): the Upgrade
+                        // field is then hop-by-hop and the backend gets a plain request.
+                        req.upgrade = false;
+                    }
                     #[cfg(feature = "test-hooks")]
                     if req.target.host == "panic.ferry.test" {
                         panic!("test-hooks: a panic on request");
@@ -143,6 +156,8 @@ impl Session {
                         ctx.crash = true;
                     }
                     let started = self.head_started.take().unwrap_or(ctx.now);
+                    // A pass from a site's auth service is for this head only.
+                    let passed = self.auth_pass.take();
                     let allowed = match self.role {
                         Role::Forward => crate::access::check_request(
                             &self.config,
@@ -161,6 +176,16 @@ impl Session {
                         let out = ctx.bufs.fill(&mut self.cout);
                         reply::write_final_recipient(out, &req, &cin.bytes()[..end], keep);
                         ctx.stats().request_done(false, false, true, 0, 0);
+                        if self.role == Role::Reverse {
+                            let took = ctx.now.saturating_duration_since(started);
+                            crate::metrics::site_answered(
+                                &self.config,
+                                Place::default(),
+                                ctx.worker,
+                                200,
+                                took,
+                            );
+                        }
                         if self.config.access_log {
                             log::info!(target: crate::logging::ACCESS, "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
                         }
@@ -174,6 +199,7 @@ impl Session {
                         }
                         return Ok(true);
                     }
+                    let mut at = Place::default();
                     let begun = match self.role {
                         Role::Forward => allowed.and_then(|()| {
                             Exchange::start(&req, self.peer, started, &self.config, ctx)
@@ -181,11 +207,33 @@ impl Session {
                         Role::Reverse => {
                             let config = self.config.clone();
                             let rev = config.reverse.as_ref();
+                            // Site auth (DESIGN §7.3) once the site and route are known.
                             let plan = rev
                                 .ok_or_else(|| Refusal::new(404, "no site is published here"))
-                                .and_then(|rev| crate::route::reverse::decide(rev, &req, false));
+                                .and_then(|rev| {
+                                    let plan = crate::route::reverse::decide_at(
+                                        rev, &req, false, &mut at,
+                                    )?;
+                                    auth::gate(rev, plan, &req, passed)
+                                });
                             match plan {
-                                Ok(plan) => Exchange::start_reverse(
+                                Ok(auth::Gated::Ask(service, plan)) => {
+                                    // The head stays in `cin` until the service has answered.
+                                    let check = auth::AuthCheck::new(
+                                        service,
+                                        &req,
+                                        &plan,
+                                        self.peer,
+                                        self.trusted,
+                                        started,
+                                        &config,
+                                        ctx,
+                                    );
+                                    self.scan = HeadScan::default();
+                                    self.begin_auth(check, ctx)?;
+                                    return Ok(true);
+                                }
+                                Ok(auth::Gated::Go(plan)) => Exchange::start_reverse(
                                     &req,
                                     plan,
                                     self.peer,
@@ -197,6 +245,10 @@ impl Session {
                                 // Redirects, 404 and 405 leave the connection usable when
                                 // nothing of the request is left to read.
                                 Err(r) if r.keep && req.framing == Framing::None => {
+                                    let took = ctx.now.saturating_duration_since(started);
+                                    crate::metrics::site_answered(
+                                        &config, at, ctx.worker, r.status, took,
+                                    );
                                     let keep = req.keep_alive && !ctx.draining;
                                     let out = ctx.bufs.fill(&mut self.cout);
                                     answer_kept(out, &r, &req, keep);
@@ -217,6 +269,12 @@ impl Session {
                             }
                         }
                     };
+                    if let (Role::Reverse, Err(r)) = (self.role, &begun) {
+                        // Answered by ferry before any exchange began (a 400, a 413, a 503
+                        // with no server online): counted here, where its site is known.
+                        let took = ctx.now.saturating_duration_since(started);
+                        crate::metrics::site_answered(&self.config, at, ctx.worker, r.status, took);
+                    }
                     let len = req.len;
                     self.refused_connect = req.kind == request::MethodKind::Connect;
                     cin.consume(len);
@@ -237,5 +295,12 @@ fn answer_kept(out: &mut Buf, r: &Refusal, req: &request::RequestHead<'_, '_>, k
         (true, 0) => Some("Connection: keep-alive\r\n"),
         (true, _) => None,
     };
-    reply::write_answer(out, r, conn);
+    reply::write_answer(out, r, conn, req.kind != request::MethodKind::Head);
+}
+
+/// True when the request's `Upgrade` names `h2c` (RFC 7540 §3.2's cleartext HTTP/2).
+fn asks_for_h2c(req: &request::RequestHead<'_, '_>) -> bool {
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && crate::http::has_token(h.value, "h2c"))
 }

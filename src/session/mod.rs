@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! Head ──► Exchange: Resolving ─► Connecting ─► Connected (request ► / ◄ response) ──┐
+//!  │ ▲                                                                                 │
+//!  │ └── Auth (a site's auth service asked first, see `auth`) ◄── reverse, auth.forward │
 //!  ▲                                   │                     │                       │
 //!  │                                   │ CONNECT direct,     │ CONNECT 2xx from      │
 //!  │                                   ▼ or 101              ▼ upstream, or 101      │
@@ -18,12 +20,15 @@
 //!   stay in `cin` until their turn.
 //! - `Exchange` owns one request/response: the rewritten head, request body framing
 //!   (`cin` → `sout`) and response framing (`sin` → `cout`).
+//! - `Auth` asks a site's auth service about the head at the front of `cin` before its
+//!   exchange may start (see `auth`).
 //! - `Tunnel` relays raw bytes both ways (see `relay`).
 //! - `Closing` writes out `cout` (often a refusal from `http::reply`), then closes.
 //!
 //! Buffers are taken from the worker's pool when bytes must wait and given back as soon as they
 //! are empty, so a session at rest holds none.
 
+mod auth;
 mod exchange;
 mod head;
 mod tunnel;
@@ -125,6 +130,8 @@ enum Phase {
     /// Waiting for the PROXY protocol header a trusted proxy sends first (`proxy_protocol`).
     Preface,
     Head,
+    /// A site's auth service is asked about the head at the front of `cin`.
+    Auth(Box<auth::AuthCheck>),
     Exchange(Box<Exchange>),
     Tunnel(Box<TunnelState>),
     /// `shut`: our FIN went out; `reset`: close with a reset once `cout` is written.
@@ -157,6 +164,8 @@ pub struct Session {
     sout: Option<Buf>,
     /// The search of `cin` for the end of the next head.
     scan: HeadScan,
+    /// The auth service said yes to the head at the front of `cin` (it is parsed again).
+    auth_pass: Option<Box<auth::AuthPass>>,
     /// When the first byte of the head now arriving came (the header and request timeouts run
     /// from it); `None` while the connection waits idle between requests.
     head_started: Option<Instant>,
@@ -201,6 +210,7 @@ impl Session {
             sin: None,
             sout: None,
             scan: HeadScan::default(),
+            auth_pass: None,
             head_started: None,
             client_eof: false,
             refused_connect: false,
@@ -231,9 +241,14 @@ impl Session {
     pub fn ready(&mut self, side: Side, ev: Readiness, ctx: &mut Ctx) -> Step {
         let conn = match side {
             Side::Client => &mut self.client,
-            Side::Server => match &mut self.server {
-                Some(s) => &mut s.conn,
-                None => return Step::Wait,
+            Side::Server => match (&mut self.phase, &mut self.server) {
+                // The auth sub-request has the server token (the session has no server then).
+                (Phase::Auth(a), _) => match a.conn_mut() {
+                    Some(c) => c,
+                    None => return Step::Wait,
+                },
+                (_, Some(s)) => &mut s.conn,
+                (_, None) => return Step::Wait,
             },
         };
         conn.readable |= ev.readable;
@@ -245,6 +260,11 @@ impl Session {
     /// Takes a resolver's answer (ignored unless the session is still waiting for it).
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn resolved(&mut self, answer: Answer, ctx: &mut Ctx) -> Step {
+        if let Phase::Auth(a) = &self.phase {
+            if a.is_resolving(&answer.host, &self.config) {
+                return self.auth_resolved(answer.result, answer.abandoned, ctx);
+            }
+        }
         if let Phase::Exchange(ex) = &mut self.phase {
             if ex.is_resolving(&answer.host, &self.config) {
                 let step = self.on_resolved(answer.result, answer.abandoned, ctx);
@@ -274,6 +294,10 @@ impl Session {
                 self.settle(r, ctx)
             }
             Phase::Preface | Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
+            Phase::Auth(_) => {
+                let r = self.auth_timeout(ctx);
+                self.settle(r, ctx)
+            }
             Phase::Exchange(_) => {
                 let r = self.exchange_timeout(ctx);
                 self.settle(r, ctx)
@@ -288,6 +312,7 @@ impl Session {
             let r = match self.phase {
                 Phase::Preface => self.drive_preface(ctx),
                 Phase::Head => self.drive_head(ctx),
+                Phase::Auth(_) => self.drive_auth(ctx),
                 Phase::Exchange(_) => self.drive_exchange(ctx),
                 Phase::Tunnel(_) => self.drive_tunnel(ctx),
                 Phase::Closing { .. } => self.drive_closing(ctx),
@@ -513,6 +538,7 @@ impl Session {
     fn release_phase(&mut self, old: Phase, ctx: &mut Ctx) {
         match old {
             Phase::Exchange(ex) => ex.release(ctx),
+            Phase::Auth(a) => a.release(ctx),
             Phase::Tunnel(t) => {
                 ctx.stats().request_done(
                     t.connect,

@@ -5,6 +5,7 @@
 //! `Rotation`; the rest of the state (tie-breaking turn, a random generator) is per worker.
 
 use crate::config::{HashKey, Mode, PoolSpec};
+use crate::upstream::state::ActiveGuard;
 
 /// What `best` adds per active connection, in ms.
 const ACTIVE_PENALTY_MS: u64 = 50;
@@ -30,9 +31,11 @@ impl Selector {
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pick(&mut self, pool: &PoolSpec, key: &[u8], exclude: &[usize]) -> Option<usize> {
         let n = pool.members.len();
+        // An offline member is a candidate only while its half-open circuit has a trial
+        // slot free (`pick_server` then takes it).
         let ok = |i: usize| {
             let m = &pool.members[i];
-            m.state.is_online()
+            (m.state.is_online() || pool.breaker.is_some_and(|b| m.state.trial_ready(&b)))
                 && !exclude.contains(&i)
                 && (m.max_active == 0 || m.state.active() < m.max_active)
         };
@@ -76,6 +79,35 @@ impl Selector {
         }
     }
 
+    /// `pick` for a backend: a member picked while its circuit is half-open comes with the
+    /// trial slot taken for it (the guard of its attempt); when another worker took the last
+    /// slot meanwhile, another member is picked.
+    pub fn pick_server(
+        &mut self,
+        pool: &PoolSpec,
+        key: &[u8],
+        exclude: &[usize],
+        worker: usize,
+    ) -> Option<(usize, Option<ActiveGuard>)> {
+        let mut lost: Vec<usize> = Vec::new();
+        loop {
+            let i = if lost.is_empty() {
+                self.pick(pool, key, exclude)?
+            } else {
+                let all: Vec<usize> = exclude.iter().chain(&lost).copied().collect();
+                self.pick(pool, key, &all)?
+            };
+            let m = &pool.members[i];
+            let Some(b) = pool.breaker.filter(|_| !m.state.is_online()) else {
+                return Some((i, None));
+            };
+            match m.state.begin_trial(&b, worker) {
+                Some(g) => return Some((i, Some(g))),
+                None => lost.push(i),
+            }
+        }
+    }
+
     /// The eligible member with the lowest score; ties go round in turn.
     fn min_by(
         &self,
@@ -88,6 +120,11 @@ impl Selector {
             .map(|k| (start + k) % n)
             .filter(|&i| eligible(i))
             .min_by_key(|&i| score(i))
+    }
+
+    /// A random number (for backoff jitter).
+    pub fn random(&mut self) -> u64 {
+        self.next_random()
     }
 
     /// xorshift64*: enough for spreading load, no crate needed.

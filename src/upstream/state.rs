@@ -25,6 +25,10 @@ pub struct UpstreamState {
     consecutive_successes: AtomicU32,
     latency_ema_ms: AtomicU32,
     active: AtomicU32,
+    /// When it last went offline (its circuit opened), in `now_ms` time.
+    opened_at: AtomicU32,
+    /// Half-open trial requests in flight.
+    trials: AtomicU32,
     requests: Box<[Padded]>,
     failures: Box<[Padded]>,
     /// Why the last failure happened, for `/status`. Written only when something fails,
@@ -58,6 +62,8 @@ impl UpstreamState {
             consecutive_successes: AtomicU32::new(0),
             latency_ema_ms: AtomicU32::new(NO_SAMPLE),
             active: AtomicU32::new(0),
+            opened_at: AtomicU32::new(0),
+            trials: AtomicU32::new(0),
             requests: counters(workers),
             failures: counters(workers),
             last_failure: Mutex::new(String::new()),
@@ -115,13 +121,75 @@ impl UpstreamState {
             c.0.fetch_add(1, Ordering::Relaxed);
         }
         self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(self.clone())
+        ActiveGuard(self.clone(), false)
+    }
+
+    /// The circuit as `/status` and the metric show it (DESIGN §7.4).
+    pub fn circuit(&self) -> Circuit {
+        match (self.is_online(), self.trials.load(Ordering::Relaxed)) {
+            (true, _) => Circuit::Closed,
+            (false, 0) => Circuit::Open,
+            (false, _) => Circuit::HalfOpen,
+        }
+    }
+
+    /// True when `breaker` lets a trial request through this offline server now (no slot
+    /// is taken: see `begin_trial`).
+    pub fn trial_ready(&self, breaker: &crate::config::Breaker) -> bool {
+        !self.is_online()
+            && self.open_for() >= breaker.open.as_millis().min(u32::MAX as u128 / 2) as u32
+            && self.trials.load(Ordering::Relaxed) < breaker.half_open
+    }
+
+    /// Milliseconds since its circuit opened.
+    fn open_for(&self) -> u32 {
+        super::now_ms().wrapping_sub(self.opened_at.load(Ordering::Relaxed))
+    }
+
+    /// Takes one of the half-open circuit's trial slots (across all workers), for a request
+    /// about to be sent: the guard of the attempt gives it back. False when none is left.
+    pub fn begin_trial(
+        self: &Arc<Self>,
+        breaker: &crate::config::Breaker,
+        worker: usize,
+    ) -> Option<ActiveGuard> {
+        if !self.trial_ready(breaker) {
+            return None;
+        }
+        let took = self
+            .trials
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < breaker.half_open).then_some(n + 1)
+            })
+            .is_ok();
+        if !took {
+            return None;
+        }
+        if self.trials.load(Ordering::Relaxed) == 1 {
+            log::info!(
+                "server {} is half-open: a trial request goes through",
+                self.name
+            );
+        }
+        let mut g = self.begin(worker);
+        g.1 = true;
+        Some(g)
     }
 
     /// A response head (or CONNECT 2xx) arrived after `ms`: the upstream works. The EMA has
     /// α = 0.25 and is fed only this time, never a tunnel's lifetime.
     pub fn passive_success(&self, ms: u32) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        if !self.online.load(Ordering::Relaxed) && self.trials.load(Ordering::Relaxed) > 0 {
+            // A half-open circuit's trial went through: closed again.
+            if !self.online.swap(true, Ordering::Relaxed) {
+                log::info!(
+                    "{} {} is online again: its circuit closed after a good trial request",
+                    self.kind,
+                    self.name
+                );
+            }
+        }
         let ms = ms.min(NO_SAMPLE - 1);
         // A bounded CAS loop: lost races just retry with the newer value.
         let mut cur = self.latency_ema_ms.load(Ordering::Relaxed);
@@ -148,6 +216,20 @@ impl UpstreamState {
     pub fn passive_failure(&self, worker: usize, fall: u32, why: &str) -> bool {
         if let Some(c) = self.failures.get(worker) {
             c.0.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.is_online() && self.trials.load(Ordering::Relaxed) > 0 {
+            // A half-open circuit's trial failed: open again, for another `open_secs`.
+            self.opened_at.store(super::now_ms(), Ordering::Relaxed);
+            if let Ok(mut last) = self.last_failure.lock() {
+                last.clear();
+                last.push_str(why);
+            }
+            log::warn!(
+                "{} {}: the trial request failed; its circuit is open again (last: {why})",
+                self.kind,
+                self.name
+            );
+            return false;
         }
         self.count_failure(fall, "consecutive failures", why)
     }
@@ -185,6 +267,7 @@ impl UpstreamState {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         if n >= fall && self.online.swap(false, Ordering::Relaxed) {
+            self.opened_at.store(super::now_ms(), Ordering::Relaxed);
             log::warn!(
                 "{} {} is offline after {n} {what} (last: {why})",
                 self.kind,
@@ -196,19 +279,53 @@ impl UpstreamState {
     }
 }
 
-/// Holds one active connection of an upstream; dropping it (on every path: success, error,
-/// timeout, panic unwinding) gives it back, so the count cannot get stuck.
-pub struct ActiveGuard(Arc<UpstreamState>);
+/// Where a server's circuit stands (DESIGN §7.3): the numbers are the metric's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl Circuit {
+    /// The word `/status` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open => "open",
+            Circuit::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// Holds one active connection of an upstream (and, when `.1`, a half-open trial slot);
+/// dropping it (on every path: success, error, timeout, panic unwinding) gives them back, so
+/// the counts cannot get stuck.
+pub struct ActiveGuard(Arc<UpstreamState>, bool);
 
 impl ActiveGuard {
     pub fn state(&self) -> &Arc<UpstreamState> {
         &self.0
+    }
+
+    /// Gives back the half-open trial slot it holds, if any, keeping the active count: the
+    /// trial's verdict is in once its response head came (the circuit closed or opened again
+    /// by then), and a long response (a download, an event stream, a WebSocket) must not keep
+    /// the slot, or a circuit that opens again meanwhile could send no trial until it ends.
+    pub fn end_trial(&mut self) {
+        if std::mem::take(&mut self.1) {
+            let _ = self
+                .0
+                .trials
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.end_trial();
     }
 }
 

@@ -1,7 +1,8 @@
 //! A worker: one thread, an SO_REUSEPORT listener per configured address (forward and
 //! reverse), one mio poll, and the sessions it accepted. Everything on the request path happens here, without locks: buffers, pipes, idle
 //! upstream connections and DNS answers are all per worker. Timers are a deadline per session,
-//! swept every `SWEEP` while there are sessions, so an event costs nothing for timing.
+//! swept every `SWEEP` while there are sessions (and at its own time for a retry's backoff), so
+//! an event costs nothing for timing.
 
 mod pending;
 
@@ -18,6 +19,8 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Registry, Token};
 pub use pending::PendingConnects;
 use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -47,6 +50,8 @@ pub struct Ctx {
     pub resolver: Resolver,
     /// The control thread's mailbox (for `Inbox::Probe`).
     pub control: Outbox,
+    /// This worker's own mailbox, for whoever hands a slot to a request queued here.
+    pub mailbox: Outbox,
     pub worker: usize,
     /// The time at the top of this loop turn.
     pub now: Instant,
@@ -59,6 +64,10 @@ pub struct Ctx {
     pub connecting: Rc<RefCell<PendingConnects>>,
     /// The addresses this worker's listeners are bound to (ferry must not connect to them).
     pub listening: Vec<std::net::SocketAddr>,
+    /// Session timers shorter than the sweep (retries' backoffs) want the loop awake by
+    /// each of these: all of them, not just the soonest, since several requests back off at
+    /// once when a server dies, and a later one would otherwise wait for the next sweep.
+    pub wakes: BinaryHeap<Reverse<Instant>>,
     /// Request ids made so far, and this life's random start for them.
     ids: u64,
     id_seed: u64,
@@ -71,6 +80,22 @@ impl Ctx {
     /// This worker's counters.
     pub fn stats(&self) -> &crate::metrics::WorkerStats {
         self.shared.stats.worker(self.worker)
+    }
+
+    /// Makes the loop sweep the sessions' deadlines by `t`, though it is sooner than the
+    /// next regular sweep.
+    pub fn wake_by(&mut self, t: Instant) {
+        self.wakes.push(Reverse(t));
+    }
+
+    /// True when a wake asked for is due; forgets those that are.
+    fn wake_due(&mut self) -> bool {
+        let mut due = false;
+        while self.wakes.peek().is_some_and(|Reverse(t)| self.now >= *t) {
+            self.wakes.pop();
+            due = true;
+        }
+        due
     }
 
     /// A new `X-Request-Id`: unique within the process (worker and count) and across
@@ -122,7 +147,9 @@ impl Worker {
         shared: Arc<Shared>,
     ) {
         let Worker {
-            mut poll, inbox, ..
+            mut poll,
+            inbox,
+            outbox,
         } = self;
         let kept = Rc::new(std::cell::Cell::new(listeners));
         let mut config = config;
@@ -134,7 +161,7 @@ impl Worker {
             }
             let (r, c, sh) = (resolver.clone(), config.clone(), shared.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let mail = (&inbox, control.clone());
+                let mail = (&inbox, control.clone(), outbox.clone());
                 run_loop(id, &mut poll, mail, (ls, kept.clone()), c, r, sh)
             }));
             match outcome {
@@ -161,7 +188,7 @@ impl Worker {
 fn run_loop(
     id: usize,
     poll: &mut Poll,
-    (inbox, control): (&Receiver<Inbox>, Outbox),
+    (inbox, control, mailbox): (&Receiver<Inbox>, Outbox, Outbox),
     (listeners, kept): (Vec<Listening>, KeptListeners),
     config: Arc<Config>,
     resolver: Resolver,
@@ -192,6 +219,7 @@ fn run_loop(
             dns: DnsCache::default(),
             resolver,
             control,
+            mailbox,
             worker: id,
             now: Instant::now(),
             select: crate::upstream::select::Selector::new(crate::upstream::select::seed(id)),
@@ -199,6 +227,7 @@ fn run_loop(
             draining: shared.draining.load(Ordering::Relaxed),
             connecting: Rc::new(RefCell::new(PendingConnects::default())),
             listening: Vec::new(),
+            wakes: BinaryHeap::new(),
             ids: 0,
             id_seed: crate::upstream::select::seed(id),
             #[cfg(feature = "test-hooks")]
@@ -230,6 +259,7 @@ fn run_loop(
                 Inbox::Listeners { keep, add } => w.new_listeners(keep, add),
                 Inbox::Drain => w.start_drain(),
                 Inbox::Probe(_) => {} // for the control thread only
+                Inbox::Turn(t) => w.with_session(t.slot, |s, ctx| s.queue_turn(&t, ctx)),
             }
         }
         for ev in events.iter() {
@@ -264,7 +294,8 @@ fn run_loop(
                 w.accept_all(i);
             }
         }
-        if w.ctx.now >= w.next_sweep {
+        // The wakes that are due are forgotten whether or not the regular sweep is due too.
+        if w.ctx.wake_due() | (w.ctx.now >= w.next_sweep) {
             w.sweep();
         }
         if w.ctx.draining && (w.live() == 0 || w.drain_deadline.is_some_and(|d| w.ctx.now >= d)) {
@@ -327,7 +358,11 @@ impl Loop {
         if self.live() > 0 || !self.ctx.idle.is_empty() {
             wake = Some(self.next_sweep);
         }
-        if let Some(t) = self.accept_paused_until {
+        let soonest_wake = self.ctx.wakes.peek().map(|Reverse(t)| *t);
+        for t in [self.accept_paused_until, soonest_wake]
+            .into_iter()
+            .flatten()
+        {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         wake.map(|w| w.saturating_duration_since(now))

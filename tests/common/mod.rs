@@ -3,11 +3,14 @@
 //! and a small HTTP/1.1 client that works at the byte level.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod json;
+pub mod prom;
 pub mod raw;
 pub mod tls;
 pub mod wire;
 
+pub use backend::Backend;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -120,9 +123,39 @@ fn limit_fds(_cmd: &mut Command, _n: u32) {
 /// A running ferry process.
 pub struct Ferry {
     pub child: Child,
+    /// Where a test's client connects: the forward listener, or in a process without one the
+    /// first reverse listener.
     pub addr: SocketAddr,
+    /// The reverse-proxy listeners (empty without `reverse:`).
+    pub reverse: Vec<SocketAddr>,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub dir: PathBuf,
+    workers: usize,
+}
+
+/// Which server a "listening on ADDR" log line announces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Forward,
+    Reverse,
+    Admin,
+}
+
+impl Listener {
+    /// The listener and its address a log line announces, if it announces one.
+    fn announced(line: &str) -> Option<(Listener, SocketAddr)> {
+        let (before, after) = line.split_once("listening on ")?;
+        let addr = after.split_whitespace().next()?;
+        let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
+        let kind = if before.contains("admin") {
+            Listener::Admin
+        } else if line.to_ascii_lowercase().contains("reverse") {
+            Listener::Reverse
+        } else {
+            Listener::Forward
+        };
+        Some((kind, addr.parse().ok()?))
+    }
 }
 
 impl Ferry {
@@ -167,16 +200,42 @@ impl Ferry {
         no_splice: bool,
         log: Option<&str>,
     ) -> Ferry {
+        let text = format!(
+            "listen: \"127.0.0.1:0\"\nworkers: {workers}\n{}{yaml}",
+            direct_unless_pooled(yaml)
+        );
+        Ferry::launch(workers, &text, nofile, no_splice, log)
+    }
+
+    /// Starts ferry as a reverse proxy (2 workers): see `backend::reverse_yaml` for what
+    /// `yaml` may say. With a top-level `listen:` the process is a forward proxy too.
+    pub fn start_reverse(backends: &[&Backend], yaml: &str) -> Ferry {
+        Ferry::start_reverse_with(2, backends, yaml)
+    }
+
+    /// Starts ferry as a reverse proxy with `workers` worker threads.
+    pub fn start_reverse_with(workers: usize, backends: &[&Backend], yaml: &str) -> Ferry {
+        let text = format!(
+            "workers: {workers}\n{}",
+            backend::reverse_yaml(yaml, backends)
+        );
+        Ferry::launch(workers, &text, None, false, Some("debug"))
+    }
+
+    /// Writes `text` as the config file, starts ferry on it and waits until every listener
+    /// the config opens (forward, reverse) has been announced in the log.
+    fn launch(
+        workers: usize,
+        text: &str,
+        nofile: Option<u32>,
+        no_splice: bool,
+        log: Option<&str>,
+    ) -> Ferry {
         let dir = scratch_dir();
         let path = dir.join("ferry.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "listen: \"127.0.0.1:0\"\nworkers: {workers}\n{}{yaml}",
-                direct_unless_pooled(yaml)
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, text).unwrap();
+        let wants_forward = text.lines().any(|l| l.starts_with("listen:"));
+        let wants_reverse = text.lines().any(|l| l.starts_with("reverse:"));
         let mut cmd = ferry_command();
         if let Some(n) = nofile {
             limit_fds(&mut cmd, n);
@@ -207,26 +266,45 @@ impl Ferry {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                if let Some(announced) = Listener::announced(&line) {
+                    let _ = tx.send(announced);
                 }
                 l2.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(TIMEOUT) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("ferry did not start: {:?}", logs.lock().unwrap());
+        let (mut forward, mut reverse) = (None, Vec::new());
+        let end = Instant::now() + TIMEOUT;
+        while (wants_forward && forward.is_none()) || (wants_reverse && reverse.is_empty()) {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((Listener::Forward, a)) => forward = forward.or(Some(a)),
+                Ok((Listener::Reverse, a)) => reverse.push(a),
+                Ok((Listener::Admin, _)) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("ferry did not start: {:?}", logs.lock().unwrap());
+                }
             }
-        };
+        }
+        // Further reverse listeners are announced together with the first one.
+        while let Ok((kind, a)) = rx.recv_timeout(Duration::from_millis(50)) {
+            if kind == Listener::Reverse && !reverse.contains(&a) {
+                reverse.push(a);
+            }
+        }
         Ferry {
             child,
-            addr,
+            addr: forward.or(reverse.first().copied()).unwrap(),
+            reverse,
             logs,
             dir,
+            workers,
         }
+    }
+
+    /// A new raw client connection to the first reverse listener.
+    pub fn reverse_client(&self) -> Wire {
+        Wire::connect(self.reverse[0])
     }
 
     /// A new raw client connection to ferry.
@@ -279,11 +357,25 @@ impl Ferry {
         } else {
             "listen: \"127.0.0.1:0\"\n".into()
         };
-        std::fs::write(
-            self.dir.join("ferry.yaml"),
-            format!("{listen}{workers}{}{yaml}", direct_unless_pooled(yaml)),
-        )
-        .unwrap();
+        self.reload_text(&format!(
+            "{listen}{workers}{}{yaml}",
+            direct_unless_pooled(yaml)
+        ))
+    }
+
+    /// Replaces the config of a ferry started with `start_reverse` (the YAML as there, the same
+    /// worker count) and sends SIGHUP; waits until ferry has logged the outcome.
+    pub fn reload_reverse(&self, backends: &[&Backend], yaml: &str) -> bool {
+        self.reload_text(&format!(
+            "workers: {}\n{}",
+            self.workers,
+            backend::reverse_yaml(yaml, backends)
+        ))
+    }
+
+    /// Writes `text` as the config file, sends SIGHUP and waits for the outcome.
+    fn reload_text(&self, text: &str) -> bool {
+        std::fs::write(self.dir.join("ferry.yaml"), text).unwrap();
         let count = |s: &str| {
             self.logs
                 .lock()

@@ -10,6 +10,7 @@ pub struct Wire {
 }
 
 /// A request head as a fake server sees it.
+#[derive(Clone, Debug)]
 pub struct Request {
     pub method: String,
     pub target: String,
@@ -25,6 +26,20 @@ impl Request {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The values of every field named `name`, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        values(&self.headers, name)
+    }
+}
+
+/// The values of every field named `name` in `headers`, in order.
+fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// A response as a client sees it.
@@ -41,6 +56,11 @@ impl Response {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of every field named `name`, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        values(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
@@ -78,6 +98,19 @@ pub fn parse_request(head: &[u8]) -> Request {
 impl Wire {
     pub fn connect(addr: SocketAddr) -> Wire {
         let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(super::TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Wire::from_stream(s)
+    }
+
+    /// A connection to `to` from `from`, another loopback address (`127.0.0.2`), so that
+    /// ferry sees a client other than 127.0.0.1.
+    pub fn connect_from(from: &str, to: SocketAddr) -> Wire {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        s.connect(&to.into()).unwrap();
+        let s: TcpStream = s.into();
         s.set_read_timeout(Some(super::TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
         Wire::from_stream(s)
@@ -125,36 +158,55 @@ impl Wire {
     }
 
     pub fn read_exact_n(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(self.more(), "EOF with {} of {n} bytes", self.buf.len());
-        }
-        self.buf.drain(..n).collect()
+        let had = self.buf.len();
+        self.try_read_exact_n(n)
+            .unwrap_or_else(|| panic!("EOF with {had}+ of {n} bytes"))
     }
 
-    fn read_line(&mut self) -> Vec<u8> {
+    /// `n` bytes, or None when the peer closes (or the read times out) first.
+    fn try_read_exact_n(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            if !self.more() {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    /// One line without its CRLF, or None on EOF.
+    fn read_line(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.buf.drain(..i + 2).collect();
-                return line[..i].to_vec();
+                return Some(line[..i].to_vec());
             }
-            assert!(self.more(), "EOF inside a chunked body");
+            if !self.more() {
+                return None;
+            }
         }
     }
 
     /// Decodes a chunked body (trailers dropped).
     pub fn read_chunked(&mut self) -> Vec<u8> {
+        self.try_read_chunked().expect("a whole chunked body")
+    }
+
+    /// Decodes a chunked body (trailers dropped), or None when it is cut or malformed.
+    fn try_read_chunked(&mut self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         loop {
-            let line = self.read_line();
+            let line = self.read_line()?;
             let size_txt = String::from_utf8_lossy(&line);
-            let size = usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16)
-                .expect("chunk size");
+            let size =
+                usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16).ok()?;
             if size == 0 {
-                while !self.read_line().is_empty() {}
-                return out;
+                while !self.read_line()?.is_empty() {}
+                return Some(out);
             }
-            out.extend(self.read_exact_n(size));
-            assert_eq!(self.read_exact_n(2), b"\r\n");
+            out.extend(self.try_read_exact_n(size)?);
+            if self.try_read_exact_n(2)? != b"\r\n" {
+                return None;
+            }
         }
     }
 
@@ -166,15 +218,21 @@ impl Wire {
 
     /// Reads a request body framed by its head.
     pub fn read_body(&mut self, req: &Request) -> Vec<u8> {
+        self.try_read_body(req).expect("a whole request body")
+    }
+
+    /// Reads a request body framed by its head, or None when the peer closes before its end
+    /// (a fake server that outlives its test must not panic).
+    pub fn try_read_body(&mut self, req: &Request) -> Option<Vec<u8>> {
         if req
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
         {
-            self.read_chunked()
+            self.try_read_chunked()
         } else if let Some(n) = req.header("content-length") {
-            self.read_exact_n(n.trim().parse().unwrap())
+            self.try_read_exact_n(n.trim().parse().ok()?)
         } else {
-            Vec::new()
+            Some(Vec::new())
         }
     }
 
@@ -244,6 +302,12 @@ impl Wire {
             Ok(_) => false,
         }
     }
+}
+
+/// `GET PATH HTTP/1.1` in origin form with `Host: HOST`, as a client of a published site
+/// sends it.
+pub fn site_get(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
 }
 
 /// `GET http://ADDR/PATH HTTP/1.1` with a Host field.

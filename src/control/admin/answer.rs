@@ -116,32 +116,18 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
             &[],
         ),
         "/readyz" => {
-            // DESIGN §6: every pool can serve: one of its members is online, or it sends
-            // requests direct when none is. An empty pool that rejects cannot.
-            let ready = !draining
-                && config.pools.iter().all(|p| {
-                    p.on_all_down == crate::config::OnAllDown::Direct
-                        || p.members.iter().any(|m| m.state.is_online())
-                });
-            if ready {
-                respond(
-                    r,
-                    200,
-                    "application/json",
-                    b"{\"ready\":true}",
-                    head_only,
-                    &[],
-                );
-            } else {
-                respond(
-                    r,
-                    503,
-                    "application/json",
-                    b"{\"ready\":false}",
-                    head_only,
-                    &[],
-                );
-            }
+            // DESIGN §6, §7.4: every pool and every backend can serve; the body says which
+            // cannot.
+            let (ready, body) = snap.readiness();
+            let status = if ready { 200 } else { 503 };
+            respond(
+                r,
+                status,
+                "application/json",
+                body.as_bytes(),
+                head_only,
+                &[],
+            );
         }
         "/status" => respond(
             r,

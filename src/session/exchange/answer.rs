@@ -1,12 +1,12 @@
 //! The response half of an exchange: response heads parsed (1xx relayed, 101 and CONNECT 2xx
-//! turned into tunnels, a refused CONNECT failed over) and body bytes relayed as framed.
+//! turned into tunnels, a refused CONNECT failed over); the body is relayed by `body`.
 
 use super::*;
 use crate::http::response;
 use crate::session::OUT_LIMIT;
 
 impl Session {
-    /// Parses response heads and relays body bytes from `sin` to `cout`.
+    /// Parses response heads, then has the body relayed.
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = false;
@@ -59,7 +59,7 @@ impl Session {
                                     "the upstream proxy sent a malformed response",
                                     "the server sent a malformed response",
                                 );
-                                return self.fail_over(why, ctx);
+                                return self.fail_over(why, RetryOn::RESET, ctx);
                             }
                             return Err(Fail::Refuse(Refusal::new(
                                 502,
@@ -84,6 +84,7 @@ impl Session {
                                     "the upstream proxy could not open the tunnel"
                                 },
                                 refused_us,
+                                RetryOn::default(),
                                 ctx,
                             );
                         }
@@ -92,9 +93,26 @@ impl Session {
                         if ex.served.is_some() && (502..=504).contains(&resp.code) {
                             // DESIGN §7.2: a server's own 502-504 counts against it (the
                             // answer still goes to the client).
-                            state.passive_failure(ctx.worker, pool.health.fall, "answered 5xx");
+                            state.passive_failure(ctx.worker, pool.passive_fall(), "answered 5xx");
                         } else {
                             state.passive_success(ms.min(u32::MAX as u128) as u32);
+                        }
+                        // A trial's verdict is in (after it was counted, which looks at the
+                        // trial in flight): its slot goes back now, not at the response's end.
+                        if let Some(g) = ex.guard.as_mut() {
+                            g.end_trial();
+                        }
+                    }
+                    if ex.served.is_some() && (502..=504).contains(&resp.code) {
+                        // A status the backend retries on: this response is dropped with its
+                        // connection (never relayed, never reused half-read) and the request
+                        // made again, when it can be.
+                        if let Some(next) =
+                            ex.next_server(&self.config, RetryOn::of_status(resp.code), ctx)
+                        {
+                            log::debug!("{}: the server answered {}; again", self.peer, resp.code);
+                            self.start_next(next, ctx)?;
+                            return Ok(true);
                         }
                     }
                     // A response has begun: the request will not be replayed. A head not yet
@@ -177,40 +195,7 @@ impl Session {
                         return Ok(true);
                     }
                 }
-                Resp::Body(st) => {
-                    let mut moved = 0;
-                    if let Some(sin) = self.sin.as_mut().filter(|b| !b.is_empty()) {
-                        let cout = ctx.bufs.fill(&mut self.cout);
-                        let room = cout.room();
-                        let avail = &sin.bytes()[..sin.len().min(room)];
-                        let r = if ex.dechunk {
-                            st.advance_with(avail, |data| cout.push(data))
-                        } else {
-                            st.advance(avail).inspect(|&n| {
-                                cout.push(&avail[..n]);
-                            })
-                        };
-                        moved = r.map_err(|e| {
-                            log::debug!("{}: response body: {}", self.peer, e.0);
-                            Fail::Refuse(Refusal::new(502, e.0))
-                        })?;
-                        sin.consume(moved);
-                        ex.bytes_down += moved as u64;
-                    }
-                    let sin_empty = self.sin.as_ref().is_none_or(|b| b.is_empty());
-                    if st.is_done() || (ex.server_eof && sin_empty && st.finish_on_eof()) {
-                        ex.resp = Resp::Done;
-                        return Ok(true);
-                    }
-                    if ex.server_eof && sin_empty {
-                        // Cut short: the client gets what came, then sees the connection close.
-                        return Err(Fail::Refuse(Refusal::new(
-                            502,
-                            "the server closed the connection before the response was complete",
-                        )));
-                    }
-                    return Ok(progress || moved > 0);
-                }
+                Resp::Body(_) => return Ok(self.relay_response_body(ctx)? || progress),
                 Resp::Done => return Ok(progress),
             }
         }

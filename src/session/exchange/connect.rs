@@ -3,17 +3,16 @@
 //! upstream and fail over to another member of the pool, and the exchange's timeouts.
 
 use super::*;
-use crate::http::forwarded;
 
 /// Counts one connect in progress in its worker (and for its client) while it lives.
-pub(super) struct PendingConnect {
+pub(in crate::session) struct PendingConnect {
     table: std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
     client: IpAddr,
 }
 
 impl PendingConnect {
     /// Takes a slot for `client`, if the worker and the client are under their bounds.
-    fn try_new(
+    pub(in crate::session) fn try_new(
         table: &std::rc::Rc<std::cell::RefCell<crate::worker::PendingConnects>>,
         client: IpAddr,
     ) -> Option<PendingConnect> {
@@ -37,6 +36,10 @@ impl Session {
         ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
+        // A reverse request first takes a slot of its backend, or waits for one (`queued`).
+        let Some(ex) = self.take_backend_slot(ex, ctx)? else {
+            return Ok(());
+        };
         let tunnel_direct = ex.kind == MethodKind::Connect && ex.route == Route::Direct;
         let reusable = !tunnel_direct
             && self
@@ -80,9 +83,11 @@ impl Session {
             return;
         };
         ex.attempt_started = ctx.now;
-        ex.guard = ex
-            .pool(&config)
-            .map(|(pool, m)| pool.members[m].state.begin(ctx.worker));
+        // A half-open server's attempt holds the trial slot it was picked with.
+        ex.guard = ex.trial.take().or_else(|| {
+            ex.pool(&config)
+                .map(|(pool, m)| pool.members[m].state.begin(ctx.worker))
+        });
         let url = ex.served.as_ref().and(ex.server_url(&config));
         if let (Some(l), Some(url)) = (&mut ex.log, url) {
             // A reverse request's log line names the server that answered (or failed last).
@@ -94,8 +99,14 @@ impl Session {
     /// The upstream of this attempt failed before anything reached the client: count it
     /// against that upstream, then try another member of the pool while the request can be
     /// replayed and the pool's `retries` allow. A direct request just gets the 502.
-    pub(super) fn fail_over(&mut self, why: &'static str, ctx: &mut Ctx) -> Result<bool, Fail> {
-        self.move_on(why, true, ctx)
+    /// `cond` says which kind of failure it was, for a backend's `retries.on`.
+    pub(super) fn fail_over(
+        &mut self,
+        why: &'static str,
+        cond: RetryOn,
+        ctx: &mut Ctx,
+    ) -> Result<bool, Fail> {
+        self.move_on(why, true, cond, ctx)
     }
 
     /// `fail_over`, with `blame` saying whether the failure counts against the upstream (it
@@ -106,8 +117,12 @@ impl Session {
         &mut self,
         why: &'static str,
         blame: bool,
+        cond: RetryOn,
         ctx: &mut Ctx,
     ) -> Result<bool, Fail> {
+        if matches!(&self.phase, Phase::Exchange(ex) if ex.served.is_some()) {
+            return self.retry_server(why, blame, cond, ctx);
+        }
         let config = self.config.clone();
         let peer = self.peer;
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -119,15 +134,12 @@ impl Session {
         if blame {
             pool.members[member]
                 .state
-                .passive_failure(ctx.worker, pool.health.fall, why);
+                .passive_failure(ctx.worker, pool.passive_fall(), why);
         }
         ex.guard = None;
         if ex.replayable() && ex.tried.len() < pool.retries {
             let ip = ip_key(peer);
-            let key = match &ex.served {
-                Some(s) => &s.hash_key[..],
-                None => select::hash_key(pool.hash_key, &ip, &ex.host),
-            };
+            let key = select::hash_key(pool.hash_key, &ip, &ex.host);
             if let Some(next) = ctx.select.pick(pool, key, &ex.tried) {
                 log::debug!(
                     "{peer}: {why} ({}); trying {}",
@@ -135,20 +147,12 @@ impl Session {
                     pool.members[next].display()
                 );
                 ex.tried.push(next);
-                ex.route = match ex.route {
-                    Route::Server { backend, .. } => Route::Server {
-                        backend,
-                        server: next,
-                    },
-                    Route::Upstream { pool, .. } => Route::Upstream { pool, member: next },
-                    Route::Direct => Route::Direct,
-                };
+                if let Route::Upstream { member, .. } = &mut ex.route {
+                    *member = next;
+                }
                 if let Some(h) = ex.head.as_mut() {
                     h.truncate(ex.head_base);
-                    match &ex.served {
-                        Some(s) => forwarded::finish(h, &s.sent_host(&config, ex.route)),
-                        None => rewrite::finish_request_head(h, pool.members[next].auth.as_deref()),
-                    }
+                    rewrite::finish_request_head(h, pool.members[next].auth.as_deref());
                 }
                 ex.reset_attempt();
                 ex.stale_retry = false;
@@ -158,8 +162,7 @@ impl Session {
                 return Ok(true);
             }
         }
-        if ex.served.is_none()
-            && ex.replayable()
+        if ex.replayable()
             && pool.on_all_down == OnAllDown::Direct
             && pool.members.iter().all(|m| !m.state.is_online())
         {
@@ -178,22 +181,14 @@ impl Session {
             return Ok(true);
         }
         let n = ex.tried.len();
-        let why = match (&ex.served, n) {
-            (Some(s), 1) => format!(
-                "{}: server {}: {why}",
-                s.names(&config),
-                pool.members[member].config_url
-            ),
-            (Some(s), _) => format!(
-                "{}: {n} servers of backend {} failed; the last, {}: {why}",
-                s.names(&config),
-                pool.name,
-                pool.members[member].config_url
-            ),
-            (None, 1) => why.to_string(),
-            (None, _) => format!("{n} upstream proxies failed; the last: {why}"),
-        };
-        Err(Fail::Refuse(Refusal::new(502, why)))
+        Err(Fail::Refuse(Refusal::new(
+            502,
+            if n > 1 {
+                format!("{n} upstream proxies failed; the last: {why}")
+            } else {
+                why.to_string()
+            },
+        )))
     }
 
     /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
@@ -236,7 +231,8 @@ impl Session {
                     "cannot resolve the upstream proxy",
                     "cannot resolve the server",
                 );
-                self.fail_over(why, ctx).map(|_| ())
+                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
+                    .map(|_| ())
             }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
@@ -273,6 +269,7 @@ impl Session {
                                 "no resolver was free to look up the server",
                             ),
                             false,
+                            RetryOn::CONNECT_FAILURE,
                             ctx,
                         )
                         .map(|_| ()),
@@ -326,7 +323,9 @@ impl Session {
                 "the upstream proxy is this proxy itself",
                 "the server is this proxy itself",
             );
-            return self.fail_over(why, ctx).map(|_| ());
+            return self
+                .fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
+                .map(|_| ());
         }
         let target = ex.server_target(&self.config);
         // Taken before connecting: moved into the stage when a connect starts, given back
@@ -378,7 +377,7 @@ impl Session {
                     "cannot connect to the upstream proxy",
                     "cannot connect to the server",
                 );
-                self.fail_over(why, ctx)
+                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
             }
             _ => Err(Fail::Refuse(Refusal::new(
                 502,
@@ -458,13 +457,26 @@ impl Session {
         };
         let upstream = ex.route != Route::Direct;
         let reverse = ex.served.is_some();
+        // Everything the client sent went out and the server waits for the rest of the body:
+        // the client is the one that stalled.
+        let body_waits = !ex.req_body.is_done()
+            && self.sout.as_ref().is_none_or(|b| b.is_empty())
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         match std::mem::replace(&mut ex.stage, Stage::Resolving) {
+            Stage::Backoff => {
+                // The backoff before a retry is over: the attempt starts now.
+                self.begin_attempt(ctx);
+                self.resolve_and_connect(ctx)?;
+                Ok(true)
+            }
+            Stage::Queued(_) => self.queue_timed_out(ctx),
             Stage::Resolving if upstream => {
                 let why = ex.hop(
                     "resolving the upstream proxy timed out",
                     "resolving the server timed out",
                 );
-                self.fail_over(why, ctx)
+                self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx)
             }
             Stage::Resolving => Err(Fail::Refuse(Refusal::new(
                 504,
@@ -481,7 +493,7 @@ impl Session {
                         true => "connecting to the server timed out",
                         false => "connecting to the upstream proxy timed out",
                     };
-                    return self.fail_over(why, ctx);
+                    return self.fail_over(why, RetryOn::CONNECT_FAILURE, ctx);
                 }
                 Err(Fail::Refuse(Refusal::new(504, "connecting timed out")))
             }
@@ -489,14 +501,26 @@ impl Session {
                 ex.stage = Stage::Connected;
                 if ex.awaits_connect_answer() {
                     // The upstream proxy answers a CONNECT itself: its silence is its fault.
-                    return self
-                        .fail_over("the upstream proxy did not answer the CONNECT in time", ctx);
+                    return self.fail_over(
+                        "the upstream proxy did not answer the CONNECT in time",
+                        RetryOn::default(),
+                        ctx,
+                    );
+                }
+                if reverse && !ex.response_started && matches!(ex.resp, Resp::Head) && !body_waits {
+                    // DESIGN §7.2: counts against the server; §7.3: retried on `timeout`.
+                    return self.move_on(
+                        "the server did not answer in time",
+                        true,
+                        RetryOn::TIMEOUT,
+                        ctx,
+                    );
                 }
                 if let (Some((pool, member)), Some(_)) = (ex.pool(&self.config), ex.served()) {
                     // DESIGN §7.2: a server's response timeout counts against it.
                     pool.members[member].state.passive_failure(
                         ctx.worker,
-                        pool.health.fall,
+                        pool.passive_fall(),
                         "no response in time",
                     );
                 } else if let Some((pool, member)) = ex.pool(&self.config) {
@@ -514,12 +538,7 @@ impl Session {
                         "the server stopped sending its response",
                     )));
                 }
-                let body_waits = !ex.req_body.is_done()
-                    && self.sout.as_ref().is_none_or(|b| b.is_empty())
-                    && self.cin.as_ref().is_none_or(|b| b.is_empty());
                 if body_waits {
-                    // Everything the client sent went out and the server waits for the rest of
-                    // the body: the client is the one that stalled.
                     return Err(Fail::Refuse(Refusal::new(
                         408,
                         "the request body did not arrive in time",

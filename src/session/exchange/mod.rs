@@ -11,22 +11,25 @@
 //! blame (it was most likely closed while idle).
 //!
 //! `connect` holds getting connected (resolve, connect, fail over, time out), `answer` the
-//! response (heads, 1xx, tunnels, body relay); this file sends the request and decides what
-//! survives the exchange.
+//! response (heads, 1xx, tunnels), `body` the bodies both ways (copied, or spliced); this file
+//! sends the request and decides what survives the exchange.
 
 mod access_log;
 mod answer;
+mod body;
 mod connect;
+mod queued;
+mod retry;
 mod send;
 
 pub use access_log::LogLine;
 
-use connect::PendingConnect;
+pub(in crate::session) use connect::PendingConnect;
 
 use super::{Fail, Phase, ServerTarget, Session, Step};
 use crate::buffer::Buf;
 use crate::config::HostPolicy;
-use crate::config::{Config, OnAllDown};
+use crate::config::{Config, OnAllDown, RetryOn};
 use crate::conn::Io;
 use crate::http::framing::{BodyState, Framing};
 use crate::http::reply::{Refusal, CONNECT_ESTABLISHED};
@@ -72,11 +75,17 @@ pub struct Served {
     pub id: String,
     /// Request body bytes allowed (`max_body_bytes`); 0 = any.
     pub max_body: u64,
+    /// Request body data seen so far (chunk framing left out), against `max_body`.
+    pub body_seen: u64,
     /// What `hash` mode hashes for this request (empty in other modes).
     pub hash_key: Vec<u8>,
+    /// The route's counts, where the request is counted when it ends (see `release`).
+    pub stats: std::sync::Arc<crate::metrics::RouteStats>,
 }
 
 enum Stage {
+    /// Waiting for a slot of the backend (`queued`); nothing is sent or read meanwhile.
+    Queued(crate::upstream::queue::Ticket),
     Resolving,
     Connecting {
         addrs: Vec<SocketAddr>,
@@ -84,6 +93,8 @@ enum Stage {
         _pending: PendingConnect,
     },
     Connected,
+    /// Waiting before a retry (the backend's backoff): nothing is connected.
+    Backoff,
 }
 
 enum Resp {
@@ -118,8 +129,14 @@ pub struct Exchange {
     stale_retry: bool,
     /// Holds the upstream's active-connection count while an attempt uses it.
     guard: Option<ActiveGuard>,
+    /// A half-open server's trial slot, taken when it was picked, for the next attempt.
+    trial: Option<ActiveGuard>,
+    /// A reverse request's slot of its backend, held to the exchange's end (`queued`).
+    slot: Option<crate::upstream::queue::Slot>,
     attempt_started: Instant,
     req_body: BodyState,
+    /// The pipes the bodies are spliced through while they last.
+    body_pipes: body::BodyPipes,
     resp: Resp,
     resp_scan: HeadScan,
     /// A 1xx response was received (and relayed to an HTTP/1.1 client): the response has
@@ -275,7 +292,9 @@ impl Exchange {
             }
             _ => Vec::new(),
         };
-        let Some(server) = ctx.select.pick(&backend.pool, &key, &[]) else {
+        backend.shared.count_request();
+        let Some((server, trial)) = ctx.select.pick_server(&backend.pool, &key, &[], ctx.worker)
+        else {
             return Err(Refusal::servers_down(&site.name, &r.name, &backend.name));
         };
         let mut b = ctx.bufs.get();
@@ -288,7 +307,7 @@ impl Exchange {
             host: &host,
             new_id: &new_id,
             via: config.via,
-            edits: &r.headers.request,
+            edits: plan.request_edits.as_deref().unwrap_or(&r.headers.request),
         };
         let id = crate::http::forwarded::request_head(&mut b, req, &f, rev);
         let head_base = b.len();
@@ -298,7 +317,9 @@ impl Exchange {
             host,
             id,
             max_body: r.max_body_bytes,
+            body_seen: 0,
             hash_key: key,
+            stats: r.stats.clone(),
         };
         let route = Route::Server {
             backend: plan.backend,
@@ -325,6 +346,7 @@ impl Exchange {
             ctx,
         );
         ex.served = Some(Box::new(served));
+        ex.trial = trial;
         Ok(ex)
     }
 
@@ -361,8 +383,11 @@ impl Exchange {
             },
             stale_retry: false,
             guard: None,
+            trial: None,
+            slot: None,
             attempt_started: ctx.now,
             req_body: BodyState::new(req.framing),
+            body_pipes: body::BodyPipes::default(),
             resp: Resp::Head,
             resp_scan: HeadScan::default(),
             interim: false,
@@ -431,6 +456,8 @@ impl Exchange {
         } else {
             r.status
         };
+        // From here on `status` is the one the client saw (for `release`).
+        self.status = status;
         if let Some(l) = self.log.take() {
             l.request(
                 peer,
@@ -534,17 +561,28 @@ impl Exchange {
         self.guard.take()
     }
 
+    /// Ends the exchange. A reverse request is counted here, once, whatever ended it: with
+    /// the status the client saw (a response, ferry's reply, a 101 before a tunnel, or a
+    /// response cut off after its head); a client that left before any status is not.
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn release(mut self, ctx: &mut Ctx) {
+        if let Some(s) = self.served.as_ref().filter(|_| self.status != 0) {
+            let took = ctx.now.saturating_duration_since(self.started);
+            s.stats.done(ctx.worker, self.status, took);
+        }
         if let Some(b) = self.head.take() {
             ctx.bufs.put(b);
         }
+        self.body_pipes.release(&mut ctx.pipes);
     }
 }
 
 impl Session {
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+        if matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Queued(_))) {
+            return self.drive_queued(ctx);
+        }
         let mut progress = self.flush_client(ctx)?;
         if let Phase::Exchange(ex) = &self.phase {
             if matches!(ex.stage, Stage::Connecting { .. }) {
@@ -555,7 +593,10 @@ impl Session {
             return Ok(true);
         };
         let connected = matches!(ex.stage, Stage::Connected);
-        progress |= self.fill_cin(ctx)?;
+        // While the request body is spliced its bytes stay in the socket, for the pipe.
+        if !ex.body_pipes.splicing_request() {
+            progress |= self.fill_cin(ctx)?;
+        }
         progress |= self.feed_request_body(ctx)?;
         if connected {
             progress |= self.write_server(ctx)?;
@@ -578,6 +619,9 @@ impl Session {
         let limits = &self.config.limits;
         let mut d = ctx.now + limits.idle_timeout;
         if let Phase::Exchange(ex) = &self.phase {
+            if matches!(ex.stage, Stage::Backoff) {
+                return; // the timer is the backoff's
+            }
             if let Some(rt) = limits.request_timeout {
                 d = d.min(ex.started + rt);
             }
@@ -604,7 +648,8 @@ impl Session {
         let Some(s) = self.server.as_mut() else {
             return Err(Fail::Abort);
         };
-        if !s.conn.readable || ex.server_eof {
+        // While the response body is spliced its bytes stay in the socket, for the pipe.
+        if !s.conn.readable || ex.server_eof || ex.body_pipes.splicing_response() {
             return Ok(false);
         }
         let b = ctx.bufs.fill(&mut self.sin);
@@ -657,15 +702,13 @@ impl Session {
         if ex.route != Route::Direct {
             // A reused connection that ends with nothing back was most likely closed while
             // idle: not the upstream's fault, even when the request may not be replayed.
-            return self.move_on(
-                if nothing_back {
-                    "the upstream proxy closed the connection without responding"
-                } else {
-                    "the upstream proxy sent an incomplete response"
-                },
-                !(reused && nothing_back),
-                ctx,
-            );
+            let why = match (nothing_back, ex.served.is_some()) {
+                (true, false) => "the upstream proxy closed the connection without responding",
+                (false, false) => "the upstream proxy sent an incomplete response",
+                (true, true) => "the server closed the connection without responding",
+                (false, true) => "the server sent an incomplete response",
+            };
+            return self.move_on(why, !(reused && nothing_back), RetryOn::RESET, ctx);
         }
         Err(Fail::Refuse(if nothing_back {
             Refusal::new(502, "the server closed the connection without responding")
@@ -687,7 +730,8 @@ impl Session {
         let request_sent = ex.req_body.is_done()
             && !ex.head_cut
             && ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len())
-            && self.sout.as_ref().is_none_or(|b| b.is_empty());
+            && self.sout.as_ref().is_none_or(|b| b.is_empty())
+            && ex.body_pipes.request_flushed();
         ex.count(ctx, true);
         if let Some(l) = ex.log.take() {
             l.request(

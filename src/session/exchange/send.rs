@@ -27,28 +27,36 @@ impl Session {
             return Ok(false);
         }
         let avail = &cin.bytes()[..cin.len().min(room)];
-        let n = ex
-            .req_body
-            .advance(avail)
-            .map_err(|e| Fail::Refuse(Refusal::new(400, e.0)))?;
+        let bad = |e: crate::http::framing::FramingError| Fail::Refuse(Refusal::new(400, e.0));
+        let limited = ex.served.as_deref_mut().filter(|s| s.max_body > 0);
+        let n = match limited {
+            // A chunked body has no length to check up front (a declared one was checked by
+            // the routing): its data is counted as it comes, framing left out.
+            Some(s) => {
+                let mut data = 0;
+                let n = ex
+                    .req_body
+                    .advance_with(avail, |d| data += d.len() as u64)
+                    .map_err(bad)?;
+                s.body_seen += data;
+                if s.body_seen > s.max_body {
+                    return Err(Fail::Refuse(Refusal::new(
+                        413,
+                        format!("request bodies here are limited to {} bytes", s.max_body),
+                    )));
+                }
+                n
+            }
+            None => ex.req_body.advance(avail).map_err(bad)?,
+        };
         sout.push(&avail[..n]);
         cin.consume(n);
         ex.bytes_up += n as u64;
-        if let Some(max) = ex.served.as_ref().map(|s| s.max_body).filter(|&m| m > 0) {
-            // A chunked body has no length to check up front (a declared one was checked
-            // by the routing): it is counted as it comes. Framing bytes count too, a small
-            // overstatement that errs towards refusing.
-            if ex.bytes_up > max {
-                return Err(Fail::Refuse(Refusal::new(
-                    413,
-                    format!("request bodies here are limited to {max} bytes"),
-                )));
-            }
-        }
         Ok(n > 0)
     }
 
-    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes.
+    /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes:
+    /// those copied into `sout`, then the rest spliced (`body`).
     #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn write_server(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -84,6 +92,6 @@ impl Session {
                 }
             }
         }
-        Ok(progress)
+        Ok(self.splice_request_body(ctx)? || progress)
     }
 }
