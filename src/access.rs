@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 
 /// Checks a parsed request against `access.users` and `access.connect_ports`, and an IP
 /// literal target against ferry's own addresses.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn check_request(
     config: &Config,
     listening: &[SocketAddr],
@@ -169,7 +168,6 @@ pub enum Admit {
 /// proxy, `reverse.allow` for the sites. With `proxy_protocol`, only `trusted_proxies` may
 /// connect at all (the client they announce is checked against `reverse.allow` once their
 /// PROXY header has been read).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn admit(config: &Config, role: Role, ip: IpAddr) -> Admit {
     match (role, &config.reverse) {
         (Role::Reverse, Some(r)) if r.proxy_protocol => match r.trusts(ip) {
@@ -221,7 +219,6 @@ pub fn refuse_self() -> Refusal {
 /// or its admin server. Both sides are
 /// compared in canonical form: `::ffff:127.0.0.1` reaches a dual-stack or IPv4 socket on
 /// 127.0.0.1 (RFC 4291 §2.5.5.2), yet as an `Ipv6Addr` it is neither loopback nor equal.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn is_self(
     addr: SocketAddr,
     listening: &[SocketAddr],

@@ -20,7 +20,6 @@ pub const NOT_AN_ADDRESS: &str = "invalid host (numeric, but not an IPv4 address
 /// not a DNS name either (RFC 3696 §2: a top-level domain is never all-numeric), and a
 /// resolver might read it as something the rules never saw. One trailing dot is ignored, as
 /// for names (the WHATWG URL standard reads `127.0.0.1.` so too).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn host_ip(host: &str) -> Result<Option<IpAddr>, &'static str> {
     if host.contains(':') {
         return Ok(host
@@ -119,7 +118,6 @@ impl IpText {
 }
 
 impl Write for IpText {
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let end = self.len + s.len();
         self.buf

@@ -58,7 +58,6 @@ impl Buf {
     }
 
     /// The free space at the end, compacting first when the front has room to give.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn spare(&mut self) -> &mut [u8] {
         if self.start > 0 && self.end == self.data.len() {
             self.data.copy_within(self.start..self.end, 0);
@@ -75,7 +74,6 @@ impl Buf {
     }
 
     /// Appends all of `bytes`, growing the buffer when they do not fit.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn push(&mut self, bytes: &[u8]) {
         if self.room() < bytes.len() {
             // At least doubling, so that a run of appends copies each byte O(1) times.
@@ -115,14 +113,12 @@ impl Buf {
 }
 
 impl io::Write for Buf {
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         self.push(b);
         Ok(b.len())
     }
     /// `push` takes everything at once: no loop over short writes (the default's). The lean
     /// build cannot mark the default method for speed, and heads are written through this.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
         self.push(b);
         Ok(())
@@ -149,7 +145,6 @@ impl BufPool {
     }
 
     /// An empty buffer of `BUF_SIZE` bytes.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn get(&mut self) -> Buf {
         self.free
             .pop()
@@ -157,7 +152,6 @@ impl BufPool {
     }
 
     /// Takes a buffer back; its contents are discarded.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn put(&mut self, mut b: Buf) {
         if b.capacity() == BUF_SIZE && self.free.len() < self.max_free {
             b.start = 0;
@@ -167,13 +161,11 @@ impl BufPool {
     }
 
     /// Gives `slot` a buffer if it has none.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn fill<'a>(&mut self, slot: &'a mut Option<Buf>) -> &'a mut Buf {
         slot.get_or_insert_with(|| self.get())
     }
 
     /// Returns the buffer in `slot` to the pool if it holds no bytes.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn release_if_empty(&mut self, slot: &mut Option<Buf>) {
         if slot.as_ref().is_some_and(|b| b.is_empty()) {
             if let Some(b) = slot.take() {

@@ -41,7 +41,6 @@ impl Conn {
     }
 
     /// Reads into `buf` until it is full or the socket is drained.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn read_into(&mut self, buf: &mut Buf) -> (usize, Io) {
         let mut total = 0;
         loop {
@@ -73,7 +72,6 @@ impl Conn {
     }
 
     /// Writes from `buf` until it is empty or the socket's send buffer is full.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn write_from(&mut self, buf: &mut Buf) -> (usize, Io) {
         let mut total = 0;
         while !buf.is_empty() {

@@ -13,13 +13,6 @@
 //! Around it: [`config`] (schema and validation), [`control`] (signals), [`buffer`] (the pooled
 //! I/O buffers) and [`server`] (start-up and join).
 
-// The lean static build (packaging/static-build.sh --lean, nightly) sets `--cfg ferry_lean`
-// and builds everything for size except the functions marked
-// `#[cfg_attr(ferry_lean, optimize(speed))]`: the request path, what runs for every request
-// or connection. A new function there gets the mark too, or the lean build runs it smaller
-// and slower (benches/instructions.sh shows it; docs/BENCHMARKS.md, "The lean build").
-#![cfg_attr(ferry_lean, feature(optimize_attribute))]
-
 pub mod access;
 pub mod addr;
 pub mod buffer;

@@ -76,7 +76,6 @@ pub struct WorkerStats {
 impl WorkerStats {
     /// Counts one request or tunnel when it ends. `ok`: a response from the upstream or origin
     /// (any status), or a tunnel, reached the client; otherwise ferry answered with an error.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn request_done(&self, connect: bool, direct: bool, ok: bool, received: u64, sent: u64) {
         self.requests.add(1);
         if ok { &self.success } else { &self.failed }.add(1);

@@ -142,7 +142,6 @@ fn ttl(r: &Result<Vec<IpAddr>, String>) -> Duration {
 
 impl DnsCache {
     /// The addresses of `host` with `port`, or why it has none, if known and fresh.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn get(
         &self,
         host: &str,

@@ -42,7 +42,6 @@ const FORWARDING: &[&str] = &[
 
 /// Writes the head for a backend server, all but `Host` and the blank line (`finish`).
 /// Returns the request id sent on (kept from a trusted peer, or `f.new_id`).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn request_head(
     out: &mut Buf,
     req: &RequestHead<'_, '_>,
@@ -193,7 +192,6 @@ pub fn is_proxy_field(name: &str) -> bool {
 }
 
 /// Ends a head from `request_head` with the Host the attempt's server gets.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn finish(out: &mut Buf, host: &str) {
     write_field(out, "Host", host.as_bytes());
     out.push(b"\r\n");

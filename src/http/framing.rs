@@ -137,7 +137,6 @@ impl BodyState {
     /// Like `advance`, and hands each run of body data (for a chunked body: the chunks'
     /// contents, without sizes, extensions or trailers) to `data`. This is how a chunked
     /// response is de-chunked for an HTTP/1.0 client.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn advance_with(
         &mut self,
         input: &[u8],
@@ -173,7 +172,6 @@ impl BodyState {
 
 /// One step of the chunked-coding grammar (RFC 9112 §7.1) over `input`; returns the bytes
 /// consumed and whether the body ended.
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn advance_chunked(
     at: &mut Chunk,
     line: &mut u32,

@@ -15,7 +15,6 @@ use crate::buffer::Buf;
 /// accept) in `buf` whose last byte is at `from` or later, so that a head dripped in byte by
 /// byte is scanned once, not once per read, and a terminator once reported is never reported
 /// again. Returns the index just past the terminator.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
@@ -40,7 +39,6 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 /// How many bytes of empty lines (`\r\n` or `\n`) stand at the start of `buf`. RFC 9112 §2.2:
 /// a recipient ignores empty lines received before a request or status line, so they are
 /// dropped before a head is looked for (a lone `\r` stays: more may complete it).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn leading_empty_lines(buf: &[u8]) -> usize {
     let mut n = 0;
     loop {
@@ -92,7 +90,6 @@ impl HeadScan {
 /// drops empty lines before it (RFC 9112 §2.2), then returns the end of the next candidate
 /// head, always past the last one `scan` returned (so a caller that loops when the parser
 /// wants more bytes makes progress), or `None` when `buf` holds no further terminator.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn seek_head(buf: &mut Buf, scan: &mut HeadScan) -> Option<usize> {
     let blank = leading_empty_lines(buf.bytes());
     if blank > 0 {
@@ -164,7 +161,6 @@ pub fn check_scan_progress(chunks: &[&[u8]], responses: bool) -> Result<usize, S
 }
 
 /// Splits a comma-separated header value into trimmed, non-empty tokens.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
@@ -173,7 +169,6 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Trims optional white space (SP / HTAB) from both ends.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -185,7 +180,6 @@ pub fn trim(mut v: &[u8]) -> &[u8] {
 }
 
 /// True when the comma-separated `value` contains `token` (case-insensitive).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn has_token(value: &[u8], token: &str) -> bool {
     tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }

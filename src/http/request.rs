@@ -76,7 +76,6 @@ pub struct RequestHead<'h, 'b> {
 /// Parses the request head at the start of `buf`, which the caller has seen to contain a whole
 /// head (see `find_head_end`). `Ok(None)` means httparse wants more bytes (blank lines before
 /// the request line can make the first terminator a false one).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
@@ -88,7 +87,6 @@ pub fn parse<'h, 'b>(
 /// OPTIONS) is what is expected: on a reverse listener it is, and the target then has an
 /// empty host (the site is found by `Host`) and the whole target as its path (`*` gives an
 /// empty path, as for an absolute-form OPTIONS without one).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn parse_in<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
@@ -233,7 +231,6 @@ pub fn parse_in<'h, 'b>(
 
 /// Folds one Content-Length field into what earlier fields said: every value, across fields
 /// and comma lists, must be the same number (RFC 9112 §6.3 rule 5).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn merge_length(prev: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
     let mut seen = prev;
     let mut any = false;
@@ -252,7 +249,6 @@ pub fn merge_length(prev: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
 }
 
 /// A non-empty run of ASCII digits that fits in u64 (no sign, no spaces).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn parse_decimal(t: &[u8]) -> Option<u64> {
     if t.is_empty() || t.len() > 19 {
         return None;
@@ -294,7 +290,6 @@ fn is_tchar(b: u8) -> bool {
 
 /// `http://authority[/path?query]` → target; other schemes and origin-form are refused: a
 /// forward proxy must be told where to go.
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn parse_absolute(raw: &str) -> Result<Target<'_>, HeadError> {
     let rest = match raw.get(..7) {
         Some(s) if s.eq_ignore_ascii_case("http://") => &raw[7..],
@@ -324,7 +319,6 @@ fn parse_absolute(raw: &str) -> Result<Target<'_>, HeadError> {
 }
 
 /// `host[:port]` or `[v6]:port`; `default_port` None means the port is required (CONNECT).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_>, HeadError> {
     let bracketed = raw.starts_with('[');
     let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
@@ -369,7 +363,6 @@ pub fn parse_authority(raw: &str, default_port: Option<u16>) -> Result<Target<'_
 }
 
 /// A DNS name or IPv4 literal: letters, digits, `-`, `_`, `.`; at most 253 bytes.
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253

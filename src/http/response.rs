@@ -35,7 +35,6 @@ impl ResponseHead<'_, '_> {
 
 /// Parses the response head at the start of `buf` (which holds a whole head); `req` is the
 /// method of the request it answers, which decides whether a body follows.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],

@@ -29,7 +29,6 @@ pub enum ConnectionField {
 }
 
 /// Fields that describe one hop only and are never forwarded as they came.
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn is_hop_by_hop(name: &str) -> bool {
     [
         "connection",
@@ -50,7 +49,6 @@ const VIA: &[u8] = b"Via: 1.1 ferry\r\n";
 /// then hop-by-hop. A message's framing and Host are never: a `Connection: Content-Length`
 /// that removed the length but not the body would smuggle the body to the next hop as a
 /// request of its own (DESIGN §3).
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
     if ["content-length", "transfer-encoding", "host"]
         .iter()
@@ -66,7 +64,6 @@ fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
 }
 
 /// Writes `host[:port]` (brackets for IPv6), leaving out the port when it is `default`.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn write_authority(out: &mut Buf, t: &Target<'_>, default: Option<u16>) {
     if t.is_v6() {
         let _ = write!(out, "[{}]", t.host);
@@ -82,7 +79,6 @@ pub fn write_authority(out: &mut Buf, t: &Target<'_>, default: Option<u16>) {
 /// credentials of the hop it goes to (and can be redone for another upstream on failover).
 /// A length is sent as one `Content-Length` (identical duplicates are folded); `Max-Forwards`
 /// of an OPTIONS or TRACE goes down by one (RFC 9110 §7.6.2); `via` adds ferry's `Via`.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn request_head(out: &mut Buf, req: &RequestHead<'_, '_>, form: TargetForm, via: bool) {
     let t = &req.target;
     let default_port = if req.kind == MethodKind::Connect {
@@ -165,7 +161,6 @@ pub(crate) fn end_request_fields(
 
 /// Writes the `set` and `add` fields of a site's header rules (their `remove`, and the
 /// fields `set` replaces, were left out when copying).
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn write_edits(out: &mut Buf, e: &HeaderOps) {
     for (name, value) in e.set.iter().chain(&e.add) {
         write_field(out, name, value.as_bytes());
@@ -224,7 +219,6 @@ pub struct ResponseForm<'a> {
 
 /// Writes the response head for the client. Its length, if any, goes as one
 /// `Content-Length` (identical duplicates are folded).
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseForm<'_>) {
     let _ = write!(out, "HTTP/1.1 {} ", resp.code);
     out.push(resp.reason.as_bytes());
@@ -263,7 +257,6 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
     out.push(b"\r\n");
 }
 
-#[cfg_attr(ferry_lean, optimize(speed))]
 fn write_path(out: &mut Buf, path: &str) {
     if !path.starts_with('/') {
         out.push(b"/");

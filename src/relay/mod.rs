@@ -56,7 +56,6 @@ impl Flow {
 
     /// Moves what can be moved from `src` to `dst` now. Returns whether anything happened;
     /// an error means the tunnel must be closed.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pump(&mut self, src: &mut Conn, dst: &mut Conn, bufs: &mut BufPool) -> io::Result<bool> {
         let mut progress = false;
         if let Some(s) = self.splice.as_mut() {
@@ -161,7 +160,6 @@ impl Tunnel {
     }
 
     /// Moves bytes both ways; `Ok(true)` when anything happened.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pump(
         &mut self,
         client: &mut Conn,

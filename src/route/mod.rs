@@ -17,7 +17,6 @@ use std::net::{IpAddr, SocketAddr};
 /// Decides the way of a request to `host:port`; `ip` is the address `host` denotes when it
 /// is an IP literal (`Target::ip`), and then every expression sees that address, written
 /// canonically, whatever spelling the client used.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn decide(config: &Config, host: &str, ip: Option<IpAddr>, port: u16) -> Via {
     let mut text = IpText::default();
     let host = match ip {

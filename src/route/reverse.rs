@@ -37,7 +37,6 @@ pub struct Place {
 const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
-#[cfg_attr(ferry_lean, optimize(speed))]
 pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
     decide_at(rev, req, https, &mut Place::default())
 }

@@ -74,7 +74,6 @@ impl RuleSet {
     /// `host` denotes when it is an IP literal (`addr::host_ip`); `cidr:` expressions see only
     /// that, and then `host` should be its canonical text (`addr::IpText`), so that
     /// `0177.0.0.1` meets the domain tables as `127.0.0.1` does.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn lookup(&self, host: &str, ip: Option<IpAddr>, port: u16) -> Option<Via> {
         if self.vias.is_empty() {
             return None;

@@ -74,7 +74,6 @@ impl HostTable {
     /// beats "*". An empty host (HTTP/1.0 without Host) reaches only the catch-all; a host that
     /// cannot be a host name (bytes no name has, an empty label, a port that is not digits)
     /// reaches no site, not even the catch-all. None when no site matches. No allocation.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn lookup(&self, host: &str) -> Option<usize> {
         let name = match host_name(host)? {
             HostName::Empty => return self.any,
@@ -262,7 +261,6 @@ impl RouteTable {
 
     /// The route whose prefix is the longest match for `path` (normalized, query excluded).
     /// No allocation.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn lookup(&self, path: &str) -> Option<usize> {
         let b = path.as_bytes();
         // Candidates are the path cut at each segment boundary, longest first; the empty cut

@@ -8,7 +8,6 @@ use crate::http::framing::Framing;
 use crate::route::reverse::Place;
 
 impl Session {
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn drive_head(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = self.flush_client(ctx)?;
         // An idle kept origin connection with something to read has closed or sent junk: drop
@@ -99,7 +98,6 @@ impl Session {
     }
 
     /// Parses a head from `cin` if a whole one is there, and starts its exchange.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn try_start_request(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         // Each request starts with the newest config (a reload reaches keep-alive clients at
         // their next request); the exchange then keeps it to the end. A head the site's auth

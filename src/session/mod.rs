@@ -179,7 +179,6 @@ pub struct Session {
 
 impl Session {
     /// A session for a freshly accepted, already registered client connection.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn new(
         slot: usize,
         generation: u32,
@@ -237,7 +236,6 @@ impl Session {
     }
 
     /// Records readiness from the poll and drives the session.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn ready(&mut self, side: Side, ev: Readiness, ctx: &mut Ctx) -> Step {
         let conn = match side {
             Side::Client => &mut self.client,
@@ -258,7 +256,6 @@ impl Session {
     }
 
     /// Takes a resolver's answer (ignored unless the session is still waiting for it).
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn resolved(&mut self, answer: Answer, ctx: &mut Ctx) -> Step {
         if let Phase::Auth(a) = &self.phase {
             if a.is_resolving(&answer.host, &self.config) {
@@ -306,7 +303,6 @@ impl Session {
     }
 
     /// Does all the work the current readiness allows.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn drive(&mut self, ctx: &mut Ctx) -> Step {
         for _ in 0..MAX_ROUNDS {
             let r = match self.phase {
@@ -330,7 +326,6 @@ impl Session {
     }
 
     /// Turns the result of one round into what happens next; errors become replies here.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn settle(&mut self, r: Result<bool, Fail>, ctx: &mut Ctx) -> Step {
         match r {
             Ok(true) => Step::Again,
@@ -456,7 +451,6 @@ impl Session {
     // ---- shared pieces ----
 
     /// Writes what the client is owed.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn flush_client(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Some(b) = self.cout.as_mut().filter(|b| !b.is_empty()) else {
             return Ok(false);
@@ -474,7 +468,6 @@ impl Session {
     }
 
     /// Reads from the client into `cin` while there is room.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn fill_cin(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         if !self.client.readable || self.client_eof {
             return Ok(false);
@@ -534,7 +527,6 @@ impl Session {
     }
 
     /// Gives back whatever a finished phase held.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn release_phase(&mut self, old: Phase, ctx: &mut Ctx) {
         match old {
             Phase::Exchange(ex) => ex.release(ctx),

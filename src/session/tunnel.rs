@@ -75,7 +75,6 @@ impl Session {
         self.deadline = ctx.now + self.config.limits.idle_timeout;
     }
 
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn drive_tunnel(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Tunnel(t) = &mut self.phase else {
             return Ok(false);

@@ -17,7 +17,6 @@ pub struct IdlePool {
 impl IdlePool {
     /// Keeps `stream` (deregistered from the poll) for `key` until `expires`, unless `max`
     /// connections to it are kept already.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn put(&mut self, key: &str, stream: TcpStream, expires: Instant, max: usize) {
         if self.conns.iter().filter(|c| c.0 == key).count() >= max {
             return;
@@ -26,7 +25,6 @@ impl IdlePool {
     }
 
     /// The most recently idled connection to `key` that still looks open.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn take(&mut self, key: &str) -> Option<TcpStream> {
         while let Some(i) = self.conns.iter().rposition(|c| c.0 == key) {
             let (_, stream, _) = self.conns.swap_remove(i);

@@ -55,7 +55,6 @@ impl Rotation {
 
     /// The next eligible member in the shared sequence, or None when `eligible` admits none of
     /// this rotation's members.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.schedule.len();
         if !self.members.iter().any(|&m| eligible(m as usize)) {

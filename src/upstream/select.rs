@@ -28,7 +28,6 @@ impl Selector {
 
     /// Picks a member of `pool` (its index in `pool.members`) among online members not in
     /// `exclude`; `key` feeds `hash` mode. None when no member qualifies.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn pick(&mut self, pool: &PoolSpec, key: &[u8], exclude: &[usize]) -> Option<usize> {
         let n = pool.members.len();
         // An offline member is a candidate only while its half-open circuit has a trial

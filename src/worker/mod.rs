@@ -183,8 +183,6 @@ impl Worker {
 // The lean build (see lib.rs) runs it at full speed, but not inlined into its caller (a
 // closure, built for size), and keeps what a loop turn rarely does (listen, sweep,
 // new_config, new_listeners, start_drain) out of it, built for size.
-#[cfg_attr(ferry_lean, optimize(speed))]
-#[cfg_attr(ferry_lean, inline(never))]
 fn run_loop(
     id: usize,
     poll: &mut Poll,
@@ -369,7 +367,6 @@ impl Loop {
     }
 
     /// Serves `add` besides the current listeners (the ones already registered stay).
-    #[cfg_attr(ferry_lean, inline(never))]
     fn listen(&mut self, add: Vec<Listening>) {
         for l in add {
             if self.listeners.len() >= MAX_LISTENERS {
@@ -404,7 +401,6 @@ impl Loop {
         }
     }
 
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn accept_all(&mut self, i: usize) {
         if self.accept_paused_until.is_some() {
             return;
@@ -431,7 +427,6 @@ impl Loop {
         }
     }
 
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, role: Role) {
         match crate::access::admit(&self.ctx.config, role, peer.ip()) {
             crate::access::Admit::Yes => {}
@@ -482,7 +477,6 @@ impl Loop {
 
     /// Runs `f` on the session in `slot`, catching a panic so that one bad session cannot take
     /// the worker down; acts on the step it returns.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn with_session(&mut self, slot: usize, f: impl FnOnce(&mut Session, &mut Ctx) -> Step) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return;
@@ -512,7 +506,6 @@ impl Loop {
 
     /// A resolver's answer: cached (unless the job was abandoned unasked), then handed to
     /// every session that waits for that name.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn answer(&mut self, a: Answer) {
         let waiting = self.ctx.dns.answered(&a.host);
         if !a.abandoned {
@@ -539,7 +532,6 @@ impl Loop {
         }
     }
 
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn close(&mut self, slot: usize) {
         if let Some(s) = self.sessions.get_mut(slot).and_then(Option::take) {
             let ctx = &mut self.ctx;
@@ -551,7 +543,6 @@ impl Loop {
         }
     }
 
-    #[cfg_attr(ferry_lean, inline(never))]
     fn sweep(&mut self) {
         self.next_sweep = self.ctx.now + SWEEP;
         let now = self.ctx.now;
@@ -573,7 +564,6 @@ impl Loop {
         self.ctx.idle.expire(now);
     }
 
-    #[cfg_attr(ferry_lean, inline(never))]
     fn new_config(&mut self, config: Arc<Config>) {
         self.ctx.config = config;
         // Upstreams may be gone or have new credentials: forget the idle connections. (The
@@ -582,7 +572,6 @@ impl Loop {
     }
 
     /// The config's listen addresses changed: close what is no longer wanted, serve `add`.
-    #[cfg_attr(ferry_lean, inline(never))]
     fn new_listeners(&mut self, keep: Vec<(Role, std::net::SocketAddr)>, add: Vec<Listening>) {
         if self.ctx.draining {
             return;
@@ -598,7 +587,6 @@ impl Loop {
         self.listen(add);
     }
 
-    #[cfg_attr(ferry_lean, inline(never))]
     fn start_drain(&mut self) {
         if self.ctx.draining {
             return;

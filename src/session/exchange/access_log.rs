@@ -14,7 +14,6 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn request(
         &self,
         peer: SocketAddr,

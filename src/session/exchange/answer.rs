@@ -7,7 +7,6 @@ use crate::session::OUT_LIMIT;
 
 impl Session {
     /// Parses response heads, then has the body relayed.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn handle_response(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = false;
         loop {

@@ -76,7 +76,6 @@ impl Session {
     }
 
     /// Starts the clock and the active-connection count of an attempt through an upstream.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn begin_attempt(&mut self, ctx: &mut Ctx) {
         let config = self.config.clone();
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -112,7 +111,6 @@ impl Session {
     /// `fail_over`, with `blame` saying whether the failure counts against the upstream (it
     /// does not when the upstream only passed on its verdict on the client's target, or a
     /// reused connection had simply been closed while idle).
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn move_on(
         &mut self,
         why: &'static str,
@@ -192,7 +190,6 @@ impl Session {
     }
 
     /// Finds the addresses of the next hop: literal, cached, or asked of a resolver thread.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn resolve_and_connect(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
         // An Arc clone (no allocation) so the host can be borrowed while the session changes.
         let config = self.config.clone();
@@ -291,7 +288,6 @@ impl Session {
     }
 
     /// Starts a non-blocking connect to `addrs[next..]`, trying each until one starts.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn connect_to(
         &mut self,
         addrs: Vec<SocketAddr>,
@@ -387,7 +383,6 @@ impl Session {
     }
 
     /// Checks a connect in progress; moves to the next address when it failed.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn check_connect(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Some(s) = self.server.as_mut() else {
             return Ok(false);
@@ -430,7 +425,6 @@ impl Session {
 
     /// The server connection is usable: a direct CONNECT becomes a tunnel now; anything else
     /// starts sending.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn connected(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Err(Fail::Abort);

@@ -165,7 +165,6 @@ pub struct Exchange {
 impl Exchange {
     /// Routes a parsed request and renders its head for the next hop. A rule `reject` or a
     /// pool with nothing online (and `on_all_down: reject`) refuses it here.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn start(
         req: &RequestHead<'_, '_>,
         peer: SocketAddr,
@@ -258,7 +257,6 @@ impl Exchange {
     /// Starts a reverse request that `plan` routed to a backend: its first server picked,
     /// its head rendered for it (DESIGN §7.1).
     #[allow(clippy::too_many_arguments)]
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn start_reverse(
         req: &RequestHead<'_, '_>,
         plan: route::reverse::Plan,
@@ -351,7 +349,6 @@ impl Exchange {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn new(
         req: &RequestHead<'_, '_>,
         host: String,
@@ -564,7 +561,6 @@ impl Exchange {
     /// Ends the exchange. A reverse request is counted here, once, whatever ended it: with
     /// the status the client saw (a response, ferry's reply, a 101 before a tunnel, or a
     /// response cut off after its head); a client that left before any status is not.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub fn release(mut self, ctx: &mut Ctx) {
         if let Some(s) = self.served.as_ref().filter(|_| self.status != 0) {
             let took = ctx.now.saturating_duration_since(self.started);
@@ -578,7 +574,6 @@ impl Exchange {
 }
 
 impl Session {
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn drive_exchange(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         if matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Queued(_))) {
             return self.drive_queued(ctx);
@@ -614,7 +609,6 @@ impl Session {
         Ok(progress)
     }
 
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn refresh_deadline(&mut self, ctx: &Ctx) {
         let limits = &self.config.limits;
         let mut d = ctx.now + limits.idle_timeout;
@@ -640,7 +634,6 @@ impl Session {
     }
 
     /// Reads from the server into `sin` while there is room.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn fill_sin(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
@@ -719,7 +712,6 @@ impl Session {
 
     /// After the whole response: log, keep or close the server connection, and go back to
     /// reading the next request or close.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     fn finish_if_done(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);

@@ -6,7 +6,6 @@ use super::*;
 
 impl Session {
     /// Moves request body bytes from `cin` to `sout`, as far as the framing says they belong.
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn feed_request_body(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
@@ -57,7 +56,6 @@ impl Session {
 
     /// Sends the head (from the exchange's own buffer, so it can be replayed), then body bytes:
     /// those copied into `sout`, then the rest spliced (`body`).
-    #[cfg_attr(ferry_lean, optimize(speed))]
     pub(super) fn write_server(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(false);
