@@ -517,6 +517,15 @@ mod tests {
         let inside = Arc::new(AtomicU32::new(0));
         let peak = Arc::new(AtomicU32::new(0));
         let waited = Arc::new(AtomicU32::new(0));
+        // The slots start taken, so that the first requests wait whatever the scheduling (on
+        // a slow or emulated CPU the threads could otherwise never meet).
+        let main = FakeWorker::new();
+        let held: Vec<_> = (0..MAX as usize)
+            .map(|n| match q.enter(0, main.at(n)) {
+                Admission::Go(s) => s,
+                _ => panic!("free slots go at once"),
+            })
+            .collect();
         let threads: Vec<_> = (0..4)
             .map(|worker| {
                 let (q, inside, peak) = (q.clone(), inside.clone(), peak.clone());
@@ -559,6 +568,12 @@ mod tests {
                 })
             })
             .collect();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while q.queued() == 0 {
+            assert!(std::time::Instant::now() < end, "nobody queued");
+            std::thread::yield_now();
+        }
+        drop(held);
         let served: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert!(served > 0);
         assert!(
