@@ -180,9 +180,6 @@ impl Worker {
 }
 
 /// One life of a worker's event loop.
-// The lean build (see lib.rs) runs it at full speed, but not inlined into its caller (a
-// closure, built for size), and keeps what a loop turn rarely does (listen, sweep,
-// new_config, new_listeners, start_drain) out of it, built for size.
 fn run_loop(
     id: usize,
     poll: &mut Poll,
