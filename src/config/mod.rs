@@ -2,7 +2,9 @@
 //! into the `Config` snapshot that workers share through an `Arc`. Validation is strict and
 //! every error names the key path it is about.
 
+mod backend;
 mod reverse;
+mod reverse_schema;
 mod schema;
 mod site_auth;
 mod validate;
