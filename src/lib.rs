@@ -31,5 +31,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod upstream;
 pub mod worker;
