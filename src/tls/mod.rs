@@ -3,3 +3,6 @@
 //! server's socket a client-side one; the session reads and writes plaintext through the
 //! `Conn` as for plain TCP, and the handshake is just the first bytes it moves. The
 //! certificate store (`store`) answers SNI and follows certificate files as they change.
+
+pub mod store;
+pub mod x509;
