@@ -215,6 +215,15 @@ impl Conn {
         false
     }
 
+    /// The connection closes: a TLS handshake it had begun and neither finished nor failed
+    /// ran out of time (counted as such).
+    pub fn abandon_handshake(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            t.abandon();
+        }
+    }
+
     /// True when the connection speaks TLS (its bytes cannot be spliced).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

@@ -327,6 +327,19 @@ impl Config {
                 ));
             }
         }
+        for b in self.reverse.iter().flat_map(|r| &r.backends) {
+            for m in b
+                .pool
+                .members
+                .iter()
+                .filter(|m| m.tls.is_some_and(|t| !t.verify))
+            {
+                w.push(format!(
+                    "backend {}: server {} is not verified (tls_verify: false): anyone on the path can pose as it",
+                    b.name, m.config_url
+                ));
+            }
+        }
         w
     }
 }

@@ -584,6 +584,7 @@ impl Session {
 
     /// Gives everything back and deregisters both sockets.
     pub fn close(mut self, ctx: &mut Ctx) {
+        self.client.abandon_handshake();
         let old = mem::replace(
             &mut self.phase,
             Phase::Closing {

@@ -119,12 +119,15 @@ pub struct TlsConn {
     eof: bool,
     /// Our close_notify is queued.
     closing: bool,
-    /// The last read drained the socket: the next one would block.
+    /// A read of this call drained the socket: the next one would block (reset by every
+    /// call from outside, which may follow a new readiness edge).
     drained: bool,
     /// A fatal error: every later call reports it.
     failed: Option<io::ErrorKind>,
     /// The client's SNI (server side).
     sni: Option<Box<str>>,
+    /// A ClientHello was handled (server side).
+    hello_seen: bool,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -170,6 +173,7 @@ impl TlsConn {
             drained: false,
             failed: None,
             sni: None,
+            hello_seen: false,
         }
     }
 
@@ -209,6 +213,20 @@ impl TlsConn {
         self.established
     }
 
+    /// The connection closes: a server-side handshake that began (a ClientHello came) and
+    /// neither finished nor failed is counted as timed out.
+    pub fn abandon(&mut self) {
+        let begun = self.sni.is_some() || self.hello_seen;
+        if matches!(self.side, Side::Server(_))
+            && begun
+            && !self.established
+            && self.failed.is_none()
+        {
+            metrics::failed("timeout");
+            self.failed = Some(io::ErrorKind::TimedOut);
+        }
+    }
+
     /// True after a fatal error.
     pub fn failed(&self) -> bool {
         self.failed.is_some()
@@ -232,6 +250,7 @@ impl TlsConn {
         read_closed: bool,
         buf: &mut Buf,
     ) -> (usize, Io) {
+        self.drained = false;
         let mut total = 0;
         loop {
             if let Some(p) = self.plain.as_mut() {
@@ -265,6 +284,7 @@ impl TlsConn {
     /// Reads and answers the handshake with what the socket has, until it is over, the
     /// socket has nothing more, or the peer's first plaintext arrived.
     pub fn handshake(&mut self, s: &mut TcpStream, read_closed: bool) -> Io {
+        self.drained = false;
         loop {
             if self.established || self.has_plaintext() {
                 return Io::Continue;
@@ -424,6 +444,7 @@ impl TlsConn {
                     let r = act(st, &mut self.plain, &mut self.out, goal, &mut flags);
                     if HELLO.with(|h| h.replace(false)) {
                         self.sni = SNI.with(|s| s.borrow_mut().take());
+                        self.hello_seen = true;
                     }
                     let established = !c.is_handshaking();
                     flags.established = established;
