@@ -172,7 +172,7 @@ impl CertStore {
             w.dir_errors = errors;
             let fresh: Vec<CertSpec> = found
                 .into_iter()
-                .filter(|s| !known.iter().any(|e| same_file(&e.info.cert_file, &s.cert)))
+                .filter(|s| !already_served(known, &s.cert))
                 .collect();
             for spec in fresh {
                 let seen = (stamp(&spec.cert), stamp(&spec.key));
@@ -556,6 +556,17 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// Whether `cert` is served already. Once a second for every pair in cert_dir: the paths are
+/// compared as they are first (a pair found by the scan has the same path each time), and only
+/// a pair not found so is resolved through the filesystem.
+fn already_served(list: &[Entry], cert: &Path) -> bool {
+    list.iter().any(|e| e.info.cert_file == cert)
+        || fs::canonicalize(cert).is_ok_and(|c| {
+            list.iter()
+                .any(|e| fs::canonicalize(&e.info.cert_file).is_ok_and(|k| k == c))
+        })
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     a == b || matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
@@ -563,21 +574,25 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Logs a served certificate outside its dates: served anyway (a router whose clock is not set
 /// yet sees every certificate "not yet valid"), but somebody should know.
 fn warn_dates(info: &CertInfo, now: i64) {
-    if now > info.not_after {
-        log::warn!(
-            "{}: the certificate for {} expired at {}; served anyway",
-            info.cert_file.display(),
-            info.name,
-            x509::utc_text(info.not_after)
-        );
-    } else if now < info.not_before {
-        log::warn!(
-            "{}: the certificate for {} is not valid before {}; served anyway",
-            info.cert_file.display(),
-            info.name,
-            x509::utc_text(info.not_before)
-        );
+    if let Some(line) = date_warning(info, now) {
+        log::warn!("{line}");
     }
+}
+
+fn date_warning(info: &CertInfo, now: i64) -> Option<String> {
+    let (why, at) = if now > info.not_after {
+        ("expired at", info.not_after)
+    } else if now < info.not_before {
+        ("is not valid before", info.not_before)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{}: the certificate for {} {why} {}; served anyway",
+        info.cert_file.display(),
+        info.name,
+        x509::utc_text(at)
+    ))
 }
 
 /// The file name an uploaded certificate is stored under: its DNS name lower-cased, `*` as
@@ -925,8 +940,19 @@ mod tests {
         let now = unix_now();
         let old = make_dated(&["old.test"], now - 100 * 86_400, now - 86_400);
         let spec = put(&dir, "old", &old);
-        let store = Arc::new(CertStore::load(&[spec], Some(&dir.join("up"))).unwrap());
+        let store =
+            Arc::new(CertStore::load(std::slice::from_ref(&spec), Some(&dir.join("up"))).unwrap());
         assert_eq!(served(&store, "old.test").unwrap(), old.der);
+        let info = &store.list()[0];
+        assert_eq!(
+            date_warning(info, now),
+            Some(format!(
+                "{}: the certificate for old.test expired at {}; served anyway",
+                spec.cert.display(),
+                x509::utc_text(now - 86_400)
+            ))
+        );
+        assert_eq!(date_warning(info, now - 2 * 86_400), None);
         let e = store
             .install(old.cert.as_bytes(), old.key.as_bytes())
             .unwrap_err();
