@@ -709,7 +709,10 @@ mod tests {
     }
 
     fn make_dated(names: &[&str], from: i64, to: i64) -> Made {
-        let key = KeyPair::generate().unwrap();
+        make_with(KeyPair::generate().unwrap(), names, from, to)
+    }
+
+    fn make_with(key: KeyPair, names: &[&str], from: i64, to: i64) -> Made {
         let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
         p.not_before =
@@ -799,12 +802,22 @@ mod tests {
     /// A whole handshake in memory against the store's resolver (an IP address sends no SNI);
     /// the leaf certificate the client was served, None when the server refused.
     fn served(store: &Arc<CertStore>, sni: &str) -> Option<Vec<u8>> {
+        served_by(&server_config(store), sni)
+    }
+
+    /// A listener's config around the store's resolver, built once as the lead's listener does.
+    fn server_config(store: &Arc<CertStore>) -> Arc<ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_cert_resolver(store.resolver());
+        Arc::new(server)
+    }
+
+    fn served_by(server: &Arc<ServerConfig>, sni: &str) -> Option<Vec<u8>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -813,7 +826,7 @@ mod tests {
             .with_no_client_auth();
         let name = ServerName::try_from(sni.to_string()).unwrap();
         let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
-        let mut s = ServerConnection::new(Arc::new(server)).unwrap();
+        let mut s = ServerConnection::new(Arc::clone(server)).unwrap();
         for _ in 0..10 {
             if !c.is_handshaking() && !s.is_handshaking() {
                 return Some(c.peer_certificates()?[0].to_vec());
@@ -975,6 +988,9 @@ mod tests {
         let v1 = make(&["site.test"]);
         let spec = put(&dir, "site", &v1);
         let store = Arc::new(CertStore::load(&[], Some(&dir)).unwrap());
+        // One listener config for the whole test: changes reach it without a rebuild.
+        let listener = server_config(&store);
+        let served = |_: &Arc<CertStore>, sni| served_by(&listener, sni);
         assert_eq!(served(&store, "site.test").unwrap(), v1.der);
         assert_eq!(store.poll(), 0, "nothing changed");
 
@@ -1065,6 +1081,9 @@ mod tests {
         );
 
         let store = Arc::new(CertStore::load(&[spec], Some(&up)).unwrap());
+        let listener = server_config(&store);
+        let served = |_: &Arc<CertStore>, sni| served_by(&listener, sni);
+        assert_eq!(served(&store, "cart.shop.test").unwrap(), first.der);
         let info = store.install(m.cert.as_bytes(), m.key.as_bytes()).unwrap();
         assert_eq!(info.name, "*.Shop.test");
         assert_eq!(info.cert_file, up.join("_wildcard.shop.test.crt"));
@@ -1111,6 +1130,42 @@ mod tests {
         let again = Arc::new(CertStore::load(&[], Some(&up)).unwrap());
         assert_eq!(served(&again, "cart.shop.test").unwrap(), m2.der);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_key_kind_ring_signs_with_loads_and_the_store_is_shared() {
+        fn shared<T: Send + Sync>() {}
+        shared::<CertStore>();
+        let dir = scratch("kinds");
+        let now = unix_now();
+        let mut specs = Vec::new();
+        let mut made = Vec::new();
+        for (i, alg) in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let name = format!("k{i}.test");
+            let m = make_with(key, &[&name], now - 60, now + 3600);
+            specs.push(put(&dir, &format!("k{i}"), &m));
+            made.push((name, m));
+        }
+        let store = Arc::new(CertStore::load(&specs, None).unwrap());
+        for (name, m) in &made {
+            assert_eq!(served(&store, name).as_ref(), Some(&m.der), "{name}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_store_refuses_the_handshake() {
+        let store = Arc::new(CertStore::load(&[], None).unwrap());
+        assert_eq!(served(&store, "any.test"), None);
+        assert!(store.list().is_empty());
     }
 
     #[test]
