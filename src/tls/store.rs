@@ -93,16 +93,24 @@ impl CertStore {
     /// then every NAME.crt + NAME.key pair in cert_dir (if given and present). Err: one line per
     /// bad pair, naming the file and the reason (for `ferry --check` and start).
     pub fn load(specs: &[CertSpec], cert_dir: Option<&Path>) -> Result<CertStore, Vec<String>> {
-        let (wanted, mut errors) = wanted_pairs(specs, cert_dir);
+        // A configured pair that is bad stops a start (or a reload); a bad pair in cert_dir
+        // (a stray file, an upload cut short by a crash) is logged and left out, so that it
+        // cannot keep ferry from starting.
+        let (wanted, dir_errors) = wanted_pairs(specs, cert_dir);
+        for e in &dir_errors {
+            log::error!("TLS: {e}; left out");
+        }
+        let mut errors = Vec::new();
         let now = unix_now();
         let mut entries = Vec::new();
-        for spec in &wanted {
+        for (i, spec) in wanted.iter().enumerate() {
             match read_pair(spec) {
                 Ok(e) => {
                     warn_dates(&e.info, now);
                     entries.push(e);
                 }
-                Err(r) => errors.push(r.line),
+                Err(r) if i < specs.len() => errors.push(r.line),
+                Err(r) => log::error!("TLS: {}; left out", r.line),
             }
         }
         if !errors.is_empty() {
@@ -926,20 +934,10 @@ mod tests {
         fs::write(dir.join("junk.crt"), "not a certificate").unwrap();
         fs::write(dir.join("lonely.crt"), &a.cert).unwrap();
         fs::write(dir.join("junk.key"), &a.key).unwrap();
-        let errors = CertStore::load(&[good], Some(&dir)).unwrap_err();
-        assert_eq!(
-            errors,
-            [
-                format!(
-                    "{}: no lonely.key beside it",
-                    dir.join("lonely.crt").display()
-                ),
-                format!(
-                    "{}: no CERTIFICATE in the PEM",
-                    dir.join("junk.crt").display()
-                ),
-            ]
-        );
+        // Bad pairs in cert_dir are left out (logged), never a reason not to start.
+        let store = CertStore::load(&[good.clone()], Some(&dir)).unwrap();
+        let listed: Vec<_> = store.list().into_iter().map(|c| c.cert_file).collect();
+        assert_eq!(listed, [good.cert.clone(), dir.join("b.crt")]);
         assert_eq!(
             check(a.cert.as_bytes(), b"").err().map(|e| e.1),
             Some("no PRIVATE KEY in the PEM".into())
