@@ -140,7 +140,7 @@ fn label(v: &str) -> String {
 }
 
 /// Escapes a JSON string's contents.
-fn json(v: &str) -> String {
+pub(crate) fn json(v: &str) -> String {
     let mut o = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -693,7 +693,7 @@ workers: 2
             r#"{"name":"api","path":"/api","backend":"api","requests":2,"codes":{"1xx":0,"2xx":1,"3xx":0,"4xx":0,"5xx":1},"avg_ms":1.5}"#,
             r#"{"name":"/old","path":"/old","redirect":"https://new.test","redirect_status":308,"requests":0,"#,
             r#""backends":[{"name":"api","mode":"round_robin","online":1,"retries":0,"active":0,"max_active":0,"queued":0,"max_queued":0,"queue_rejected":0,"queue_timeouts":0,"servers":[{"url":"http://127.0.0.1:1","online":true,"circuit":"closed","#,
-            r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
+            r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","draining":false,"active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
         ] {
             assert!(s.contains(part), "missing {part} in {s}");
         }
