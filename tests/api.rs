@@ -278,6 +278,10 @@ fn given_no_token_then_the_api_reads_but_refuses_changes_and_with_one_it_guards_
         call_as(&open, "", "GET", "/api/v1/sites/a.test", "").status,
         200
     );
+    // A body is not even read without the token.
+    let site = r#"{"hosts":["b.test"],"routes":[{"backend":"b"}]}"#;
+    let r = call_as(&open, "", "POST", "/api/v1/sites", site);
+    assert_eq!((r.status, r.header("connection")), (403, Some("close")));
 
     let ferry = proxy(&[&s1], "", "");
     assert_eq!(call_as(&ferry, "", "GET", "/api/v1/sites", "").status, 401);
@@ -286,6 +290,8 @@ fn given_no_token_then_the_api_reads_but_refuses_changes_and_with_one_it_guards_
         call_as(&ferry, wrong, "DELETE", "/api/v1/sites/app", "").status,
         401
     );
+    let r = call_as(&ferry, wrong, "PUT", "/api/v1/sites/app", site);
+    assert_eq!((r.status, r.header("connection")), (401, Some("close")));
     assert_eq!(served(&ferry, "app.test").0, 200);
     let r = call(&ferry, "PATCH", "/api/v1/sites/app", "{}");
     assert_eq!(

@@ -21,6 +21,12 @@ pub fn answer(head: &[u8], body: &[u8], host: &mut dyn Host, out: &mut Vec<u8>) 
     r.close
 }
 
+/// Answers `head` alone, its body unread (see `may_send_body`); the connection then closes.
+pub fn answer_unread(head: &[u8], host: &mut dyn Host, out: &mut Vec<u8>) {
+    let mut r = Reply { out, close: true };
+    route(&mut r, head, b"", host);
+}
+
 /// The length of the body that follows `head`, from its `Content-Length` (0 without one, or
 /// when the head does not parse: `answer` refuses it then). `Err` with the status that
 /// refuses it: 411 for `Transfer-Encoding` (the admin server takes no chunked bodies), 400
@@ -53,6 +59,31 @@ pub fn body_length(head: &[u8]) -> Result<usize, u16> {
     Ok(length.unwrap_or(0))
 }
 
+/// True when the request of `head` may have its body read: it carries the admin token. With
+/// no token configured no request takes a body (changes are refused), so an unknown client
+/// can never make the admin server hold 64 KiB per connection.
+pub fn may_send_body(head: &[u8], host: &dyn Host) -> bool {
+    let Some(token) = &host.config().admin_token else {
+        return false;
+    };
+    let mut hs = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut hs);
+    let _ = req.parse(head);
+    let auth = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"));
+    bearer_is(auth.map(|h| h.value), token)
+}
+
+/// True when `authorization` is `Bearer <token>`, compared in constant time.
+fn bearer_is(authorization: Option<&[u8]>, token: &str) -> bool {
+    // RFC 9110 §11.1: the scheme name is case-insensitive.
+    authorization
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()))
+}
+
 fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
@@ -77,11 +108,7 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let head_only = method == "HEAD";
     let config = host.config();
     if let Some(token) = &config.admin_token {
-        // RFC 9110 §11.1: the scheme name is case-insensitive.
-        let ok = header("authorization")
-            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
-            .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()));
-        if !ok {
+        if !bearer_is(header("authorization"), token) {
             respond(
                 r,
                 401,

@@ -119,7 +119,7 @@ impl AdminSession {
         while !self.closing && self.unsent().len() < OUT_LIMIT {
             let (end, body) = match self.pending {
                 Some(p) => p,
-                None => match self.next_head() {
+                None => match self.next_head(host) {
                     Some(p) => p,
                     None => break,
                 },
@@ -162,8 +162,9 @@ impl AdminSession {
 
     /// Finds the next complete head and reads its framing: `(head length, body length)`.
     /// `None` while the head is incomplete, or when the session answered an error and is
-    /// closing (too large a head, a body it does not take).
-    fn next_head(&mut self) -> Option<(usize, usize)> {
+    /// closing (too large a head, a body it does not take: too large, chunked, or sent
+    /// without the token, which is answered from its head alone).
+    fn next_head(&mut self, host: &mut dyn Host) -> Option<(usize, usize)> {
         // Empty lines before a request line are skipped (RFC 9112 §2.2), as on the data
         // path.
         let blank = crate::http::leading_empty_lines(&self.inbuf[self.start..]);
@@ -172,6 +173,13 @@ impl AdminSession {
         let tail = &self.inbuf[self.start..];
         match crate::http::find_head_end(tail, self.scanned) {
             Some(end) if end <= MAX_REQUEST => match answer::body_length(&tail[..end]) {
+                Ok(n) if n > 0 && n <= MAX_BODY && !answer::may_send_body(&tail[..end], host) => {
+                    // Its answer (401, 403, 405...) needs no body; the unread body would
+                    // put the stream out of step, so the connection ends after it.
+                    answer::answer_unread(&tail[..end], host, &mut self.out);
+                    self.closing = true;
+                    None
+                }
                 Ok(n) if n <= MAX_BODY => Some((end, n)),
                 Ok(_) => {
                     answer::refuse(413, "request body too large\n", &mut self.out);
@@ -466,5 +474,21 @@ mod tests {
             s.answer(t0 + Duration::from_millis(i as u64), &mut host);
             assert_eq!(s.deadline(), t0 + Duration::from_secs(1));
         }
+    }
+
+    #[test]
+    fn a_body_without_the_token_is_not_read() {
+        let mut req = b"POST /api/v1/sites HTTP/1.1\r\nAuthorization: Bearer x\r\nContent-Length: 60000\r\n\r\n".to_vec();
+        req.extend_from_slice(&[b' '; 60000]);
+        let out = run(&req, 4096);
+        assert_eq!(statuses(&out), ["401"]);
+        assert!(String::from_utf8_lossy(&out).contains("Connection: close"));
+        // With no token configured, changes are refused before their body is read.
+        let mut host = Echo(Config::embedded(), Shared::new(1, 0));
+        let mut s = AdminSession::new(Instant::now(), Duration::from_secs(10));
+        s.received(&req[..200]);
+        s.answer(Instant::now(), &mut host);
+        assert!(String::from_utf8_lossy(s.unsent()).starts_with("HTTP/1.1 403"));
+        assert_eq!(s.input_room(), 0);
     }
 }
