@@ -348,7 +348,8 @@ impl Snapshot<'_> {
             .reverse
             .iter()
             .flat_map(|r| &r.backends)
-            .filter(|b| !b.pool.members.iter().any(|m| m.state.is_online()))
+            // A server drained for maintenance serves no new request either.
+            .filter(|b| !b.pool.members.iter().any(|m| m.state.is_selectable()))
             .map(|b| b.name.as_str())
             .collect();
         let ready = !self.draining && pools.is_empty() && backends.is_empty();
@@ -707,10 +708,14 @@ workers: 2
         let (ready, body) = snapshot(&stats, &c).readiness();
         assert!(ready, "{body}");
         let rev = c.reverse.as_ref().unwrap();
-        // One of api's two servers down: api can still serve.
+        // One of api's two servers down and the other drained: api cannot serve.
         rev.backends[0].pool.members[0]
             .state
             .passive_failure(0, 1, "x");
+        rev.backends[0].pool.members[1].state.set_draining(true);
+        assert!(!snapshot(&stats, &c).readiness().0);
+        // Back from maintenance: api can serve again.
+        rev.backends[0].pool.members[1].state.set_draining(false);
         assert!(snapshot(&stats, &c).readiness().0);
         rev.backends[1].pool.members[0]
             .state
