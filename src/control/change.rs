@@ -88,10 +88,7 @@ impl Running<'_> {
             Ok(e) => e,
             Err(r) => return r,
         };
-        let text = match yaml_serde::to_string(&edit.doc) {
-            Ok(t) => t,
-            Err(e) => return api::Reply::error(500, &format!("cannot write the config: {e}")),
-        };
+        let text = api::text(&edit.doc);
         let new = match crate::config::parse(&text, self.config.source.as_deref()) {
             Ok(c) => c,
             Err(errs) => return api::Reply::invalid(&errs),
