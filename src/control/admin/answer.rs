@@ -214,7 +214,7 @@ fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host
     let method = if head_only { "GET" } else { method };
     if method != "GET" && host.config().admin_token.is_none() {
         // Without a token anyone who reaches the port could rewrite the proxy.
-        let why = super::super::api::Reply::error(
+        let why = crate::control::api::Reply::error(
             403,
             "changes need a token: set admin.token to enable changes",
         );
