@@ -268,6 +268,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         listen,
         admin_listen,
         admin_token: raw.admin.token,
+        admin_persist: raw.admin.persist,
         access: Access {
             allow,
             credentials,

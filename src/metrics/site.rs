@@ -432,10 +432,11 @@ fn backend_json(o: &mut String, b: &Backend) {
         let st = &m.state;
         let _ = write!(
             o,
-            "{{\"url\":\"{}\",\"online\":{},\"circuit\":\"{}\",\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
+            "{{\"url\":\"{}\",\"online\":{},\"circuit\":\"{}\",\"draining\":{},\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
             json(&m.config_url),
             st.is_online(),
             st.circuit().name(),
+            st.is_draining(),
             st.active(),
             st.latency_ms(),
             st.consecutive_failures(),
