@@ -10,7 +10,7 @@
 
 mod site;
 
-pub use site::{answered as site_answered, RouteStats, RouteTotals};
+pub use site::{answered as site_answered, decimal, mode_name, RouteStats, RouteTotals, BOUNDS_US};
 
 use crate::config::Config;
 use std::fmt::Write;
@@ -140,7 +140,7 @@ fn label(v: &str) -> String {
 }
 
 /// Escapes a JSON string's contents.
-fn json(v: &str) -> String {
+pub fn json(v: &str) -> String {
     let mut o = String::with_capacity(v.len());
     for c in v.chars() {
         match c {

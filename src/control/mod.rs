@@ -5,8 +5,10 @@
 //! self-pipe, so the loop never blocks on anything but its poll.
 
 pub mod admin;
+pub mod page;
 mod probe;
 mod reload;
+pub mod stats;
 
 pub use admin::constant_time_eq;
 
@@ -80,6 +82,7 @@ pub fn start(
                 prober: probe::Prober::new(config.clone(), shared.clone(), &mut lookups, now),
                 lookups,
                 reloader: reload::Reloader::new(&config, now),
+                sampler: stats::Sampler::new(now),
                 poll,
                 config,
                 outboxes,
@@ -103,6 +106,8 @@ struct Control {
     prober: probe::Prober,
     lookups: probe::Lookups,
     reloader: reload::Reloader,
+    /// Snapshots for live stats, taken while there is an admin server to show them.
+    sampler: stats::Sampler,
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
@@ -117,6 +122,7 @@ impl Control {
                 self.prober.next_wake(),
                 self.admin.as_ref().and_then(|a| a.next_wake()),
                 self.reloader.next_wake(),
+                self.admin.as_ref().map(|_| self.sampler.next_wake()),
             ]
             .into_iter()
             .flatten()
@@ -168,6 +174,7 @@ impl Control {
             }
             self.prober.tick(self.poll.registry(), now);
             if let Some(a) = self.admin.as_mut() {
+                self.sampler.tick(now, &self.config, &self.shared);
                 a.tick(self.poll.registry(), now, &self.config, &self.shared);
             }
         }

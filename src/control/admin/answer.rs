@@ -1,5 +1,7 @@
 //! The admin server's answers: one complete request head in, one response out. Which paths
-//! exist, the token check, and the bodies of `/health`, `/readyz`, `/status` and `/metrics`.
+//! exist, the token check, and the bodies of `/health`, `/readyz`, `/status` and `/metrics`;
+//! the status page (`/`) and `/api/v1/stats` are rendered by `control::page` and
+//! `control::stats`.
 
 use crate::config::Config;
 use crate::metrics::Snapshot;
@@ -59,22 +61,32 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
     let head_only = method == "HEAD";
     if let Some(token) = &config.admin_token {
         // RFC 9110 §11.1: the scheme name is case-insensitive.
-        let ok = header("authorization")
+        let auth = header("authorization");
+        let ok = auth
             .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
-            .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()));
+            .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()))
+            // A browser cannot send a bearer token: Basic with the token as password will do.
+            || auth.is_some_and(|v| crate::control::page::basic_token_ok(v, token.as_bytes()));
         if !ok {
+            // The status page asks the browser for credentials; the API names its scheme.
+            let challenge = if path == "/" {
+                "WWW-Authenticate: Basic realm=\"ferry admin\""
+            } else {
+                "WWW-Authenticate: Bearer realm=\"ferry\""
+            };
             respond(
                 r,
                 401,
                 "text/plain",
                 b"unauthorized\n",
                 head_only,
-                &["WWW-Authenticate: Bearer realm=\"ferry\""],
+                &[challenge],
             );
             return;
         }
     }
-    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics");
+    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics" | "/")
+        || crate::control::stats::owns(path);
     if !known {
         respond(r, 404, "text/plain", b"not found\n", head_only, &[]);
         return;
@@ -137,6 +149,23 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
             head_only,
             &[],
         ),
+        "/" => {
+            let page = crate::control::page::render(config, shared);
+            respond(
+                r,
+                200,
+                "text/html; charset=utf-8",
+                page.as_bytes(),
+                head_only,
+                &[],
+            );
+        }
+        p if crate::control::stats::owns(p) => {
+            match crate::control::stats::answer(p, config, shared) {
+                Some(body) => respond(r, 200, "application/json", body.as_bytes(), head_only, &[]),
+                None => respond(r, 404, "text/plain", b"no such site\n", head_only, &[]),
+            }
+        }
         _ => respond(
             r,
             200,
