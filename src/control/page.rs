@@ -72,7 +72,7 @@ pub fn render(config: &Config, shared: &Shared) -> String {
             let (short, long) = (ring.site(s, SHORT), ring.site(s, LONG));
             let _ = write!(
                 o,
-                "</small></h3><p>{} · {} 5xx · {}</p></section>",
+                "</small></h3><p>{} · {} errors (5xx) · {}</p></section>",
                 rate(short.as_ref()),
                 errors(long.as_ref()),
                 latency(long.as_ref())
@@ -144,7 +144,7 @@ fn member(o: &mut String, m: &UpstreamSpec, ring: &Ring, circuit: bool) {
     let (short, long) = (ring.member(st, SHORT), ring.member(st, LONG));
     let _ = write!(
         o,
-        "{} <span class=\"m\">· {} ms · {} · {} failures · {} active</span></li>",
+        "{} <span class=\"m\">· latency {} ms · {} · {} failures · {} active</span></li>",
         esc(&m.config_url),
         st.latency_ms(),
         rate(short.as_ref()),
