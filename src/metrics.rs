@@ -140,7 +140,7 @@ fn label(v: &str) -> String {
 }
 
 /// Escapes a JSON string's contents.
-pub fn json(v: &str) -> String {
+pub(crate) fn json(v: &str) -> String {
     let mut o = String::with_capacity(v.len());
     for c in v.chars() {
         match c {

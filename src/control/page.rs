@@ -155,8 +155,8 @@ fn member(o: &mut String, m: &UpstreamSpec, ring: &Ring, circuit: bool) {
 
 /// The state's badge class and word.
 fn state(st: &UpstreamState) -> (&'static str, &'static str) {
-    // Hook: when servers can be drained for maintenance (POST …/servers/{id}/dead), that
-    // state is checked first here and shown as ("dr", "draining").
+    // Hook: once servers can be drained for maintenance (POST …/servers/{id}/dead, the
+    // API's `UpstreamState::is_draining`), that is checked first: ("dr", "draining").
     if st.is_online() {
         ("on", "online")
     } else {
