@@ -227,10 +227,11 @@ impl Ring {
     }
 
     /// The requests counted in `routes` over the last `span`.
-    fn routes<'a>(
+    /// (An iterator object rather than a generic one: one copy of this loop in the binary.)
+    fn routes(
         &self,
         span: Duration,
-        routes: impl Iterator<Item = &'a Arc<RouteStats>>,
+        routes: &mut dyn Iterator<Item = &Arc<RouteStats>>,
     ) -> Option<Window> {
         let (old, new) = self.ends(span)?;
         let mut w = Window {
@@ -262,14 +263,14 @@ impl Ring {
 
     /// One site's requests over the last `span`; errors are 5xx answers.
     pub fn site(&self, site: &Site, span: Duration) -> Option<Window> {
-        self.routes(span, site_routes(site))
+        self.routes(span, &mut site_routes(site))
     }
 
     /// Every reverse request over the last `span` (sites, and those that found none).
     pub fn reverse(&self, config: &Config, span: Duration) -> Option<Window> {
         let rev = config.reverse.as_ref()?;
-        let all = std::iter::once(&rev.no_site).chain(rev.sites.iter().flat_map(site_routes));
-        self.routes(span, all)
+        let mut all = std::iter::once(&rev.no_site).chain(rev.sites.iter().flat_map(site_routes));
+        self.routes(span, &mut all)
     }
 
     /// One upstream's or server's attempts and failed attempts over the last `span`.
@@ -298,27 +299,31 @@ impl Ring {
         let mut o = String::with_capacity(1024);
         let _ = write!(
             o,
-            "{{\"interval_ms\":{},\"note\":\"rates are per second over the span the snapshots cover (secs); errors are 5xx answers for sites and requests ferry answered with an error itself for the total; latency percentiles are estimates interpolated within the duration histogram's buckets (5 ms to 10 s)\",",
+            "{{\"interval_ms\":{},\"latency\":\"estimates from histogram buckets\",",
             INTERVAL.as_millis()
         );
         match site {
             Some(name) => {
                 let s = sites.into_iter().find(|s| s.name == name)?;
                 let _ = write!(o, "\"site\":\"{}\",", json(&s.name));
-                self.windows_json(&mut o, |span| self.site(s, span), true);
+                windows_json(&mut o, [self.site(s, SHORT), self.site(s, LONG)], true);
             }
             None => {
                 o.push_str("\"total\":{");
-                self.windows_json(&mut o, |span| self.total(span), false);
+                windows_json(&mut o, [self.total(SHORT), self.total(LONG)], false);
                 o.push_str("},\"reverse\":{");
-                self.windows_json(&mut o, |span| self.reverse(config, span), true);
+                windows_json(
+                    &mut o,
+                    [self.reverse(config, SHORT), self.reverse(config, LONG)],
+                    true,
+                );
                 o.push_str("},\"sites\":[");
                 for (i, s) in sites.enumerate() {
                     if i > 0 {
                         o.push(',');
                     }
                     let _ = write!(o, "{{\"name\":\"{}\",", json(&s.name));
-                    self.windows_json(&mut o, |span| self.site(s, span), true);
+                    windows_json(&mut o, [self.site(s, SHORT), self.site(s, LONG)], true);
                     o.push('}');
                 }
                 o.push(']');
@@ -327,43 +332,43 @@ impl Ring {
         o.push('}');
         Some(o)
     }
+}
 
-    /// `"last_10s":{…},"last_60s":{…}` (`null` before two snapshots), the latter with
-    /// `latency_ms` when `latency`.
-    fn windows_json(&self, o: &mut String, w: impl Fn(Duration) -> Option<Window>, latency: bool) {
-        for (i, span) in [SHORT, LONG].into_iter().enumerate() {
-            if i > 0 {
-                o.push(',');
-            }
-            let _ = write!(o, "\"last_{}s\":", span.as_secs());
-            let Some(w) = w(span) else {
-                o.push_str("null");
-                continue;
-            };
-            let _ = write!(
-                o,
-                "{{\"secs\":{},\"requests\":{},\"errors\":{},\"requests_per_sec\":{},\"errors_per_sec\":{}",
-                decimal(w.span_ms, 1000),
-                w.requests,
-                w.errors,
-                w.requests_per_sec(),
-                w.errors_per_sec()
-            );
-            if latency && span == LONG {
-                o.push_str(",\"latency_ms\":{");
-                for (j, (name, q)) in [("p50", 500), ("p90", 900), ("p99", 990)]
-                    .iter()
-                    .enumerate()
-                {
-                    if j > 0 {
-                        o.push(',');
-                    }
-                    let _ = write!(o, "\"{name}\":{}", ms_json(w.quantile_us(*q)));
+/// `"last_10s":{…},"last_60s":{…}` (`null` before two snapshots), the latter with
+/// `latency_ms` when `latency`.
+fn windows_json(o: &mut String, windows: [Option<Window>; 2], latency: bool) {
+    for (i, (span, w)) in [SHORT, LONG].into_iter().zip(windows).enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "\"last_{}s\":", span.as_secs());
+        let Some(w) = w else {
+            o.push_str("null");
+            continue;
+        };
+        let _ = write!(
+            o,
+            "{{\"secs\":{},\"requests\":{},\"errors\":{},\"requests_per_sec\":{},\"errors_per_sec\":{}",
+            decimal(w.span_ms, 1000),
+            w.requests,
+            w.errors,
+            w.requests_per_sec(),
+            w.errors_per_sec()
+        );
+        if latency && span == LONG {
+            o.push_str(",\"latency_ms\":{");
+            for (j, (name, q)) in [("p50", 500), ("p90", 900), ("p99", 990)]
+                .iter()
+                .enumerate()
+            {
+                if j > 0 {
+                    o.push(',');
                 }
-                o.push('}');
+                let _ = write!(o, "\"{name}\":{}", ms_json(w.quantile_us(*q)));
             }
             o.push('}');
         }
+        o.push('}');
     }
 }
 
