@@ -322,7 +322,9 @@ fn chromium() -> Option<PathBuf> {
 
 /// Runs headless Chromium on `url` with `args` and returns its standard output. It may reach
 /// loopback only: no name resolves, and any other address would go through a proxy that is a
-/// closed loopback port.
+/// closed loopback port. (Traced with strace: its only non-loopback socket call is its IPv6
+/// reachability check at start, a UDP `connect` to 2001:4860:4860::8888 then `getsockname`
+/// and `close`, a route lookup that sends no packet.)
 fn run_chromium(bin: &Path, args: &[String], url: &str) -> String {
     let profile = scratch_dir();
     let mut child = Command::new(bin)
