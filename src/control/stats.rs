@@ -73,6 +73,7 @@ struct Sample {
 pub struct Window {
     /// The time between the two snapshots, in ms.
     pub span_ms: u64,
+    /// Requests that ended in the window (attempts, for a server).
     pub requests: u64,
     /// 5xx answers (sites), failed requests (the total) or failed attempts (a server).
     pub errors: u64,
