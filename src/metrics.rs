@@ -10,7 +10,7 @@
 
 mod site;
 
-pub use site::{answered as site_answered, RouteStats, RouteTotals};
+pub use site::{answered as site_answered, decimal, mode_name, RouteStats, RouteTotals, BOUNDS_US};
 
 use crate::config::Config;
 use std::fmt::Write;

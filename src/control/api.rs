@@ -14,6 +14,7 @@
 //! writer in `yaml` instead. serde_json would add its parser and writer to this one, which
 //! the YAML parser already linked for the config file makes unnecessary.
 
+pub mod certs;
 mod json;
 pub mod persist;
 mod yaml;

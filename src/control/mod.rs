@@ -7,8 +7,10 @@
 pub mod admin;
 pub mod api;
 mod change;
+pub mod page;
 mod probe;
 mod reload;
+pub mod stats;
 
 pub use admin::constant_time_eq;
 
@@ -89,6 +91,7 @@ pub fn start(
                 prober: probe::Prober::new(config.clone(), shared.clone(), &mut lookups, now),
                 lookups,
                 reloader: reload::Reloader::new(&config, now),
+                sampler: stats::Sampler::new(now),
                 poll,
                 config,
                 doc,
@@ -116,6 +119,8 @@ struct Control {
     prober: probe::Prober,
     lookups: probe::Lookups,
     reloader: reload::Reloader,
+    /// Snapshots for live stats, taken while there is an admin server to show them.
+    sampler: stats::Sampler,
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
@@ -130,6 +135,7 @@ impl Control {
                 self.prober.next_wake(),
                 self.admin.as_ref().and_then(|a| a.next_wake()),
                 self.reloader.next_wake(),
+                self.admin.as_ref().map(|_| self.sampler.next_wake()),
             ]
             .into_iter()
             .flatten()
@@ -180,6 +186,7 @@ impl Control {
                 self.reload("the config file changed");
             }
             self.prober.tick(self.poll.registry(), now);
+            self.sampler.tick(now, &self.config, &self.shared);
             if let (Some(a), mut running) = self.split() {
                 a.tick(running.registry, now, &mut running);
             }

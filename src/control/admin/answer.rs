@@ -1,6 +1,7 @@
 //! The admin server's answers: one complete request (head and body) in, one response out.
 //! Which paths exist, the token checks, and the bodies of `/health`, `/readyz`, `/status` and
-//! `/metrics`; `/api/v1` calls go to the control thread (`Host::api`).
+//! `/metrics`; the status page (`/`) and `/api/v1/stats` are rendered by `control::page` and
+//! `control::stats`; other `/api/v1` calls go to the control thread (`Host::api`).
 
 use super::Host;
 use crate::metrics::Snapshot;
@@ -108,23 +109,34 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let head_only = method == "HEAD";
     let config = host.config();
     if let Some(token) = &config.admin_token {
-        if !bearer_is(header("authorization"), token) {
+        let auth = header("authorization");
+        // A browser cannot send a bearer token: Basic with the token as password will do.
+        let ok = bearer_is(auth, token)
+            || auth.is_some_and(|v| crate::control::page::basic_token_ok(v, token.as_bytes()));
+        if !ok {
+            // The status page asks the browser for credentials; the API names its scheme.
+            let challenge = if path == "/" {
+                "WWW-Authenticate: Basic realm=\"ferry admin\""
+            } else {
+                "WWW-Authenticate: Bearer realm=\"ferry\""
+            };
             respond(
                 r,
                 401,
                 "text/plain",
                 b"unauthorized\n",
                 head_only,
-                &["WWW-Authenticate: Bearer realm=\"ferry\""],
+                &[challenge],
             );
             return;
         }
     }
-    if path == "/api/v1" || path.starts_with("/api/v1/") {
+    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics" | "/")
+        || crate::control::stats::owns(path);
+    if !known && (path == "/api/v1" || path.starts_with("/api/v1/")) {
         api(r, method, path, body, host);
         return;
     }
-    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics");
     if !known {
         respond(r, 404, "text/plain", b"not found\n", head_only, &[]);
         return;
@@ -188,6 +200,23 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
             head_only,
             &[],
         ),
+        "/" => {
+            let page = crate::control::page::render(config, shared);
+            respond(
+                r,
+                200,
+                "text/html; charset=utf-8",
+                page.as_bytes(),
+                head_only,
+                &[],
+            );
+        }
+        p if crate::control::stats::owns(p) => {
+            match crate::control::stats::answer(p, config, shared) {
+                Some(body) => respond(r, 200, "application/json", body.as_bytes(), head_only, &[]),
+                None => respond(r, 404, "text/plain", b"no such site\n", head_only, &[]),
+            }
+        }
         _ => respond(
             r,
             200,
@@ -202,15 +231,6 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
 /// A control API call (DESIGN §9), its token already checked.
 fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host) {
     let head_only = method == "HEAD";
-    // Built by other parts of the control plane and wired in here when they land; until
-    // then these are paths like any unknown one.
-    if path == "/api/v1/stats"
-        || path.starts_with("/api/v1/stats/")
-        || path == "/api/v1/certificates"
-    {
-        respond(r, 404, "text/plain", b"not found\n", head_only, &[]);
-        return;
-    }
     let method = if head_only { "GET" } else { method };
     if method != "GET" && host.config().admin_token.is_none() {
         // Without a token anyone who reaches the port could rewrite the proxy.
@@ -221,7 +241,11 @@ fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host
         respond(r, 403, "application/json", why.body.as_bytes(), false, &[]);
         return;
     }
-    let a = host.api(method, path, body);
+    let a = if path == "/api/v1/certificates" {
+        crate::control::api::certs::answer(method, body, host.config())
+    } else {
+        host.api(method, path, body)
+    };
     let allow = a.allow.map(|m| format!("Allow: {m}"));
     let extra: Vec<&str> = allow.as_deref().into_iter().collect();
     respond(
