@@ -1,3 +1,4 @@
+#![cfg(feature = "api")]
 //! Black-box tests of the control API on the admin server (DESIGN §9): each call with its
 //! success and error statuses, traffic following sites and servers added and removed through
 //! it, token rules, the body limit, maintenance drains, and persistence to the config file.

@@ -32,6 +32,7 @@ pub trait Host {
     fn shared(&self) -> &Shared;
     /// Answers one `/api/v1` request that passed the token checks (`method` is GET for a
     /// HEAD): status, JSON body, and `Allow` for a 405.
+    #[cfg(feature = "api")]
     fn api(&mut self, method: &str, path: &str, body: &[u8]) -> super::api::Reply;
 }
 

@@ -2,12 +2,15 @@
 //! or an API call's, the one path both take) and answering the control API's calls. Not on
 //! the request path: workers only ever see the snapshot `publish` sends them.
 
+#[cfg(feature = "api")]
+use super::api;
 use super::reload::{self, Reloader};
-use super::{admin, api, probe};
+use super::{admin, probe};
 use crate::config::Config;
 use crate::mailbox::Outbox;
 use crate::shared::Shared;
 use mio::Registry;
+#[cfg(feature = "api")]
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +21,7 @@ pub struct Running<'a> {
     pub registry: &'a Registry,
     pub config: &'a mut Arc<Config>,
     /// The YAML the config came from, as a generic document: what the API shows and edits.
-    pub doc: &'a mut yaml_serde::Value,
+    pub doc: &'a mut reload::Document,
     pub outboxes: &'a [Outbox],
     pub shared: &'a Arc<Shared>,
     pub prober: &'a mut probe::Prober,
@@ -35,6 +38,7 @@ impl admin::Host for Running<'_> {
         self.shared
     }
 
+    #[cfg(feature = "api")]
     fn api(&mut self, method: &str, path: &str, body: &[u8]) -> api::Reply {
         self.change(method, path, body)
     }
@@ -47,7 +51,7 @@ impl Running<'_> {
     pub fn publish(
         &mut self,
         new: Config,
-        doc: yaml_serde::Value,
+        doc: reload::Document,
         why: &str,
     ) -> Option<Arc<Config>> {
         let now = Instant::now();
@@ -62,6 +66,7 @@ impl Running<'_> {
         Some(config)
     }
 
+    #[cfg(feature = "api")]
     /// Answers one `/api/v1` call (DESIGN §9). A change is validated as a whole config,
     /// written to the file first when `admin.persist` is on (a failed write changes
     /// nothing), then published like a reload; the answer shows what is now in force.
@@ -133,6 +138,7 @@ impl Running<'_> {
 
     /// `.../dead` (`on`) and `.../alive`: a runtime mark on the server's shared state, not a
     /// config change; it is carried across reloads with that state (by backend name + URL).
+    #[cfg(feature = "api")]
     fn drain(&self, backend: &str, id: &str, on: bool) -> api::Reply {
         let Some(servers) = api::servers(self.doc, backend) else {
             return api::no_backend(backend);

@@ -5,6 +5,7 @@
 //! self-pipe, so the loop never blocks on anything but its poll.
 
 pub mod admin;
+#[cfg(feature = "api")]
 pub mod api;
 mod change;
 pub mod page;
@@ -69,12 +70,7 @@ pub fn start(
     };
     let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
     // The control API's source of truth: the text the running config came from.
-    let text = match &config.source {
-        Some(path) => std::fs::read_to_string(path)?,
-        None => crate::config::EMBEDDED_DEFAULT.to_string(),
-    };
-    let doc = reload::document(&text)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let doc = reload::first_document(&config)?;
     let mut stop = signal_pipe(&[SIGTERM, SIGINT])?;
     let mut hup = signal_pipe(&[SIGHUP])?;
     poll.registry()
@@ -113,7 +109,7 @@ struct Control {
     config: Arc<Config>,
     /// The YAML the config came from, as a generic document: what the control API shows
     /// and edits.
-    doc: yaml_serde::Value,
+    doc: reload::Document,
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
     prober: probe::Prober,

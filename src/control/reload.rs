@@ -73,7 +73,7 @@ impl Reloader {
         current: &Config,
         why: &str,
         shared: &Shared,
-    ) -> Option<(Config, yaml_serde::Value)> {
+    ) -> Option<(Config, Document)> {
         let Some(path) = self.path.clone() else {
             log::warn!(
                 "{why}: ferry runs on the embedded default config; there is no file to reload"
@@ -127,6 +127,7 @@ impl Reloader {
         new
     }
 
+    #[cfg(feature = "api")]
     /// Writes `text` over the config file for an API change (`admin.persist`), unless the
     /// file changed since ferry last read or wrote it (that edit would be lost: the caller
     /// reloads first). Remembers the new mtime, so that the poll does not take ferry's own
@@ -145,6 +146,7 @@ impl Reloader {
         Ok(())
     }
 
+    #[cfg(feature = "api")]
     /// Puts back the file `write` replaced (its `.bak`), when the change could not be
     /// published after all.
     pub fn unwrite(&mut self) {
@@ -340,6 +342,7 @@ fn carry_queues(old: &Config, new: &mut Config) {
     }
 }
 
+#[cfg(feature = "api")]
 /// Why an API change was not written to the config file.
 #[derive(Debug)]
 pub enum Unwritten {
@@ -349,14 +352,50 @@ pub enum Unwritten {
     Failed(String),
 }
 
+/// The config's source document: what the control API shows and edits.
+#[cfg(feature = "api")]
+pub type Document = yaml_serde::Value;
+/// Without the control API nothing needs the config's source document.
+#[cfg(not(feature = "api"))]
+pub type Document = NoDocument;
+
+/// What stands for the source document when there is no control API.
+#[cfg(not(feature = "api"))]
+#[derive(Debug)]
+pub struct NoDocument;
+
 /// The config text as a generic document, for the control API; its errors as a config's.
-pub fn document(text: &str) -> Result<yaml_serde::Value, config::ConfigErrors> {
+#[cfg(feature = "api")]
+pub fn document(text: &str) -> Result<Document, config::ConfigErrors> {
     yaml_serde::from_str(text).map_err(|e| {
         config::ConfigErrors(vec![config::ConfigError {
             path: String::new(),
             msg: e.to_string(),
         }])
     })
+}
+
+/// Without the control API there is no document to keep.
+#[cfg(not(feature = "api"))]
+pub fn document(_: &str) -> Result<Document, config::ConfigErrors> {
+    Ok(NoDocument)
+}
+
+/// The running config's source document at start: the file read once more (the embedded
+/// default's text without one), for the control API.
+#[cfg(feature = "api")]
+pub fn first_document(config: &Config) -> std::io::Result<Document> {
+    let text = match &config.source {
+        Some(path) => std::fs::read_to_string(path)?,
+        None => crate::config::EMBEDDED_DEFAULT.to_string(),
+    };
+    document(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Without the control API the file is not read again.
+#[cfg(not(feature = "api"))]
+pub fn first_document(_: &Config) -> std::io::Result<Document> {
+    Ok(NoDocument)
 }
 
 fn modified(p: &std::path::Path) -> Option<SystemTime> {

@@ -228,6 +228,7 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     }
 }
 
+#[cfg(feature = "api")]
 /// A control API call (DESIGN §9), its token already checked.
 fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host) {
     let head_only = method == "HEAD";
@@ -256,6 +257,13 @@ fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host
         head_only,
         &extra,
     );
+}
+
+/// Without the `api` feature there is no control API (only `/api/v1/stats`).
+#[cfg(not(feature = "api"))]
+fn api(r: &mut Reply, method: &str, _: &str, _: &[u8], _: &mut dyn Host) {
+    let why = b"{\"error\":\"the control API needs a ferry built with the `api` feature\"}";
+    respond(r, 404, "application/json", why, method == "HEAD", &[]);
 }
 
 /// Answers a request the session refuses before reading it whole (too large a head or body,
