@@ -149,15 +149,17 @@ enum Listener {
 
 impl Listener {
     /// The listener and its address a log line announces, if it announces one. A TLS
-    /// listener's line has the word `tls` in it (`... listening on ADDR (reverse, tls)`).
+    /// listener's line says so before "listening on": `reverse proxy TLS listening on ADDR`,
+    /// `HTTPS proxy listening on ADDR`.
     fn announced(line: &str) -> Option<(Listener, SocketAddr)> {
         let (before, after) = line.split_once("listening on ")?;
         let addr = after.split_whitespace().next()?;
         let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
         let lower = line.to_ascii_lowercase();
-        let tls = lower
+        let tls = before
+            .to_ascii_lowercase()
             .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| word == "tls");
+            .any(|word| word == "tls" || word == "https");
         let kind = match (before.contains("admin"), lower.contains("reverse"), tls) {
             (true, _, _) => Listener::Admin,
             (false, true, false) => Listener::Reverse,
