@@ -266,7 +266,7 @@ pub(super) fn validate(
     } else {
         for (i, s) in raw.tls_listen.iter().enumerate() {
             match socket_addr(s) {
-                Ok(a) if listen.contains(&a) || tls_listen.contains(&a) => err(
+                Ok(a) if a.port() != 0 && (listen.contains(&a) || tls_listen.contains(&a)) => err(
                     &format!("reverse.tls_listen[{i}]"),
                     format!("{a} is listed twice"),
                 ),

@@ -86,6 +86,9 @@ pub struct RawUser {
 pub struct RawAdmin {
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Write each change made through the control API back to the config file.
+    #[serde(default)]
+    pub persist: bool,
 }
 
 /// A named pool of upstreams with its own selection and health settings.

@@ -238,12 +238,20 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         source,
         &mut err,
     );
-    if let (Some(a), Some(t)) = (listen, tls_listen) {
-        if a.port() != 0 && a == t {
+    if let Some(t) = tls_listen.filter(|t| t.port() != 0) {
+        if listen == Some(t) {
             err(
                 "tls_listen",
-                format!("{a} is also the forward listen address"),
+                format!("{t} is also the forward listen address"),
             );
+        }
+        if let Some(r) = reverse.as_ref() {
+            if r.listen.contains(&t) || r.tls_listen.contains(&t) {
+                err(
+                    "tls_listen",
+                    format!("{t} is also a reverse listen address"),
+                );
+            }
         }
     }
     #[cfg(feature = "tls")]
@@ -260,6 +268,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         listen,
         admin_listen,
         admin_token: raw.admin.token,
+        admin_persist: raw.admin.persist,
         access: Access {
             allow,
             credentials,

@@ -93,16 +93,24 @@ impl CertStore {
     /// then every NAME.crt + NAME.key pair in cert_dir (if given and present). Err: one line per
     /// bad pair, naming the file and the reason (for `ferry --check` and start).
     pub fn load(specs: &[CertSpec], cert_dir: Option<&Path>) -> Result<CertStore, Vec<String>> {
-        let (wanted, mut errors) = wanted_pairs(specs, cert_dir);
+        // A configured pair that is bad stops a start (or a reload); a bad pair in cert_dir
+        // (a stray file, an upload cut short by a crash) is logged and left out, so that it
+        // cannot keep ferry from starting.
+        let (wanted, dir_errors) = wanted_pairs(specs, cert_dir);
+        for e in &dir_errors {
+            log::error!("TLS: {e}; left out");
+        }
+        let mut errors = Vec::new();
         let now = unix_now();
         let mut entries = Vec::new();
-        for spec in &wanted {
+        for (i, spec) in wanted.iter().enumerate() {
             match read_pair(spec) {
                 Ok(e) => {
                     warn_dates(&e.info, now);
                     entries.push(e);
                 }
-                Err(r) => errors.push(r.line),
+                Err(r) if i < specs.len() => errors.push(r.line),
+                Err(r) => log::error!("TLS: {}; left out", r.line),
             }
         }
         if !errors.is_empty() {
@@ -172,7 +180,7 @@ impl CertStore {
             w.dir_errors = errors;
             let fresh: Vec<CertSpec> = found
                 .into_iter()
-                .filter(|s| !known.iter().any(|e| same_file(&e.info.cert_file, &s.cert)))
+                .filter(|s| !already_served(known, &s.cert))
                 .collect();
             for spec in fresh {
                 let seen = (stamp(&spec.cert), stamp(&spec.key));
@@ -556,6 +564,17 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// Whether `cert` is served already. Once a second for every pair in cert_dir: the paths are
+/// compared as they are first (a pair found by the scan has the same path each time), and only
+/// a pair not found so is resolved through the filesystem.
+fn already_served(list: &[Entry], cert: &Path) -> bool {
+    list.iter().any(|e| e.info.cert_file == cert)
+        || fs::canonicalize(cert).is_ok_and(|c| {
+            list.iter()
+                .any(|e| fs::canonicalize(&e.info.cert_file).is_ok_and(|k| k == c))
+        })
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     a == b || matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
@@ -563,21 +582,25 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Logs a served certificate outside its dates: served anyway (a router whose clock is not set
 /// yet sees every certificate "not yet valid"), but somebody should know.
 fn warn_dates(info: &CertInfo, now: i64) {
-    if now > info.not_after {
-        log::warn!(
-            "{}: the certificate for {} expired at {}; served anyway",
-            info.cert_file.display(),
-            info.name,
-            x509::utc_text(info.not_after)
-        );
-    } else if now < info.not_before {
-        log::warn!(
-            "{}: the certificate for {} is not valid before {}; served anyway",
-            info.cert_file.display(),
-            info.name,
-            x509::utc_text(info.not_before)
-        );
+    if let Some(line) = date_warning(info, now) {
+        log::warn!("{line}");
     }
+}
+
+fn date_warning(info: &CertInfo, now: i64) -> Option<String> {
+    let (why, at) = if now > info.not_after {
+        ("expired at", info.not_after)
+    } else if now < info.not_before {
+        ("is not valid before", info.not_before)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{}: the certificate for {} {why} {}; served anyway",
+        info.cert_file.display(),
+        info.name,
+        x509::utc_text(at)
+    ))
 }
 
 /// The file name an uploaded certificate is stored under: its DNS name lower-cased, `*` as
@@ -694,7 +717,10 @@ mod tests {
     }
 
     fn make_dated(names: &[&str], from: i64, to: i64) -> Made {
-        let key = KeyPair::generate().unwrap();
+        make_with(KeyPair::generate().unwrap(), names, from, to)
+    }
+
+    fn make_with(key: KeyPair, names: &[&str], from: i64, to: i64) -> Made {
         let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
         p.not_before =
@@ -784,12 +810,22 @@ mod tests {
     /// A whole handshake in memory against the store's resolver (an IP address sends no SNI);
     /// the leaf certificate the client was served, None when the server refused.
     fn served(store: &Arc<CertStore>, sni: &str) -> Option<Vec<u8>> {
+        served_by(&server_config(store), sni)
+    }
+
+    /// A listener's config around the store's resolver, built once as the lead's listener does.
+    fn server_config(store: &Arc<CertStore>) -> Arc<ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_cert_resolver(store.resolver());
+        Arc::new(server)
+    }
+
+    fn served_by(server: &Arc<ServerConfig>, sni: &str) -> Option<Vec<u8>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -798,7 +834,7 @@ mod tests {
             .with_no_client_auth();
         let name = ServerName::try_from(sni.to_string()).unwrap();
         let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
-        let mut s = ServerConnection::new(Arc::new(server)).unwrap();
+        let mut s = ServerConnection::new(Arc::clone(server)).unwrap();
         for _ in 0..10 {
             if !c.is_handshaking() && !s.is_handshaking() {
                 return Some(c.peer_certificates()?[0].to_vec());
@@ -898,20 +934,10 @@ mod tests {
         fs::write(dir.join("junk.crt"), "not a certificate").unwrap();
         fs::write(dir.join("lonely.crt"), &a.cert).unwrap();
         fs::write(dir.join("junk.key"), &a.key).unwrap();
-        let errors = CertStore::load(&[good], Some(&dir)).unwrap_err();
-        assert_eq!(
-            errors,
-            [
-                format!(
-                    "{}: no lonely.key beside it",
-                    dir.join("lonely.crt").display()
-                ),
-                format!(
-                    "{}: no CERTIFICATE in the PEM",
-                    dir.join("junk.crt").display()
-                ),
-            ]
-        );
+        // Bad pairs in cert_dir are left out (logged), never a reason not to start.
+        let store = CertStore::load(std::slice::from_ref(&good), Some(&dir)).unwrap();
+        let listed: Vec<_> = store.list().into_iter().map(|c| c.cert_file).collect();
+        assert_eq!(listed, [good.cert.clone(), dir.join("b.crt")]);
         assert_eq!(
             check(a.cert.as_bytes(), b"").err().map(|e| e.1),
             Some("no PRIVATE KEY in the PEM".into())
@@ -925,8 +951,19 @@ mod tests {
         let now = unix_now();
         let old = make_dated(&["old.test"], now - 100 * 86_400, now - 86_400);
         let spec = put(&dir, "old", &old);
-        let store = Arc::new(CertStore::load(&[spec], Some(&dir.join("up"))).unwrap());
+        let store =
+            Arc::new(CertStore::load(std::slice::from_ref(&spec), Some(&dir.join("up"))).unwrap());
         assert_eq!(served(&store, "old.test").unwrap(), old.der);
+        let info = &store.list()[0];
+        assert_eq!(
+            date_warning(info, now),
+            Some(format!(
+                "{}: the certificate for old.test expired at {}; served anyway",
+                spec.cert.display(),
+                x509::utc_text(now - 86_400)
+            ))
+        );
+        assert_eq!(date_warning(info, now - 2 * 86_400), None);
         let e = store
             .install(old.cert.as_bytes(), old.key.as_bytes())
             .unwrap_err();
@@ -949,6 +986,9 @@ mod tests {
         let v1 = make(&["site.test"]);
         let spec = put(&dir, "site", &v1);
         let store = Arc::new(CertStore::load(&[], Some(&dir)).unwrap());
+        // One listener config for the whole test: changes reach it without a rebuild.
+        let listener = server_config(&store);
+        let served = |_: &Arc<CertStore>, sni| served_by(&listener, sni);
         assert_eq!(served(&store, "site.test").unwrap(), v1.der);
         assert_eq!(store.poll(), 0, "nothing changed");
 
@@ -1039,6 +1079,9 @@ mod tests {
         );
 
         let store = Arc::new(CertStore::load(&[spec], Some(&up)).unwrap());
+        let listener = server_config(&store);
+        let served = |_: &Arc<CertStore>, sni| served_by(&listener, sni);
+        assert_eq!(served(&store, "cart.shop.test").unwrap(), first.der);
         let info = store.install(m.cert.as_bytes(), m.key.as_bytes()).unwrap();
         assert_eq!(info.name, "*.Shop.test");
         assert_eq!(info.cert_file, up.join("_wildcard.shop.test.crt"));
@@ -1085,6 +1128,42 @@ mod tests {
         let again = Arc::new(CertStore::load(&[], Some(&up)).unwrap());
         assert_eq!(served(&again, "cart.shop.test").unwrap(), m2.der);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_key_kind_ring_signs_with_loads_and_the_store_is_shared() {
+        fn shared<T: Send + Sync>() {}
+        shared::<CertStore>();
+        let dir = scratch("kinds");
+        let now = unix_now();
+        let mut specs = Vec::new();
+        let mut made = Vec::new();
+        for (i, alg) in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let name = format!("k{i}.test");
+            let m = make_with(key, &[&name], now - 60, now + 3600);
+            specs.push(put(&dir, &format!("k{i}"), &m));
+            made.push((name, m));
+        }
+        let store = Arc::new(CertStore::load(&specs, None).unwrap());
+        for (name, m) in &made {
+            assert_eq!(served(&store, name).as_ref(), Some(&m.der), "{name}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_store_refuses_the_handshake() {
+        let store = Arc::new(CertStore::load(&[], None).unwrap());
+        assert_eq!(served(&store, "any.test"), None);
+        assert!(store.list().is_empty());
     }
 
     #[test]

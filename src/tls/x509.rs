@@ -380,6 +380,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_certificates_made_by_openssl() {
+        // The fuzz seeds: `openssl req -x509` with an EC, an Ed25519 and an RSA key (the last
+        // without a SAN extension, valid 20,000 days: notAfter in 2081, a GeneralizedTime).
+        let seeds: [(&[u8], &[&str], i64); 3] = [
+            (
+                include_bytes!("../../fuzz/corpus/x509/ec-san.der"),
+                &["example.com", "*.example.com"],
+                30,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/x509/ed25519-san.der"),
+                &["a.test"],
+                1,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/x509/rsa-cn-only-generalizedtime.der"),
+                &["legacy.example"],
+                20_000,
+            ),
+        ];
+        for (der, names, days) in seeds {
+            let facts = parse(der).unwrap();
+            assert_eq!(facts.names, names);
+            assert_eq!(facts.not_after - facts.not_before, days * 86_400);
+            assert_eq!(facts.not_before, 1_796_059_758 + i64::from(days != 30));
+        }
+    }
+
+    #[test]
     fn falls_back_to_the_common_name_only_without_a_san_extension() {
         let mut p = CertificateParams::default();
         p.distinguished_name.push(DnType::OrganizationName, "ferry");

@@ -244,7 +244,37 @@ impl Ferry {
         no_splice: bool,
         log: Option<&str>,
     ) -> Ferry {
-        let dir = scratch_dir();
+        Ferry::launch_in(scratch_dir(), workers, text, nofile, no_splice, log)
+    }
+
+    /// Stops ferry and starts it again on its config file as it is now (a config the
+    /// control API wrote back, say), in the same directory.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.dir.join("ferry.yaml")).unwrap();
+        let mut again = Ferry::launch_in(
+            self.dir.clone(),
+            self.workers,
+            &text,
+            None,
+            false,
+            Some("debug"),
+        );
+        std::mem::swap(self, &mut again);
+        // The stopped one must not take the directory with it when dropped.
+        again.dir = scratch_dir();
+    }
+
+    /// `launch` with the config file in `dir` (written with `text`).
+    fn launch_in(
+        dir: PathBuf,
+        workers: usize,
+        text: &str,
+        nofile: Option<u32>,
+        no_splice: bool,
+        log: Option<&str>,
+    ) -> Ferry {
         let path = dir.join("ferry.yaml");
         std::fs::write(&path, text).unwrap();
         let wants_forward = text.lines().any(|l| l.starts_with("listen:"));
