@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 /// takes the first match fails.
 const NAMES: [&str; 4] = ["a.test", "b.test", "*.wild.test", "exact.wild.test"];
 
-/// A ferry publishing sites over TLS (on 127.0.0.2, see
-/// `given_plain_and_tls_listeners_on_one_address_with_port_0_then_ferry_starts`), its
-/// certificates and its backends:
+/// A ferry publishing sites over TLS, its certificates and its backends:
 /// - `a.test` (backend `a`, HSTS 600 s), `b.test` (backend `b`), `*.wild.test` (backend `a`),
 ///   `r.test` (backend `a`, `https_redirect`);
 /// - one certificate per name of `NAMES`, issued by `ca`, in files in `dir`.
@@ -59,7 +57,7 @@ impl Published {
             tls_block(&files),
             r#"
 reverse:
-  tls_listen: ["127.0.0.2:0"]
+  tls_listen: ["127.0.0.1:0"]
   sites:
     - {name: a, hosts: [a.test], hsts_max_age_secs: 600, routes: [{backend: a}]}
     - {name: b, hosts: [b.test], routes: [{backend: b}]}
