@@ -2,7 +2,8 @@
 # Builds a static musl ferry: the binary for packaging/container/Containerfile and the smallest
 # build we know how to make.
 #
-#   packaging/static-build.sh [--lean] [--tls] [TARGET]   (TARGET: x86_64-unknown-linux-musl)
+#   packaging/static-build.sh [--lean] [--tls] [--api] [TARGET]
+#   (TARGET: x86_64-unknown-linux-musl)
 #
 # Plain: the stable toolchain and its prebuilt std (`rustup target add TARGET`).
 # --lean: nightly, for the smallest binary (numbers in docs/BENCHMARKS.md, "The lean build"):
@@ -20,6 +21,7 @@
 # --tls: with the `tls` feature (DESIGN §8). ring, its crypto, has C and assembly to compile
 #   for TARGET: set CC_<triple> to a C compiler for it; for x86_64 musl the host's gcc does
 #   (ring's C takes nothing from libc but memcpy and memset) and is the default.
+# --api: with the `api` feature, the control API (DESIGN §9).
 # For another TARGET, set CARGO_TARGET_<TRIPLE>_LINKER to a C compiler for it.
 # The binary lands in target/TARGET/release/ferry.
 set -eu
@@ -30,13 +32,14 @@ features=
 while [ $# -gt 0 ]; do
   case "$1" in
     --lean) lean=yes ;;
-    --tls) features=tls ;;
+    --tls) features="${features:+$features,}tls" ;;
+    --api) features="${features:+$features,}api" ;;
     *) break ;;
   esac
   shift
 done
 target=${1:-x86_64-unknown-linux-musl}
-if [ -n "$features" ] && [ "$target" = x86_64-unknown-linux-musl ]; then
+if [ "${features#*tls}" != "$features" ] && [ "$target" = x86_64-unknown-linux-musl ]; then
   export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
 fi
 

@@ -718,3 +718,82 @@ fn given_handshakes_then_metrics_status_and_the_access_log_count_them() {
     });
     assert!(p.a.requests().len() >= 2);
 }
+
+/// `/api/v1/certificates` (issue 14, with the `api` feature): an upload is checked, written to
+/// cert_dir and served to the next handshake; the list shows names and expiry, never a key.
+#[cfg(feature = "api")]
+#[test]
+fn given_a_certificate_uploaded_through_the_api_then_a_new_connection_gets_it() {
+    use common::json::Json;
+    let dir = scratch_dir().join("uploads");
+    let extra = format!("  cert_dir: {}\n", dir.display());
+    let p = Published::start(&extra, "admin_listen: 127.0.0.1:0\nadmin:\n  token: t\n");
+    let call = |auth: &str, method: &str, path: &str, body: &str| {
+        let mut w = common::Wire::connect(p.ferry.admin());
+        w.send(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        w.response_to(false)
+    };
+    let auth = "Authorization: Bearer t\r\n";
+    let upload = |leaf: &Leaf| {
+        format!(
+            "{{\"cert\": {:?}, \"key\": {:?}}}",
+            leaf.cert_pem(),
+            leaf.key_pem()
+        )
+    };
+    // Before: an unknown name gets the first certificate.
+    assert_eq!(p.served_name(Some("new.test")), "a.test");
+    let fresh = p.ca.leaf(&["new.test"]);
+    // Refused without the token, and when the key is not the certificate's.
+    assert_eq!(
+        call("", "POST", "/api/v1/certificates", &upload(&fresh)).status,
+        401
+    );
+    let other = p.ca.leaf(&["new.test"]);
+    let r = call(
+        auth,
+        "POST",
+        "/api/v1/certificates",
+        &upload(&fresh.with_key_of(&other)),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("match"), "{}", r.text());
+    assert_eq!(p.served_name(Some("new.test")), "a.test");
+
+    let r = call(auth, "POST", "/api/v1/certificates", &upload(&fresh));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        Json::parse(&r.text())
+            .unwrap()
+            .get("name")
+            .unwrap()
+            .as_str(),
+        "new.test"
+    );
+    // Served at once to a new handshake, a client that checks the chain included.
+    assert_eq!(p.served_for(Some("new.test")), fresh.cert);
+    let mut c = p.connect("new.test");
+    c.send(b"GET / HTTP/1.1\r\nHost: new.test\r\n\r\n");
+    // No site is published for new.test: ferry's own 404, over the new certificate.
+    assert_eq!(c.response().status, 404);
+    // Stored in cert_dir, the key readable by its owner only.
+    let key = dir.join("new.test.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Listed with its expiry; no key material in the list.
+    let list = call(auth, "GET", "/api/v1/certificates", "").text();
+    assert!(
+        list.contains("\"new.test\"") && list.contains("expires_in_secs"),
+        "{list}"
+    );
+    assert!(!list.contains("PRIVATE KEY"), "{list}");
+}
