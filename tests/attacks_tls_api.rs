@@ -1,0 +1,402 @@
+#![cfg(all(feature = "tls", feature = "api"))]
+//! Attacks on the surfaces TLS termination and the control API added (DESIGN §8, §9), made
+//! from outside as a client, a browser page or a hostile admin-API body would make them, on
+//! loopback only. A test here that fails names a defect (its commit says which and why); the
+//! others are attacks that were repelled, kept cheap as regression tests.
+
+mod common;
+
+use common::json::Json;
+use common::tls::{Ca, TlsClient};
+use common::wire::{site_get, Response};
+use common::{scratch_dir, wait_until, Backend, Ferry, Wire};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "s3cret";
+const BEARER: &str = "Authorization: Bearer s3cret\r\n";
+
+/// A reverse proxy publishing `app.test` to backend `app` over `bs`, with the admin token;
+/// `admin_keys` go into the `admin:` block, `extra` at the top level.
+fn proxy(bs: &[&Backend], admin_keys: &str, extra: &str) -> Ferry {
+    let servers: Vec<String> = bs.iter().map(|b| format!("{{url: @{}}}", b.name)).collect();
+    Ferry::start_reverse(
+        bs,
+        &format!(
+            "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: {TOKEN}\n{admin_keys}{extra}reverse:\n  sites: [{{name: app, hosts: [app.test], routes: [{{backend: app}}]}}]\n  backends:\n    app:\n      servers: [{}]\n",
+            servers.join(", ")
+        ),
+    )
+}
+
+/// One admin request on a fresh connection: `head_lines` are sent as they are (each ending
+/// in CRLF), then a Content-Length for `body` when there is one or the method is POST/PUT.
+fn call_raw(ferry: &Ferry, method: &str, path: &str, head_lines: &str, body: &str) -> Response {
+    let mut w = Wire::connect(ferry.admin());
+    let len = if body.is_empty() && method != "POST" && method != "PUT" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    w.send(
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{head_lines}{len}\r\n{body}")
+            .as_bytes(),
+    );
+    w.response_to(method == "HEAD")
+}
+
+/// A control API call with the bearer token and a JSON body.
+fn call(ferry: &Ferry, method: &str, path: &str, body: &str) -> Response {
+    call_raw(
+        ferry,
+        method,
+        path,
+        &format!("{BEARER}Content-Type: application/json\r\n"),
+        body,
+    )
+}
+
+fn json(r: &Response) -> Json {
+    Json::parse(&r.text()).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+/// The `/status` entry of backend `name`, if `/status` lists one by that name.
+fn status_backend(ferry: &Ferry, name: &str) -> Option<Json> {
+    let s = json(&call(ferry, "GET", "/status", ""));
+    s.get("backends")?
+        .as_array()
+        .iter()
+        .find(|b| b.get("name").is_some_and(|n| n.as_str() == name))
+        .cloned()
+}
+
+/// Whether `/status` says the first server of backend `app` is draining.
+fn first_server_draining(ferry: &Ferry) -> bool {
+    let b = status_backend(ferry, "app").expect("backend app in /status");
+    b.get("servers").unwrap().as_array()[0]
+        .get("draining")
+        .unwrap()
+        .as_bool()
+}
+
+/// Standard base64 with padding, for a Basic credential.
+fn base64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut o = String::new();
+    for c in input.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                o.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                o.push('=');
+            }
+        }
+    }
+    o
+}
+
+// --- Control API: authorization -------------------------------------------------------------
+
+/// DEFECT. The status page makes browsers cache Basic credentials for the admin origin (any
+/// user, the token as password), and the admin server takes those credentials for *changes*
+/// too. A page on any other site can then make the admin's browser submit a plain HTML form,
+/// `<form method=POST action="http://ROUTER:9090/api/v1/backends/app/servers/0/dead">`: a
+/// "simple" cross-site request (no CORS preflight), sent with the cached credentials, with
+/// no body the API must read. ferry drains the server: cross-site request forgery of a
+/// maintenance switch, one form per server until a site has nothing online.
+#[test]
+fn a_cross_site_form_with_cached_basic_credentials_cannot_drain_a_server() {
+    let s1 = Backend::start("s1");
+    let ferry = proxy(&[&s1], "", "");
+    let basic = base64(format!("admin:{TOKEN}").as_bytes());
+    // What a browser sends for an empty form posted from http://evil.test to the admin.
+    let r = call_raw(
+        &ferry,
+        "POST",
+        "/api/v1/backends/app/servers/0/dead",
+        &format!(
+            "Authorization: Basic {basic}\r\nOrigin: http://evil.test\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        ),
+        "",
+    );
+    let drained = first_server_draining(&ferry);
+    assert!(
+        !drained && r.status != 200,
+        "a cross-site form drained server 0 with the browser's cached Basic credentials ({} {})",
+        r.status,
+        r.text()
+    );
+    // The same form from the status page's own origin is no forgery, but changes are not the
+    // page's business either: only the bearer token makes them (as it alone may send bodies).
+    assert_eq!(
+        call(&ferry, "POST", "/api/v1/backends/app/servers/0/dead", "").status,
+        200
+    );
+    assert!(first_server_draining(&ferry));
+}
+
+/// Repelled: the token cannot be slipped past by a second `Authorization` field, a scheme
+/// spelt oddly, an empty Basic password, or a prefix of the token; a body of a client
+/// without the token is never read (its answer closes the connection).
+#[test]
+fn token_spellings_that_are_not_the_token_are_refused() {
+    let s1 = Backend::start("s1");
+    let ferry = proxy(&[&s1], "", "");
+    let refused = [
+        "Authorization: Bearer wrong\r\nAuthorization: Bearer s3cret\r\n".to_string(),
+        "Authorization: Bearer s3cre\r\n".into(),
+        "Authorization: Bearer s3cret0\r\n".into(),
+        "Authorization: Bearers3cret\r\n".into(),
+        "Authorization: s3cret\r\n".into(),
+        format!("Authorization: Basic {}\r\n", base64(b"s3cret:")),
+        format!("Authorization: Basic {}\r\n", base64(b":")),
+        format!("Authorization: Basic {}\r\n", base64(b"s3cret")),
+    ];
+    for auth in &refused {
+        let r = call_raw(&ferry, "DELETE", "/api/v1/sites/app", auth, "");
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.text());
+    }
+    // The scheme is case-insensitive and spaces around the token do not matter.
+    let r = call_raw(
+        &ferry,
+        "GET",
+        "/api/v1/sites/app",
+        "Authorization: bEaReR   s3cret  \r\n",
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        call(&ferry, "GET", "/api/v1/sites", "")
+            .text()
+            .matches("app.test")
+            .count(),
+        1,
+        "the site is still there"
+    );
+}
+
+// --- Control API: bodies --------------------------------------------------------------------
+
+/// Repelled: request framing tricks on the admin server. Two differing lengths, a negative
+/// one and one past 64 KiB are refused before any body is read; a body shorter than declared
+/// then EOF changes nothing; a request pipelined after a body is its own request.
+#[test]
+fn content_length_tricks_change_nothing() {
+    let s1 = Backend::start("s1");
+    let ferry = proxy(&[&s1], "", "");
+    let site = r#"{"name":"x","hosts":["x.test"],"routes":[{"backend":"app"}]}"#;
+    for (lengths, want) in [
+        ("Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+        ("Content-Length: -1\r\n", 400),
+        ("Content-Length: 1e3\r\n", 400),
+        ("Content-Length: 65537\r\n", 413),
+        ("Content-Length: 99999999999999999999999\r\n", 400),
+        ("Transfer-Encoding: chunked\r\n", 411),
+    ] {
+        let mut w = Wire::connect(ferry.admin());
+        w.send(
+            format!("POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}{lengths}\r\n{site}")
+                .as_bytes(),
+        );
+        let r = w.response();
+        assert_eq!(r.status, want, "{lengths:?}: {}", r.text());
+    }
+    // Declared 200, sent fewer, then the client hangs up: nothing is applied.
+    let mut w = Wire::connect(ferry.admin());
+    w.send(
+        format!(
+            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: 200\r\n\r\n{site}"
+        )
+        .as_bytes(),
+    );
+    w.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        w.closed(),
+        "a half-sent body is dropped and the connection closed"
+    );
+    assert_eq!(call(&ferry, "GET", "/api/v1/sites/x", "").status, 404);
+    // A body followed at once by another request: each is answered in turn.
+    let mut w = Wire::connect(ferry.admin());
+    w.send(
+        format!(
+            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: {}\r\n\r\n{site}DELETE /api/v1/sites/x HTTP/1.1\r\nHost: a\r\n{BEARER}\r\n",
+            site.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(w.response().status, 201);
+    assert_eq!(w.response().status, 200);
+    assert_eq!(call(&ferry, "GET", "/api/v1/sites/x", "").status, 404);
+}
+
+/// Repelled: alias expansion in a body (billion laughs: 9^10 strings from 1 KiB) is
+/// refused with 400 at once by the parser's repetition limit, and ferry goes on answering.
+#[test]
+fn a_billion_laughs_body_is_refused_quickly() {
+    let s1 = Backend::start("s1");
+    let ferry = proxy(&[&s1], "", "");
+    let lol = ["\"lol\""; 9].join(",");
+    let mut laughs = format!("a0: &a0 [{lol}]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    laughs.push_str("name: boom\nhosts: *a9\n");
+    let t = Instant::now();
+    let r = call(&ferry, "POST", "/api/v1/sites", &laughs);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("repetition limit"), "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(call(&ferry, "GET", "/health", "").status, 200);
+}
+
+// --- Control API: what is written back ------------------------------------------------------
+
+/// Repelled: values that try to break out of their YAML string when persisted (a quote, a
+/// newline, `: `, `#`, a key-looking line) or out of their HTML text on the status page are
+/// written back as the same strings and shown escaped; a restart on the written file reads
+/// back the same site.
+#[test]
+fn injections_through_a_persisted_site_and_the_status_page_are_inert() {
+    let s1 = Backend::start("s1");
+    let mut ferry = proxy(&[&s1], "  persist: true\n", "");
+    let name = "e\"vil\n    token: pwned # <script>alert(1)</script> 'x': y";
+    let body = format!(
+        r#"{{"name":{},"hosts":["inj.test"],"routes":[{{"backend":"app"}}]}}"#,
+        json_string(name)
+    );
+    let r = call(&ferry, "POST", "/api/v1/sites", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let page = call(&ferry, "GET", "/", "").text();
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+    ferry.restart();
+    let r = call(&ferry, "GET", "/api/v1/sites/inj.test", "");
+    // Looked up by name: the first host is not its name, so 404 by host, 200 by name.
+    assert_eq!(r.status, 404, "{}", r.text());
+    let sites = json(&call(&ferry, "GET", "/api/v1/sites", ""));
+    let names: Vec<&str> = sites
+        .as_array()
+        .iter()
+        .filter_map(|s| s.get("name").map(Json::as_str))
+        .collect();
+    assert!(names.contains(&name), "{names:?}");
+    // The token is still the one configured.
+    let r = call_raw(
+        &ferry,
+        "GET",
+        "/api/v1/sites",
+        "Authorization: Bearer pwned\r\n",
+        "",
+    );
+    assert_eq!(r.status, 401);
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+// --- TLS termination ------------------------------------------------------------------------
+
+/// A ferry publishing `a.test` over TLS (certificate from `ca`), with a 1 s header timeout.
+fn tls_proxy(a: &Backend, ca: &Ca) -> Ferry {
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["a.test"]).write(&dir, "a");
+    Ferry::start_reverse(
+        &[a],
+        &format!(
+            "admin_listen: \"127.0.0.1:0\"\nlimits: {{header_timeout_secs: 1, idle_timeout_secs: 2}}\ntls:\n  certificates:\n    - {{cert: {}, key: {}}}\nreverse:\n  tls_listen: [\"127.0.0.1:0\"]\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: a}}]}}\n  backends:\n    a: {{servers: [{{url: @a}}]}}\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+}
+
+/// How long `s` stays open (reading and dropping what comes) before ferry closes it.
+fn time_to_close(s: &mut TcpStream) -> Duration {
+    let t = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return t.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Repelled: a TLS client that starts a handshake and never finishes it (half a
+/// ClientHello, sent a byte at a time and then nothing) or never starts one is cut at the
+/// header timeout, and garbage records are refused at once; ferry serves a real client all
+/// the while.
+#[test]
+fn tls_clients_that_stall_or_send_garbage_are_cut() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let ferry = tls_proxy(&a, &ca);
+    let addr = ferry.reverse_tls[0];
+    let mut stall = half_client_hello(addr);
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut huge = TcpStream::connect(addr).unwrap();
+    // An application-data record before any handshake, claiming the largest length.
+    huge.write_all(&[0x17, 0x03, 0x03, 0xff, 0xff]).unwrap();
+    let mut client = TlsClient::trusting(&[&ca.cert]).connect(addr, "a.test");
+    let r = client.roundtrip(&site_get("a.test", "/"));
+    assert_eq!(r.status, 200);
+    let t = time_to_close(&mut garbage);
+    assert!(
+        t < Duration::from_secs(1),
+        "plain HTTP on the TLS port lived {t:?}"
+    );
+    let t = time_to_close(&mut huge);
+    assert!(
+        t < Duration::from_secs(1),
+        "a 64 KiB record header lived {t:?}"
+    );
+    let t = time_to_close(&mut stall);
+    assert!(
+        t < Duration::from_secs(5),
+        "a stalled handshake lived {t:?}"
+    );
+    let t = time_to_close(&mut silent);
+    assert!(
+        t < Duration::from_secs(5),
+        "a silent TLS connection lived {t:?}"
+    );
+    // The two that sent bytes ferry could not take as TLS.
+    wait_until("the bad records counted", || {
+        ferry
+            .metric("ferry_tls_handshakes_total{result=\"bad_message\"}")
+            .is_some_and(|n| n >= 2.0)
+    });
+}
+
+/// Sends the first bytes of a ClientHello (a handshake record header announcing 512 bytes,
+/// then 3 of them), one at a time, and nothing more.
+fn half_client_hello(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    for b in [0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01] {
+        s.write_all(&[b]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s
+}
