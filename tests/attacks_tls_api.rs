@@ -254,6 +254,48 @@ fn a_billion_laughs_body_is_refused_quickly() {
     assert_eq!(call(&ferry, "GET", "/health", "").status, 200);
 }
 
+/// DEFECT. A body nested 120 deep (`{"x":[[[...]]]}`, 250 bytes, under the YAML parser's own
+/// recursion limit of 128) overflows the control thread's stack (128 KiB,
+/// src/control/mod.rs) while it is read, and a stack overflow aborts the whole process:
+/// every site, the forward proxy and the admin server go down at once. Measured on the debug
+/// build: 20 deep is answered, 40 deep already kills ferry ("thread 'ferry-control' has
+/// overflowed its stack"). It takes the token, but a change must never take the proxy down.
+#[test]
+fn a_deeply_nested_body_does_not_kill_ferry() {
+    let s1 = Backend::start("s1");
+    let mut ferry = proxy(&[&s1], "", "");
+    let deep = format!(
+        "{{\"name\":\"deep\",\"hosts\":[\"deep.test\"],\"x\":{}1{}}}",
+        "[".repeat(120),
+        "]".repeat(120)
+    );
+    let mut w = Wire::connect(ferry.admin());
+    w.send(
+        format!(
+            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: {}\r\n\r\n{deep}",
+            deep.len()
+        )
+        .as_bytes(),
+    );
+    let mut got = Vec::new();
+    let _ = w.stream.read_to_end(&mut got);
+    let exited = ferry.child.try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "ferry exited ({exited:?}) on a {}-byte body; its log ends:\n{}",
+        deep.len(),
+        ferry
+            .log_text()
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}
+
 // --- Control API: what is written back ------------------------------------------------------
 
 /// Repelled: values that try to break out of their YAML string when persisted (a quote, a
