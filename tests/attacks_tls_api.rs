@@ -332,6 +332,30 @@ fn a_name_with_a_next_line_character_means_the_same_in_force_as_in_the_api() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// DEFECT. `admin.persist` writes through a temporary file named after ferry's PID
+/// (`.FILE.ferry-PID.tmp`, src/control/api/persist.rs, `write_and_swap`) opened with
+/// `create_new`. One left by a crash or a power cut between its creation and the rename
+/// (the case the temporary file is there for) makes every later change fail with 500 for as
+/// long as ferry runs under that PID: always, where ferry is PID 1 of a container or the
+/// first service an init starts on a router. The certificate store clears its own leftovers
+/// first (`write_synced`); persist does not.
+#[test]
+fn a_temporary_file_left_by_a_crash_does_not_stop_persist() {
+    let (s1, s2) = (Backend::start("s1"), Backend::start("s2"));
+    let ferry = proxy(&[&s1], "  persist: true\n", "");
+    // What a crash of a ferry with this PID left behind (the next start got the same PID).
+    let leftover = ferry
+        .dir
+        .join(format!(".ferry.yaml.ferry-{}.tmp", ferry.child.id()));
+    std::fs::write(&leftover, "half a config").unwrap();
+    let add = format!(r#"{{"url":"{}"}}"#, s2.url());
+    let r = call(&ferry, "POST", "/api/v1/backends/app/servers", &add);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(json(&r).get("persisted").unwrap().as_bool());
+    let file = std::fs::read_to_string(ferry.dir.join("ferry.yaml")).unwrap();
+    assert!(file.contains(&s2.url()), "{file}");
+}
+
 /// Repelled: values that try to break out of their YAML string when persisted (a quote, a
 /// newline, `: `, `#`, a key-looking line) or out of their HTML text on the status page are
 /// written back as the same strings and shown escaped; a restart on the written file reads
