@@ -500,3 +500,44 @@ fn half_client_hello(addr: std::net::SocketAddr) -> TcpStream {
     }
     s
 }
+
+/// DEFECT (metrics). A client that starts a handshake and stalls in its ClientHello (TLS
+/// slowloris) is cut at the header timeout, but counted nowhere: `abandon`
+/// (src/tls/conn.rs) counts `timeout` only once a whole ClientHello was parsed, so
+/// `ferry_tls_handshakes_total{result="timeout"}`, which README lists as the failure to alert
+/// on, stays 0 under exactly the attack it should show.
+#[test]
+fn a_handshake_stalled_in_its_client_hello_counts_as_a_timeout() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let ferry = tls_proxy(&a, &ca);
+    let mut stall = half_client_hello(ferry.reverse_tls[0]);
+    let t = time_to_close(&mut stall);
+    assert!(
+        t < Duration::from_secs(5),
+        "a stalled handshake lived {t:?}"
+    );
+    let failed: f64 = [
+        "eof",
+        "alert",
+        "incompatible",
+        "bad_message",
+        "bad_certificate",
+        "timeout",
+        "other",
+    ]
+    .iter()
+    .filter_map(|r| ferry.metric(&format!("ferry_tls_handshakes_total{{result=\"{r}\"}}")))
+    .sum();
+    let timeouts = || ferry.metric("ferry_tls_handshakes_total{result=\"timeout\"}");
+    // Counted as the connection closes; polled in case the count trails the close.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while timeouts() != Some(1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        timeouts(),
+        Some(1.0),
+        "a handshake cut after {t:?} was counted as {failed} failures, none a timeout"
+    );
+}
