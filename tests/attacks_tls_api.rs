@@ -542,15 +542,16 @@ fn a_handshake_stalled_in_its_client_hello_counts_as_a_timeout() {
     );
 }
 
-/// A backend that answers every request with a body ended by the close (no length, no
-/// chunks): `partial` then a reset when `cut`, the whole body then a clean FIN otherwise.
-fn until_close_backend(cut: bool) -> std::net::SocketAddr {
+/// A backend that answers one request with a body ended by the close (no length, no
+/// chunks): its first half, then, when `cut`, a reset once the client has that half (the
+/// returned sender says so), else the second half and a clean FIN.
+fn until_close_backend(cut: bool) -> (std::net::SocketAddr, std::sync::mpsc::Sender<()>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            {
                 let mut head = Vec::new();
                 let mut b = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") {
@@ -561,22 +562,24 @@ fn until_close_backend(cut: bool) -> std::net::SocketAddr {
                 }
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nfirst half;");
                 if cut {
-                    std::thread::sleep(Duration::from_millis(100));
+                    let _ = rx.recv_timeout(common::TIMEOUT);
                     // SO_LINGER 0: the close is a reset, the body visibly cut short.
                     let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                 } else {
                     let _ = s.write_all(b"second half.");
                 }
-            });
+            }
         }
     });
-    addr
+    (addr, tx)
 }
 
 /// What a TLS client of site `a.test` behind a backend at `backend` gets for `/`: the
 /// bytes, and whether the TLS stream ended with close_notify (`Ok(0)` from rustls) rather
 /// than a bare TCP close (rustls' `UnexpectedEof`) or a reset.
-fn read_until_close_over_tls(backend: std::net::SocketAddr) -> (String, bool) {
+fn read_until_close_over_tls(
+    (backend, first_half_read): (std::net::SocketAddr, std::sync::mpsc::Sender<()>),
+) -> (String, bool) {
     let ca = Ca::new("attack CA");
     let dir = scratch_dir();
     let (crt, key) = ca.leaf(&["a.test"]).write(&dir, "a");
@@ -591,11 +594,19 @@ fn read_until_close_over_tls(backend: std::net::SocketAddr) -> (String, bool) {
     let mut c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
     c.send(b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
     let mut got = c.take_buffered();
+    if got.ends_with(b"first half;") {
+        let _ = first_half_read.send(());
+    }
     let mut b = [0u8; 4096];
     let clean = loop {
         match c.stream.read(&mut b) {
             Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&b[..n]),
+            Ok(n) => {
+                got.extend_from_slice(&b[..n]);
+                if got.ends_with(b"first half;") {
+                    let _ = first_half_read.send(());
+                }
+            }
             Err(_) => break false,
         }
     };
