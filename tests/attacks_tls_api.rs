@@ -634,3 +634,45 @@ fn a_body_ended_by_the_close_ends_with_close_notify_only_when_whole() {
         "a body cut by the backend's reset ended with close_notify: {cut}"
     );
 }
+
+/// Repelled: a TLS client that pipelines requests for large answers and never reads holds
+/// ferry's memory to its bounds (16 KiB owed, TLS's own buffers), not to the answers' size.
+#[test]
+fn a_tls_client_that_never_reads_holds_bounded_memory() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let ferry = tls_proxy(&a, &ca);
+    let warm = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
+    drop(warm);
+    let before = ferry.rss_kib();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
+        let mut reqs = Vec::new();
+        for _ in 0..50 {
+            reqs.extend_from_slice(
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Fake: size=1048576\r\n\r\n",
+            );
+        }
+        c.send(&reqs);
+        clients.push(c);
+    }
+    // 400 MiB asked for; wait until the backend has been asked what ferry will ask of it.
+    let t = Instant::now();
+    let mut last = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let n = a.requests().len();
+        if n == last || t.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        last = n;
+    }
+    let after = ferry.rss_kib();
+    eprintln!(
+        "rss before {before} KiB, after {after} KiB, backend requests {last}, {:?}",
+        t.elapsed()
+    );
+    assert!(after < before + 16 * 1024, "{before} -> {after} KiB");
+    drop(clients);
+}
