@@ -676,3 +676,61 @@ fn a_tls_client_that_never_reads_holds_bounded_memory() {
     assert!(after < before + 16 * 1024, "{before} -> {after} KiB");
     drop(clients);
 }
+
+/// Repelled: the 421 rule cannot be side-stepped. On a connection whose SNI is `a.test`,
+/// every spelling of the other site's name (case, port, absolute-form target of either
+/// scheme with a Host naming this one) gets 421, a name no site has gets 404, and this
+/// site's own name in other spellings is served: never the other site's backend.
+#[test]
+fn the_421_rule_holds_for_every_spelling_of_another_site() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let ca = Ca::new("attack CA");
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["a.test", "b.test"]).write(&dir, "ab");
+    let ferry = Ferry::start_reverse(
+        &[&a, &b],
+        &format!(
+            "tls:\n  certificates:\n    - {{cert: {}, key: {}}}\nreverse:\n  tls_listen: [\"127.0.0.1:0\"]\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: a}}]}}\n    - {{name: b, hosts: [b.test], routes: [{{backend: b}}]}}\n  backends:\n    a: {{servers: [{{url: @a}}]}}\n    b: {{servers: [{{url: @b}}]}}\n",
+            crt.display(),
+            key.display()
+        ),
+    );
+    let mut c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
+    // An `https://` absolute-form target is refused with 400 ("only http:// targets"), which
+    // RFC 9112 §3.2.2 would have accepted, but it is no way around the rule either.
+    let cases: [(&str, &[u16]); 11] = [
+        ("GET / HTTP/1.1\r\nHost: b.test\r\n\r\n", &[421]),
+        ("GET / HTTP/1.1\r\nHost: B.TEST\r\n\r\n", &[421]),
+        ("GET / HTTP/1.1\r\nHost: b.test:443\r\n\r\n", &[421]),
+        (
+            "GET https://b.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            &[400, 421],
+        ),
+        (
+            "GET http://B.test:8443/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            &[421],
+        ),
+        ("GET / HTTP/1.1\r\nHost: b.test.\r\n\r\n", &[421]),
+        ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &[404]),
+        ("GET / HTTP/1.1\r\nHost: A.Test:443\r\n\r\n", &[200]),
+        (
+            "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            &[200],
+        ),
+        (
+            "GET https://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            &[400, 200],
+        ),
+        ("GET / HTTP/1.0\r\nHost: a.test\r\n\r\n", &[200]),
+    ];
+    for (req, want) in cases {
+        let r = c.roundtrip(req.as_bytes());
+        assert!(want.contains(&r.status), "{req:?}: {}", r.text());
+        assert_ne!(r.served_by(), Some("b"), "{req:?}");
+        if r.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
+        }
+    }
+}
