@@ -734,3 +734,37 @@ fn the_421_rule_holds_for_every_spelling_of_another_site() {
         }
     }
 }
+
+/// Repelled: through the HTTPS forward proxy, a CONNECT or a GET aimed at ferry's own
+/// listeners (the TLS one it came in on, the plain one, the admin server, by `localhost`
+/// and by a mapped IPv6 spelling) is refused with 403, never looped through ferry.
+#[test]
+fn the_https_forward_proxy_refuses_ferry_itself_as_a_target() {
+    let ca = Ca::new("proxy CA");
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["proxy.test"]).write(&dir, "proxy");
+    let ferry = Ferry::start(&format!(
+        "admin_listen: \"127.0.0.1:0\"\ntls:\n  certificates:\n    - {{cert: {}, key: {}}}\ntls_listen: \"127.0.0.1:0\"\n",
+        crt.display(),
+        key.display()
+    ));
+    let tls = ferry.forward_tls.expect("the forward TLS listener");
+    let admin = ferry.admin();
+    let client = TlsClient::trusting(&[&ca.cert]);
+    for target in [
+        tls.to_string(),
+        format!("localhost:{}", tls.port()),
+        format!("[::ffff:127.0.0.1]:{}", tls.port()),
+        ferry.addr.to_string(),
+        admin.to_string(),
+    ] {
+        for req in [
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+            format!("GET http://{target}/status HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        ] {
+            let mut c = client.connect(tls, "proxy.test");
+            let r = c.roundtrip(req.as_bytes());
+            assert_eq!(r.status, 403, "{req:?}: {}", r.text());
+        }
+    }
+}
