@@ -768,3 +768,36 @@ fn the_https_forward_proxy_refuses_ferry_itself_as_a_target() {
         }
     }
 }
+
+/// DEFECT. `admin.persist` overwrites an edit of the config file that a reload refused. An
+/// admin edits the file, makes a mistake, and the reload (SIGHUP or the poll) refuses it:
+/// "the running config stays". `Reloader::load` (src/control/reload.rs) has already taken
+/// the file's new mtime as read, so `Reloader::write` sees no change on disk and the next
+/// API change (a script's, say) writes the running config over the admin's half-done edit.
+/// README: an edit on disk since ferry read the file is not overwritten (409); one ferry
+/// read and refused is not in force either, and is lost all the same (its only copy is the
+/// `.bak`, which the next change replaces).
+#[test]
+fn persist_does_not_overwrite_an_edit_that_a_reload_refused() {
+    let (s1, s2) = (Backend::start("s1"), Backend::start("s2"));
+    let ferry = proxy(&[&s1], "  persist: true\n", "");
+    let file = ferry.dir.join("ferry.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let edit =
+        format!("{original}# the admin's work in progress\nlimits: {{idle_timeout_secs: ten}}\n");
+    std::fs::write(&file, &edit).unwrap();
+    let refused = || ferry.log_text().matches("the running config stays").count();
+    ferry.signal(1);
+    wait_until("the reload refused", || refused() == 1);
+    let add = format!(r#"{{"url":"{}"}}"#, s2.url());
+    let r = call(&ferry, "POST", "/api/v1/backends/app/servers", &add);
+    let now = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        now,
+        edit,
+        "the API change ({} {}) wrote over the refused edit",
+        r.status,
+        r.text()
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+}
