@@ -801,3 +801,39 @@ fn persist_does_not_overwrite_an_edit_that_a_reload_refused() {
     );
     assert_eq!(r.status, 409, "{}", r.text());
 }
+
+/// Repelled: a WebSocket over TLS whose client half-closes (close_notify right after its
+/// last bytes, before reading a byte of the answer) still gets every byte the backend sends
+/// after that, then a clean close_notify: the half-close is carried, not taken for the end.
+#[test]
+fn a_websocket_over_tls_that_half_closes_gets_the_rest_of_its_answer() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let ferry = tls_proxy(&a, &ca);
+    let mut c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
+    c.send(
+        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    let r = c.response_to(false);
+    assert_eq!(r.status, 101);
+    let msg = common::pattern(200_000);
+    c.send(&msg);
+    c.stream.conn.send_close_notify();
+    c.stream.flush().unwrap();
+    let mut got = c.take_buffered();
+    let mut b = [0u8; 16384];
+    let clean = loop {
+        match c.stream.read(&mut b) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(_) => break false,
+        }
+    };
+    assert_eq!(
+        got.len(),
+        msg.len(),
+        "the echo after the half-close was cut"
+    );
+    assert!(got == msg.to_ascii_uppercase());
+    assert!(clean, "no close_notify at the end");
+}
