@@ -733,6 +733,14 @@ fn the_421_rule_holds_for_every_spelling_of_another_site() {
             c = TlsClient::trusting(&[&ca.cert]).connect(ferry.reverse_tls[0], "a.test");
         }
     }
+    // The SNI in other spellings is still this site's: case and a trailing dot.
+    for sni in ["A.TEST", "a.test."] {
+        let connect = || TlsClient::any_certificate().connect(ferry.reverse_tls[0], sni);
+        let r = connect().roundtrip(&site_get("b.test", "/"));
+        assert_eq!(r.status, 421, "SNI {sni:?}: {}", r.text());
+        let r = connect().roundtrip(&site_get("a.test", "/"));
+        assert_eq!(r.served_by(), Some("a"), "SNI {sni:?}: {}", r.text());
+    }
 }
 
 /// Repelled: through the HTTPS forward proxy, a CONNECT or a GET aimed at ferry's own
