@@ -877,3 +877,56 @@ fn the_api_does_not_show_site_passwords_and_tokens() {
         }
     }
 }
+
+/// The certificate a fresh TLS connection to `addr` is shown for `sni` (any is taken).
+fn served_cert(
+    addr: std::net::SocketAddr,
+    sni: &str,
+) -> rustls::pki_types::CertificateDer<'static> {
+    common::tls::served_cert(&TlsClient::any_certificate().connect(addr, sni))
+}
+
+/// DEFECT. A certificate renewed through the API is undone by the next reload. The upload
+/// of a new pair for `a.test` (whose pair is in `tls.certificates`) replaces it in the store
+/// at once (`CertStore::install` matches by name) and is written to `cert_dir`, answered 201;
+/// but a reload of the unchanged file (SIGHUP, any edit, the poll) rebuilds the store from
+/// `wanted_pairs` (src/tls/store.rs), configured pairs first, and the exact-name lookup takes
+/// the first: `a.test` gets the old certificate again, the one the admin meant to retire
+/// (an expiring one, typically), with nothing logged.
+#[test]
+fn an_uploaded_replacement_survives_a_reload() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["a.test"]).write(&dir, "a");
+    let uploads = dir.join("uploads");
+    let ferry = Ferry::start_reverse(
+        &[&a],
+        &format!(
+            "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: {TOKEN}\ntls:\n  cert_dir: {}\n  certificates:\n    - {{cert: {}, key: {}}}\nreverse:\n  tls_listen: [\"127.0.0.1:0\"]\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: a}}]}}\n  backends:\n    a: {{servers: [{{url: @a}}]}}\n",
+            uploads.display(),
+            crt.display(),
+            key.display()
+        ),
+    );
+    let addr = ferry.reverse_tls[0];
+    let renewed = ca.leaf(&["a.test"]);
+    let body = format!(
+        "{{\"cert\": {:?}, \"key\": {:?}}}",
+        renewed.cert_pem(),
+        renewed.key_pem()
+    );
+    let r = call(&ferry, "POST", "/api/v1/certificates", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        served_cert(addr, "a.test") == renewed.cert,
+        "the upload is served at once"
+    );
+    let reloaded = || ferry.log_text().matches("SIGHUP: config reloaded").count();
+    ferry.signal(1);
+    wait_until("the reload", || reloaded() == 1);
+    assert!(
+        served_cert(addr, "a.test") == renewed.cert,
+        "after a reload of the same file, a.test is served the certificate the upload replaced"
+    );
+}
