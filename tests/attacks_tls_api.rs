@@ -371,6 +371,16 @@ fn injections_through_a_persisted_site_and_the_status_page_are_inert() {
     );
     let r = call(&ferry, "POST", "/api/v1/sites", &body);
     assert_eq!(r.status, 201, "{}", r.text());
+    // The JSON answers that carry site names stay JSON.
+    for path in ["/api/v1/stats", "/status", "/api/v1/sites"] {
+        let text = call(&ferry, "GET", path, "").text();
+        assert!(Json::parse(&text).is_ok(), "GET {path}: {text}");
+    }
+    let metrics = call(&ferry, "GET", "/metrics", "").text();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("    token")),
+        "{metrics}"
+    );
     let page = call(&ferry, "GET", "/", "").text();
     assert!(!page.contains("<script>"), "{page}");
     assert!(page.contains("&lt;script&gt;"), "{page}");
