@@ -940,3 +940,58 @@ fn an_uploaded_replacement_survives_a_reload() {
         "after a reload of the same file, a.test is served the certificate the upload replaced"
     );
 }
+
+/// Repelled: a certificate whose first name is a path (`../../escape`, `.hidden/x`) is
+/// stored under a flattened name inside `cert_dir`, never outside it or as a hidden file.
+#[test]
+fn uploaded_certificate_names_cannot_leave_cert_dir() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["a.test"]).write(&dir, "a");
+    let uploads = dir.join("deep").join("uploads");
+    let ferry = Ferry::start_reverse(
+        &[&a],
+        &format!(
+            "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: {TOKEN}\ntls:\n  cert_dir: {}\n  certificates:\n    - {{cert: {}, key: {}}}\nreverse:\n  tls_listen: [\"127.0.0.1:0\"]\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: a}}]}}\n  backends:\n    a: {{servers: [{{url: @a}}]}}\n",
+            uploads.display(),
+            crt.display(),
+            key.display()
+        ),
+    );
+    let mut stored = 0;
+    for name in ["../../escape", ".hidden/x", "..", "a/../../b"] {
+        let leaf = ca.leaf(&[name]);
+        let body = format!(
+            "{{\"cert\": {:?}, \"key\": {:?}}}",
+            leaf.cert_pem(),
+            leaf.key_pem()
+        );
+        let r = call(&ferry, "POST", "/api/v1/certificates", &body);
+        assert!(matches!(r.status, 201 | 400), "{name:?}: {}", r.text());
+        stored += usize::from(r.status == 201);
+    }
+    let outside: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("deep")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n != "a.crt" && n != "a.key" && n != "deep" && n != "uploads" && n != "ferry.yaml"
+        })
+        .collect();
+    // Measured: all but `..` (which leaves no name) are taken and filed.
+    assert_eq!(stored, 3);
+    assert!(outside.is_empty(), "files outside cert_dir: {outside:?}");
+    let inside: Vec<String> = std::fs::read_dir(&uploads)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        inside
+            .iter()
+            .all(|n| !n.starts_with('.') && !n.contains('/')),
+        "{inside:?}"
+    );
+}
