@@ -995,3 +995,55 @@ fn uploaded_certificate_names_cannot_leave_cert_dir() {
         "{inside:?}"
     );
 }
+
+/// An `https://` server that accepts connections and never says a word of TLS.
+fn mute_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    (addr, held)
+}
+
+/// DEFECT. An `https://` server that takes the TCP connection and never answers the
+/// ClientHello holds each request for the route's whole `response_timeout_secs` (60 s by
+/// default) and then gets it a 504, instead of failing within `connect_timeout_secs` and
+/// moving on to the next server. README: "A failed handshake (a wrong CA, say) is a connect
+/// failure: retried like one, counted against the server"; a handshake that never ends is
+/// bounded by no connect deadline (the TCP connect alone is), so one wedged TLS server
+/// (a half-dead box, a port taken by something else) stalls its share of every backend's
+/// requests. Measured: with `connect_timeout_secs: 1` and `response_timeout_secs: 5`, the
+/// request that met the mute server first was answered 504 after 5 s, the other server never
+/// tried.
+#[test]
+fn an_https_server_that_never_finishes_the_handshake_fails_in_connect_time() {
+    let (mute, _held) = mute_server();
+    let good = Backend::start("good");
+    let ferry = Ferry::start_reverse(
+        &[&good],
+        &format!(
+            "limits: {{connect_timeout_secs: 1}}\nreverse:\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: m, response_timeout_secs: 5}}]}}\n  backends:\n    m: {{servers: [{{url: \"https://{mute}\", tls_verify: false}}, {{url: @good}}]}}\n"
+        ),
+    );
+    // Round robin: one of two requests meets the mute server first.
+    for _ in 0..2 {
+        let t = Instant::now();
+        let r = ferry.reverse_client().roundtrip(&site_get("a.test", "/"));
+        let took = t.elapsed();
+        assert_eq!(
+            (r.status, r.served_by()),
+            (200, Some("good")),
+            "after {took:?}: {}",
+            r.text()
+        );
+        assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    }
+}
