@@ -1047,3 +1047,53 @@ fn an_https_server_that_never_finishes_the_handshake_fails_in_connect_time() {
         assert!(took < Duration::from_secs(4), "answered after {took:?}");
     }
 }
+
+/// Repelled: a trusted balancer's PROXY header followed in the same segment by the client's
+/// ClientHello (as haproxy sends them) is taken apart: the handshake completes on the
+/// bytes after the header, and the header's client is the one the backend is told of.
+#[test]
+fn a_proxy_header_and_a_client_hello_in_one_segment_both_count() {
+    let a = Backend::start("a");
+    let ca = Ca::new("attack CA");
+    let dir = scratch_dir();
+    let (crt, key) = ca.leaf(&["a.test"]).write(&dir, "a");
+    let ferry = Ferry::start_reverse(
+        &[&a],
+        &format!(
+            "tls:\n  certificates:\n    - {{cert: {}, key: {}}}\nreverse:\n  trusted_proxies: [\"127.0.0.2/32\"]\n  proxy_protocol: true\n  tls_listen: [\"127.0.0.1:0\"]\n  sites:\n    - {{name: a, hosts: [a.test], routes: [{{backend: a}}]}}\n  backends:\n    a: {{servers: [{{url: @a}}]}}\n",
+            crt.display(),
+            key.display()
+        ),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(common::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        "a.test".to_string().try_into().unwrap(),
+    )
+    .unwrap();
+    let mut first = b"PROXY TCP4 127.0.0.9 127.0.0.1 40000 443\r\n".to_vec();
+    conn.write_tls(&mut first).unwrap();
+    let wire = Wire::connect_from("127.0.0.2", ferry.reverse_tls[0]);
+    let mut sock = wire.stream;
+    sock.write_all(&first).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let mut c = Wire::from_stream(rustls::StreamOwned::new(conn, sock));
+    let r = c.roundtrip(&site_get("a.test", "/"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .to_ascii_lowercase()
+            .contains("x-forwarded-for: 127.0.0.9"),
+        "{}",
+        r.text()
+    );
+}
