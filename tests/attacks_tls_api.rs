@@ -1097,3 +1097,46 @@ fn a_proxy_header_and_a_client_hello_in_one_segment_both_count() {
         r.text()
     );
 }
+
+/// DEFECT (DNS rebinding). The admin server answers whatever `Host` a request names. A page
+/// on any web site that a browser on the LAN opens can rebind its own name to the router's
+/// address and then read `http://ITS-NAME:PORT/api/v1/sites` (and `/status`, `/metrics`) as
+/// same-origin: without `admin.token` reading takes nothing, so the site list, with the
+/// passwords it shows (see above), leaves the LAN for any site the admin visits. A Host
+/// that is neither an IP literal, `localhost` nor a name the config gives the admin server
+/// is what rebinding looks like; refusing it (421 or 403) closes this.
+#[test]
+fn the_admin_server_refuses_a_host_that_is_not_its_own() {
+    let s1 = Backend::start("s1");
+    let ferry = Ferry::start_reverse(
+        &[&s1],
+        "admin_listen: \"127.0.0.1:0\"\nreverse:\n  sites: [{name: app, hosts: [app.test], routes: [{backend: app}]}]\n  backends:\n    app: {servers: [{url: @s1}]}\n",
+    );
+    let admin = ferry.admin();
+    // Its own spellings are served.
+    for host in [
+        admin.to_string(),
+        "localhost".into(),
+        format!("localhost:{}", admin.port()),
+    ] {
+        let mut w = Wire::connect(admin);
+        let r =
+            w.roundtrip(format!("GET /api/v1/sites HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 200, "Host {host}");
+    }
+    for path in ["/api/v1/sites", "/status", "/"] {
+        let mut w = Wire::connect(admin);
+        let r = w.roundtrip(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: rebind.attacker.test:{}\r\n\r\n",
+                admin.port()
+            )
+            .as_bytes(),
+        );
+        assert!(
+            matches!(r.status, 403 | 421),
+            "GET {path} for a foreign Host answered {}",
+            r.status
+        );
+    }
+}
