@@ -259,7 +259,11 @@ fn a_billion_laughs_body_is_refused_quickly() {
 /// src/control/mod.rs) while it is read, and a stack overflow aborts the whole process:
 /// every site, the forward proxy and the admin server go down at once. Measured on the debug
 /// build: 20 deep is answered, 40 deep already kills ferry ("thread 'ferry-control' has
-/// overflowed its stack"). It takes the token, but a change must never take the proxy down.
+/// overflowed its stack"). A release build (opt-level 3, without LTO) answered 40, 80, 120
+/// and 127 deep and refused 200 at the parser's limit: the margin exists only where frames
+/// are small, so it is the debug build (the one the tests run) and whatever else has larger
+/// frames (another target, another compiler) that dies. It takes the token, but a change must
+/// never take the proxy down.
 #[test]
 fn a_deeply_nested_body_does_not_kill_ferry() {
     let s1 = Backend::start("s1");
