@@ -206,6 +206,15 @@ impl Conn {
         None
     }
 
+    /// True while a TLS handshake goes on (neither over nor failed).
+    pub fn tls_handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_ref() {
+            return !t.established() && !t.failed();
+        }
+        false
+    }
+
     /// True when the TLS handshake failed (a bad certificate, no common version).
     pub fn tls_handshake_failed(&self) -> bool {
         #[cfg(feature = "tls")]

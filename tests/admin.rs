@@ -38,7 +38,7 @@ fn every_admin_path_and_method() {
     let mut w = common::Wire::connect(ferry.admin());
     for _ in 0..3 {
         assert_eq!(
-            w.roundtrip(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            w.roundtrip(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .status,
             200
         );
@@ -379,7 +379,7 @@ fn health_within(admin: SocketAddr, within: Duration) -> Duration {
     let mut s = TcpStream::connect_timeout(&admin, within).expect("connect to the admin port");
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(within)).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .expect("send /health");
     let mut got = Vec::new();
     let mut b = [0u8; 1024];
@@ -423,7 +423,7 @@ impl Pipeliner {
         };
         let mut s = connect().unwrap();
         std::thread::spawn(move || {
-            let batch = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1000);
+            let batch = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(1000);
             let (mut off, mut blocked_since) = (0, None);
             while !stop2.load(Ordering::SeqCst) {
                 if sent2.load(Ordering::SeqCst) >= limit {
@@ -605,9 +605,9 @@ fn pipelined_requests_are_answered_in_order() {
     let ferry = Ferry::start(ADMIN);
     let mut w = common::Wire::connect(ferry.admin());
     let kinds: [(&str, u16); 4] = [
-        ("GET /health HTTP/1.1\r\nHost: a\r\n\r\n", 200),
-        ("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n", 404),
-        ("HEAD /status HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+        ("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200),
+        ("GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 404),
+        ("HEAD /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200),
         ("POST /health HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
     ];
     let n = 2000;
@@ -689,7 +689,7 @@ fn a_full_admin_server_takes_room_from_the_busiest_address_not_an_idle_monitor()
     let ferry = Ferry::start(ADMIN);
     let admin = ferry.admin();
     let ask = |w: &mut common::Wire| {
-        w.send(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+        w.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         assert_eq!(w.response().status, 200);
     };
     // A monitor on a kept connection, answered first...
@@ -714,7 +714,7 @@ fn a_full_admin_server_takes_room_from_the_busiest_address_not_an_idle_monitor()
 fn empty_lines_before_an_admin_request_are_skipped() {
     let ferry = Ferry::start(ADMIN);
     let mut w = common::Wire::connect(ferry.admin());
-    w.send(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+    w.send(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(w.response().status, 200);
     assert_eq!(w.response().status, 200);
 }

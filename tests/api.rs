@@ -37,7 +37,7 @@ fn call_as(ferry: &Ferry, auth: &str, method: &str, path: &str, body: &str) -> R
     };
     w.send(
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}{len}Content-Type: application/json\r\n\r\n{body}"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{len}Content-Type: application/json\r\n\r\n{body}"
         )
         .as_bytes(),
     );

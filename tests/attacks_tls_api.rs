@@ -40,7 +40,7 @@ fn call_raw(ferry: &Ferry, method: &str, path: &str, head_lines: &str, body: &st
         format!("Content-Length: {}\r\n", body.len())
     };
     w.send(
-        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{head_lines}{len}\r\n{body}")
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head_lines}{len}\r\n{body}")
             .as_bytes(),
     );
     w.response_to(method == "HEAD")
@@ -101,7 +101,7 @@ fn base64(input: &[u8]) -> String {
 
 // --- Control API: authorization -------------------------------------------------------------
 
-/// DEFECT. The status page makes browsers cache Basic credentials for the admin origin (any
+/// Was a defect, fixed. The status page makes browsers cache Basic credentials for the admin origin (any
 /// user, the token as password), and the admin server takes those credentials for *changes*
 /// too. A page on any other site can then make the admin's browser submit a plain HTML form,
 /// `<form method=POST action="http://ROUTER:9090/api/v1/backends/app/servers/0/dead">`: a
@@ -199,8 +199,10 @@ fn content_length_tricks_change_nothing() {
     ] {
         let mut w = Wire::connect(ferry.admin());
         w.send(
-            format!("POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}{lengths}\r\n{site}")
-                .as_bytes(),
+            format!(
+                "POST /api/v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n{BEARER}{lengths}\r\n{site}"
+            )
+            .as_bytes(),
         );
         let r = w.response();
         assert_eq!(r.status, want, "{lengths:?}: {}", r.text());
@@ -209,7 +211,7 @@ fn content_length_tricks_change_nothing() {
     let mut w = Wire::connect(ferry.admin());
     w.send(
         format!(
-            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: 200\r\n\r\n{site}"
+            "POST /api/v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n{BEARER}Content-Length: 200\r\n\r\n{site}"
         )
         .as_bytes(),
     );
@@ -223,7 +225,7 @@ fn content_length_tricks_change_nothing() {
     let mut w = Wire::connect(ferry.admin());
     w.send(
         format!(
-            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: {}\r\n\r\n{site}DELETE /api/v1/sites/x HTTP/1.1\r\nHost: a\r\n{BEARER}\r\n",
+            "POST /api/v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n{BEARER}Content-Length: {}\r\n\r\n{site}DELETE /api/v1/sites/x HTTP/1.1\r\nHost: 127.0.0.1\r\n{BEARER}\r\n",
             site.len()
         )
         .as_bytes(),
@@ -254,7 +256,7 @@ fn a_billion_laughs_body_is_refused_quickly() {
     assert_eq!(call(&ferry, "GET", "/health", "").status, 200);
 }
 
-/// DEFECT. A body nested 120 deep (`{"x":[[[...]]]}`, 250 bytes, under the YAML parser's own
+/// Was a defect, fixed. A body nested 120 deep (`{"x":[[[...]]]}`, 250 bytes, under the YAML parser's own
 /// recursion limit of 128) overflows the control thread's stack (128 KiB,
 /// src/control/mod.rs) while it is read, and a stack overflow aborts the whole process:
 /// every site, the forward proxy and the admin server go down at once. Measured on the debug
@@ -276,7 +278,7 @@ fn a_deeply_nested_body_does_not_kill_ferry() {
     let mut w = Wire::connect(ferry.admin());
     w.send(
         format!(
-            "POST /api/v1/sites HTTP/1.1\r\nHost: a\r\n{BEARER}Content-Length: {}\r\n\r\n{deep}",
+            "POST /api/v1/sites HTTP/1.1\r\nHost: 127.0.0.1\r\n{BEARER}Content-Length: {}\r\n\r\n{deep}",
             deep.len()
         )
         .as_bytes(),
@@ -302,7 +304,7 @@ fn a_deeply_nested_body_does_not_kill_ferry() {
 
 // --- Control API: what is written back ------------------------------------------------------
 
-/// DEFECT. A string the API accepts is written back as YAML that means something else. The
+/// Was a defect, fixed. A string the API accepts is written back as YAML that means something else. The
 /// writer (src/control/api/yaml.rs, `quoted`) escapes only what JSON escapes, so U+0085
 /// (NEXT LINE, sent as `\u0085`) goes out raw inside double quotes, and YAML 1.1 readers
 /// (libyaml, so yaml_serde) take it for a line break and fold it into a space. The change is
@@ -336,7 +338,7 @@ fn a_name_with_a_next_line_character_means_the_same_in_force_as_in_the_api() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// DEFECT. `admin.persist` writes through a temporary file named after ferry's PID
+/// Was a defect, fixed. `admin.persist` writes through a temporary file named after ferry's PID
 /// (`.FILE.ferry-PID.tmp`, src/control/api/persist.rs, `write_and_swap`) opened with
 /// `create_new`. One left by a crash or a power cut between its creation and the rename
 /// (the case the temporary file is there for) makes every later change fail with 500 for as
@@ -515,7 +517,7 @@ fn half_client_hello(addr: std::net::SocketAddr) -> TcpStream {
     s
 }
 
-/// DEFECT (metrics). A client that starts a handshake and stalls in its ClientHello (TLS
+/// Was a defect (metrics), fixed. A client that starts a handshake and stalls in its ClientHello (TLS
 /// slowloris) is cut at the header timeout, but counted nowhere: `abandon`
 /// (src/tls/conn.rs) counts `timeout` only once a whole ClientHello was parsed, so
 /// `ferry_tls_handshakes_total{result="timeout"}`, which README lists as the failure to alert
@@ -627,7 +629,7 @@ fn read_until_close_over_tls(
     (String::from_utf8_lossy(&got).into_owned(), clean)
 }
 
-/// DEFECT. Over TLS, a response body that ends with the connection (no length, no chunks:
+/// Was a defect, fixed. Over TLS, a response body that ends with the connection (no length, no chunks:
 /// an HTTP/1.0-style backend) and that the backend cut short with a reset reaches the client
 /// ended by close_notify, exactly as a whole one: the client takes half a body for all of it
 /// (a truncation TLS exists to make visible). README promises "a reset where a clean close
@@ -791,7 +793,7 @@ fn the_https_forward_proxy_refuses_ferry_itself_as_a_target() {
     }
 }
 
-/// DEFECT. `admin.persist` overwrites an edit of the config file that a reload refused. An
+/// Was a defect, fixed. `admin.persist` overwrites an edit of the config file that a reload refused. An
 /// admin edits the file, makes a mistake, and the reload (SIGHUP or the poll) refuses it:
 /// "the running config stays". `Reloader::load` (src/control/reload.rs) has already taken
 /// the file's new mtime as read, so `Reloader::write` sees no change on disk and the next
@@ -860,7 +862,7 @@ fn a_websocket_over_tls_that_half_closes_gets_the_rest_of_its_answer() {
     assert!(clean, "no close_notify at the end");
 }
 
-/// DEFECT. The API shows a site as written, secrets included: `GET /api/v1/sites` answers
+/// Was a defect, fixed. The API shows a site as written, secrets included: `GET /api/v1/sites` answers
 /// every site's `auth.basic` passwords and `auth.bearer` tokens in clear, and reading "needs
 /// nothing more than the rest of the admin server", so with no `admin.token` anyone who can
 /// reach the admin port (the status page's audience: a phone on the LAN) reads the
@@ -900,15 +902,13 @@ fn served_cert(
     common::tls::served_cert(&TlsClient::any_certificate().connect(addr, sni))
 }
 
-/// DEFECT. A certificate renewed through the API is undone by the next reload. The upload
-/// of a new pair for `a.test` (whose pair is in `tls.certificates`) replaces it in the store
-/// at once (`CertStore::install` matches by name) and is written to `cert_dir`, answered 201;
-/// but a reload of the unchanged file (SIGHUP, any edit, the poll) rebuilds the store from
-/// `wanted_pairs` (src/tls/store.rs), configured pairs first, and the exact-name lookup takes
-/// the first: `a.test` gets the old certificate again, the one the admin meant to retire
-/// (an expiring one, typically), with nothing logged.
+/// Was a defect: a certificate renewed through the API was undone by the next reload. The
+/// upload of a new pair for `a.test` (whose pair is in `tls.certificates`) replaced it in the
+/// store at once and was written to `cert_dir`, answered 201; a reload of the unchanged file
+/// rebuilt the store, configured pairs first, and `a.test` got the old certificate again,
+/// with nothing logged. Now such an upload is refused (409) and says which file to replace.
 #[test]
-fn an_uploaded_replacement_survives_a_reload() {
+fn an_upload_cannot_shadow_a_configured_certificate() {
     let a = Backend::start("a");
     let ca = Ca::new("attack CA");
     let dir = scratch_dir();
@@ -930,19 +930,17 @@ fn an_uploaded_replacement_survives_a_reload() {
         renewed.cert_pem(),
         renewed.key_pem()
     );
+    // Fixed by refusing it: the certificate is the config file's (replace its files, which
+    // the poll picks up), so an upload cannot shadow it until the next reload undoes it.
     let r = call(&ferry, "POST", "/api/v1/certificates", &body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert!(
-        served_cert(addr, "a.test") == renewed.cert,
-        "the upload is served at once"
-    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("tls.certificates"), "{}", r.text());
+    assert!(served_cert(addr, "a.test") != renewed.cert);
+    assert!(!uploads.join("a.test.crt").exists());
     let reloaded = || ferry.log_text().matches("SIGHUP: config reloaded").count();
     ferry.signal(1);
     wait_until("the reload", || reloaded() == 1);
-    assert!(
-        served_cert(addr, "a.test") == renewed.cert,
-        "after a reload of the same file, a.test is served the certificate the upload replaced"
-    );
+    assert!(served_cert(addr, "a.test") != renewed.cert);
 }
 
 /// Repelled: a certificate whose first name is a path (`../../escape`, `.hidden/x`) is
@@ -1017,7 +1015,7 @@ fn mute_server() -> (
     (addr, held)
 }
 
-/// DEFECT. An `https://` server that takes the TCP connection and never answers the
+/// Was a defect, fixed. An `https://` server that takes the TCP connection and never answers the
 /// ClientHello holds each request for the route's whole `response_timeout_secs` (60 s by
 /// default) and then gets it a 504, instead of failing within `connect_timeout_secs` and
 /// moving on to the next server. README: "A failed handshake (a wrong CA, say) is a connect
@@ -1102,7 +1100,7 @@ fn a_proxy_header_and_a_client_hello_in_one_segment_both_count() {
     );
 }
 
-/// DEFECT (DNS rebinding). The admin server answers whatever `Host` a request names. A page
+/// Was a defect (DNS rebinding), fixed: without a token the admin server answers its address or localhost only. The admin server answers whatever `Host` a request names. A page
 /// on any web site that a browser on the LAN opens can rebind its own name to the router's
 /// address and then read `http://ITS-NAME:PORT/api/v1/sites` (and `/status`, `/metrics`) as
 /// same-origin: without `admin.token` reading takes nothing, so the site list, with the

@@ -26,7 +26,7 @@ fn drain_finishes_in_flight_work_refuses_new_clients_and_exits_zero() {
         std::net::TcpStream::connect(ferry.addr).is_err()
     });
     let mut a = Wire::connect(admin);
-    let r = a.roundtrip(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = a.roundtrip(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(
         (r.status, r.text().as_str()),
         (503, "{\"status\":\"draining\"}")

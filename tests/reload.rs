@@ -258,7 +258,7 @@ fn a_new_admin_address_is_bound_and_the_old_one_closed() {
     let new: std::net::SocketAddr = format!("127.0.0.2:{}", line.trim()).parse().unwrap();
     let mut w = Wire::connect(new);
     assert_eq!(
-        w.roundtrip(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        w.roundtrip(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .status,
         200
     );

@@ -732,7 +732,7 @@ fn given_a_certificate_uploaded_through_the_api_then_a_new_connection_gets_it() 
         let mut w = common::Wire::connect(p.ferry.admin());
         w.send(
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),

@@ -182,7 +182,7 @@ pub fn read(doc: &Value, call: &Call) -> Option<Reply> {
                 if i > 0 {
                     o.push(',');
                 }
-                json::write(&mut o, s);
+                json::write(&mut o, &hidden(s));
             }
             o.push(']');
             o
@@ -222,7 +222,7 @@ pub fn read(doc: &Value, call: &Call) -> Option<Reply> {
 pub fn show(doc: &Value, shows: &Shows) -> Option<String> {
     let mut o = String::new();
     match shows {
-        Shows::Site(name) => json::write(&mut o, &sites(doc)[site_index(doc, name)?]),
+        Shows::Site(name) => json::write(&mut o, &hidden(&sites(doc)[site_index(doc, name)?])),
         Shows::Backend(name) => {
             let mut entry = backends(doc)?.get(name.as_str())?.clone();
             if let Value::Mapping(m) = &mut entry {
@@ -238,6 +238,70 @@ pub fn show(doc: &Value, shows: &Shows) -> Option<String> {
         }
     }
     Some(o)
+}
+
+/// What the API shows in place of a site's secrets.
+const HIDDEN: &str = "***";
+
+/// A site as the API shows it: its `basic` passwords and `bearer` tokens replaced by `***`
+/// (the config file has them; reading needs no token when none is set, and a token lets
+/// one read, not impersonate the site's users).
+fn hidden(site: &Value) -> Value {
+    let mut site = site.clone();
+    if let Some(auth) = site.get_mut("auth") {
+        if let Some(Value::Sequence(users)) = auth.get_mut("basic") {
+            for u in users {
+                if let Some(p) = u.get_mut("password") {
+                    *p = HIDDEN.into();
+                }
+            }
+        }
+        if let Some(Value::Sequence(tokens)) = auth.get_mut("bearer") {
+            for t in tokens {
+                *t = HIDDEN.into();
+            }
+        }
+    }
+    site
+}
+
+/// A site sent back with `PUT` as it was shown: each `***` is the stored secret again (the
+/// password of the same user, the token at the same place). A `***` that names none is a 400.
+fn unhide(site: &mut Value, stored: &Value) -> Result<(), Reply> {
+    let old = stored.get("auth");
+    let Some(auth) = site.get_mut("auth") else {
+        return Ok(());
+    };
+    let missing = || {
+        Reply::error(
+            400,
+            "a hidden secret (***) stands for none stored: send it in full",
+        )
+    };
+    if let Some(Value::Sequence(users)) = auth.get_mut("basic") {
+        for u in users {
+            let user = u.get("username").cloned();
+            if let Some(p) = u.get_mut("password").filter(|p| p.as_str() == Some(HIDDEN)) {
+                let Some(Value::Sequence(was)) = old.and_then(|a| a.get("basic")) else {
+                    return Err(missing());
+                };
+                let same = was.iter().find(|w| w.get("username") == user.as_ref());
+                *p = same
+                    .and_then(|w| w.get("password"))
+                    .cloned()
+                    .ok_or_else(missing)?;
+            }
+        }
+    }
+    if let Some(Value::Sequence(tokens)) = auth.get_mut("bearer") {
+        for (i, t) in tokens.iter_mut().enumerate() {
+            if t.as_str() == Some(HIDDEN) {
+                let was = old.and_then(|a| a.get("bearer")).and_then(|b| b.get(i));
+                *t = was.cloned().ok_or_else(missing)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `answer` (a JSON object) with `"persisted"` added as its last key.
@@ -288,6 +352,7 @@ pub fn edit(doc: &Value, call: &Call, body: &[u8]) -> Result<Edit, Reply> {
                 }
                 None => {}
             }
+            unhide(&mut entry, &sites(&doc)[i])?;
             sites_mut(&mut doc)?[i] = entry;
             (200, Shows::Site(name.clone()))
         }

@@ -79,7 +79,11 @@ pub fn start(
         .register(&mut hup, HUP, Interest::READABLE)?;
     std::thread::Builder::new()
         .name("ferry-control".into())
-        .stack_size(128 * 1024)
+        // Config files and API bodies are parsed here, and YAML nests: the parser stops at
+        // 128 levels, which in a debug build takes some 400 KiB of stack (an API body nested
+        // 120 deep overflowed 128 KiB and took the process down). Stack pages cost memory
+        // only once touched.
+        .stack_size(CONTROL_STACK)
         .spawn(move || {
             let now = Instant::now();
             let mut lookups = probe::Lookups::new(resolver, me);
@@ -102,6 +106,9 @@ pub fn start(
         })?;
     Ok(admin_addr)
 }
+
+/// The control thread's stack.
+const CONTROL_STACK: usize = 1 << 20;
 
 /// The control thread's state.
 struct Control {

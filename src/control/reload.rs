@@ -21,7 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// Watches the config file and reloads it.
 pub struct Reloader {
     path: Option<PathBuf>,
+    /// The file's mtime when last looked at (read, refused or written): the poll's reference.
     mtime: Option<SystemTime>,
+    /// The mtime of the file whose config is in force: an API change writes over the file
+    /// only if it is still that one (an edit since, even one a reload refused, is kept).
+    #[cfg(feature = "api")]
+    applied: Option<SystemTime>,
     next_check: Option<Instant>,
 }
 
@@ -32,6 +37,8 @@ impl Reloader {
         let mut r = Reloader {
             path,
             mtime,
+            #[cfg(feature = "api")]
+            applied: mtime,
             next_check: None,
         };
         r.schedule(config, now);
@@ -104,6 +111,10 @@ impl Reloader {
                 return None;
             }
         };
+        #[cfg(feature = "api")]
+        {
+            self.applied = self.mtime;
+        }
         Some((self.prepare(current, new), doc))
     }
 
@@ -138,11 +149,12 @@ impl Reloader {
                 "ferry runs on the embedded default config: there is no file".into(),
             ));
         };
-        if modified(path) != self.mtime {
+        if modified(path) != self.applied {
             return Err(Unwritten::ChangedOnDisk);
         }
         let mtime = super::api::persist::replace(path, text).map_err(Unwritten::Failed)?;
         self.mtime = mtime;
+        self.applied = mtime;
         Ok(())
     }
 
@@ -155,6 +167,7 @@ impl Reloader {
                 log::error!("cannot put back {}: {e}", path.display());
             }
             self.mtime = modified(path);
+            self.applied = self.mtime;
         }
     }
 

@@ -126,8 +126,8 @@ pub struct TlsConn {
     failed: Option<io::ErrorKind>,
     /// The client's SNI (server side).
     sni: Option<Box<str>>,
-    /// A ClientHello was handled (server side).
-    hello_seen: bool,
+    /// The peer sent something: a handshake has begun.
+    begun: bool,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -173,7 +173,7 @@ impl TlsConn {
             drained: false,
             failed: None,
             sni: None,
-            hello_seen: false,
+            begun: false,
         }
     }
 
@@ -184,6 +184,7 @@ impl TlsConn {
             return;
         }
         self.inc.get_or_insert_with(take_buf).push(bytes);
+        self.begun = true;
         if let Pass::Failed(e) = self.process(Goal::Input) {
             self.fail(e);
         }
@@ -213,15 +214,11 @@ impl TlsConn {
         self.established
     }
 
-    /// The connection closes: a server-side handshake that began (a ClientHello came) and
-    /// neither finished nor failed is counted as timed out.
+    /// The connection closes: a server-side handshake that began (some of a ClientHello
+    /// came) and neither finished nor failed is counted as timed out.
     pub fn abandon(&mut self) {
-        let begun = self.sni.is_some() || self.hello_seen;
-        if matches!(self.side, Side::Server(_))
-            && begun
-            && !self.established
-            && self.failed.is_none()
-        {
+        let open = !self.established && self.failed.is_none();
+        if matches!(self.side, Side::Server(_)) && self.begun && open {
             metrics::failed("timeout");
             self.failed = Some(io::ErrorKind::TimedOut);
         }
@@ -345,6 +342,7 @@ impl TlsConn {
             return Io::Closed;
         }
         inc.filled(n);
+        self.begun = true;
         self.drained = n < want;
         if let Pass::Failed(e) = self.process(Goal::Input) {
             return self.fail(e);
@@ -444,7 +442,6 @@ impl TlsConn {
                     let r = act(st, &mut self.plain, &mut self.out, goal, &mut flags);
                     if HELLO.with(|h| h.replace(false)) {
                         self.sni = SNI.with(|s| s.borrow_mut().take());
-                        self.hello_seen = true;
                     }
                     let established = !c.is_handshaking();
                     flags.established = established;

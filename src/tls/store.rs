@@ -283,6 +283,20 @@ impl CertStore {
         };
         let cert_file = dir.join(format!("{name}.crt"));
         let key_file = dir.join(format!("{name}.key"));
+        // A certificate the config file names is that file's: an upload in its place would be
+        // served until the next reload, then silently replaced by the file again.
+        let current = self.current();
+        let configured = current.iter().find(|e| {
+            e.info.name.eq_ignore_ascii_case(&facts.names[0])
+                && e.info.cert_file.parent() != Some(dir.as_path())
+        });
+        if let Some(e) = configured {
+            return Err(format!(
+                "{} is configured in tls.certificates ({}): replace that file instead",
+                e.info.name,
+                e.info.cert_file.display()
+            ));
+        }
         store_pair(&dir, &name, cert_pem, key_pem)
             .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
         let info = CertInfo {

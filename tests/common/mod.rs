@@ -391,7 +391,7 @@ impl Ferry {
     /// One admin request (`GET /path` etc.) on a fresh connection, with extra head lines.
     pub fn admin_get(&self, method: &str, path: &str, extra: &str) -> wire::Response {
         let mut w = Wire::connect(self.admin());
-        w.send(format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{extra}\r\n").as_bytes());
+        w.send(format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n").as_bytes());
         w.response_to(method == "HEAD")
     }
 

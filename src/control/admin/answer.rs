@@ -85,6 +85,24 @@ fn bearer_is(authorization: Option<&[u8]>, token: &str) -> bool {
         .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()))
 }
 
+/// A `Host` that names this server as itself: an IP address or `localhost`, with or without
+/// a port.
+fn own_name(host: &[u8]) -> bool {
+    let Ok(h) = std::str::from_utf8(crate::http::trim(host)) else {
+        return false;
+    };
+    let name = match h.strip_prefix('[') {
+        Some(v6) => {
+            return v6.split_once(']').is_some_and(|(a, rest)| {
+                a.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (rest.is_empty() || rest.starts_with(':'))
+            })
+        }
+        None => h.rsplit_once(':').map_or(h, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
@@ -108,10 +126,22 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     }
     let head_only = method == "HEAD";
     let config = host.config();
+    if config.admin_token.is_none() && !header("host").is_none_or(own_name) {
+        // DNS rebinding: a web page whose name now points here would read the admin server
+        // as its own origin. Without a token only the server's own names are answered.
+        r.close = true;
+        let why = b"this admin server answers its address or localhost only (set admin.token to reach it by name)\n";
+        respond(r, 421, "text/plain", why, head_only, &[]);
+        return;
+    }
+    // Changes need the bearer token itself: a browser replays a saved Basic login on any
+    // request to this origin, a form posted from another site's page included.
+    let mut bearer = config.admin_token.is_none();
     if let Some(token) = &config.admin_token {
         let auth = header("authorization");
+        bearer = bearer_is(auth, token);
         // A browser cannot send a bearer token: Basic with the token as password will do.
-        let ok = bearer_is(auth, token)
+        let ok = bearer
             || auth.is_some_and(|v| crate::control::page::basic_token_ok(v, token.as_bytes()));
         if !ok {
             // The status page asks the browser for credentials; the API names its scheme.
@@ -134,7 +164,7 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics" | "/")
         || crate::control::stats::owns(path);
     if !known && (path == "/api/v1" || path.starts_with("/api/v1/")) {
-        api(r, method, path, body, host);
+        api(r, (method, bearer), path, body, host);
         return;
     }
     if !known {
@@ -230,9 +260,23 @@ fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
 
 #[cfg(feature = "api")]
 /// A control API call (DESIGN §9), its token already checked.
-fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host) {
+fn api(
+    r: &mut Reply,
+    (method, bearer): (&str, bool),
+    path: &str,
+    body: &[u8],
+    host: &mut dyn Host,
+) {
     let head_only = method == "HEAD";
     let method = if head_only { "GET" } else { method };
+    if method != "GET" && !bearer {
+        let why = crate::control::api::Reply::error(
+            403,
+            "changes need the token as `Authorization: Bearer` (a browser's saved login is not enough)",
+        );
+        respond(r, 403, "application/json", why.body.as_bytes(), false, &[]);
+        return;
+    }
     if method != "GET" && host.config().admin_token.is_none() {
         // Without a token anyone who reaches the port could rewrite the proxy.
         let why = crate::control::api::Reply::error(
@@ -261,7 +305,7 @@ fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host
 
 /// Without the `api` feature there is no control API (only `/api/v1/stats`).
 #[cfg(not(feature = "api"))]
-fn api(r: &mut Reply, method: &str, _: &str, _: &[u8], _: &mut dyn Host) {
+fn api(r: &mut Reply, (method, _): (&str, bool), _: &str, _: &[u8], _: &mut dyn Host) {
     let why = b"{\"error\":\"the control API needs a ferry built with the `api` feature\"}";
     respond(r, 404, "application/json", why, method == "HEAD", &[]);
 }
@@ -285,6 +329,7 @@ fn respond(r: &mut Reply, status: u16, ctype: &str, body: &[u8], head_only: bool
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

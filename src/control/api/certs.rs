@@ -74,7 +74,11 @@ fn tls(method: &str, body: &[u8], config: &Config) -> Reply {
                         allow: None,
                     }
                 }
-                Err(why) if why.starts_with("no tls.cert_dir") => Reply::error(409, &why),
+                Err(why)
+                    if why.starts_with("no tls.cert_dir") || why.contains("is configured in") =>
+                {
+                    Reply::error(409, &why)
+                }
                 Err(why) => Reply::error(400, &why),
             }
         }

@@ -47,6 +47,8 @@ fn write_and_swap(target: &Path, temp: &Path, bak: &Path, text: &str) -> Result<
     let perms = fs::metadata(target)
         .map_err(|e| format!("{}: {e}", target.display()))?
         .permissions();
+    // A temporary file left by a crash (the same PID again, as in a container) goes first.
+    let _ = fs::remove_file(temp);
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -230,3 +230,32 @@ fn persisted_is_added_to_the_answer() {
     );
     assert_eq!(with_persisted("{}".into(), false), "{\"persisted\":false}");
 }
+
+#[test]
+fn site_secrets_are_shown_hidden_and_a_hidden_one_sent_back_keeps_the_stored_one() {
+    let doc: Value = yaml_serde::from_str(
+        "reverse:\n  sites:\n    - {name: s, hosts: [s.test], auth: {basic: [{username: al, password: pw1}, {username: bo, password: pw2}]}, routes: [{backend: b}]}\n    - {name: t, hosts: [t.test], auth: {bearer: [tok1, tok2]}, routes: [{backend: b}]}\n",
+    )
+    .unwrap();
+    let shown = show(&doc, &Shows::Site("s".into())).unwrap();
+    assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+    assert!(shown.contains("\"password\":\"***\""), "{shown}");
+    let all = read(&doc, &Call::Sites).unwrap().body;
+    assert!(!all.contains("tok1") && !all.contains("pw2"), "{all}");
+    // What GET showed, sent back with one user's password changed: bo keeps pw2.
+    let put = br#"{"name":"s","hosts":["s.test"],"auth":{"basic":[{"username":"al","password":"new"},{"username":"bo","password":"***"}]},"routes":[{"backend":"b"}]}"#;
+    let e = edit(&doc, &Call::PutSite("s".into()), put).unwrap();
+    let users = &sites(&e.doc)[0]["auth"]["basic"];
+    assert_eq!(users[0]["password"].as_str(), Some("new"));
+    assert_eq!(users[1]["password"].as_str(), Some("pw2"));
+    let put = br#"{"name":"t","hosts":["t.test"],"auth":{"bearer":["***","tok3"]},"routes":[{"backend":"b"}]}"#;
+    let e = edit(&doc, &Call::PutSite("t".into()), put).unwrap();
+    let tokens = &sites(&e.doc)[1]["auth"]["bearer"];
+    assert_eq!(
+        (tokens[0].as_str(), tokens[1].as_str()),
+        (Some("tok1"), Some("tok3"))
+    );
+    // A *** for a user the site did not have stands for nothing.
+    let put = br#"{"name":"s","hosts":["s.test"],"auth":{"basic":[{"username":"cy","password":"***"}]},"routes":[{"backend":"b"}]}"#;
+    assert_eq!(status(edit(&doc, &Call::PutSite("s".into()), put)), 400);
+}

@@ -114,8 +114,19 @@ fn key(o: &mut String, k: &Value) {
 }
 
 fn quoted(o: &mut String, s: &str) {
+    use std::fmt::Write;
     o.push('"');
-    o.push_str(&crate::metrics::json(s));
+    for c in crate::metrics::json(s).chars() {
+        // JSON's escapes are YAML's; what YAML reads as a line break (NEL, LS, PS) or does not
+        // take as printable (DEL, the C1 controls, U+FFFE and U+FFFF) is escaped as well, or
+        // the file would mean something else than the API was shown.
+        match c {
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}' => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
     o.push('"');
 }
 
@@ -143,6 +154,8 @@ mod tests {
              list:\n  - {name: app, hosts: [a.test, '*.a.test'], routes: [{path: /, backend: web}]}\n\
              empty:\nnested: {x: {y: {z: [a, {b: c}]}}}\n",
         );
+        // Characters YAML reads as line breaks or takes as unprintable, in keys and values.
+        round_trip("\"a\\x85b\\u2028c\\u2029d\\x7f\\x9f\\uffff\": \"x\\x85y\\u2028\"\n");
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl Session {
                         // An HTTP/1.0 client knows no chunked coding (RFC 9112 §7.1): it gets
                         // the data alone, ended by the close of the connection.
                         ex.dechunk = ex.minor == 0 && framing == Framing::Chunked;
+                        ex.until_close = framing == Framing::UntilClose;
                         // A client that half-closed after pipelining still gets every answer:
                         // its EOF is acted on once `cin` runs dry (see `drive_head`).
                         ex.client_keep = ex.keep_alive

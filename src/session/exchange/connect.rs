@@ -460,7 +460,12 @@ impl Session {
         ex.stage = Stage::Connected;
         ex.connected_at = ctx.now;
         self.deadline = ctx.now + self.config.limits.idle_timeout;
-        if ex.awaits_connect_answer() {
+        // A TLS handshake with the server is part of connecting: it gets the connect time.
+        let handshaking = self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.conn.tls_handshaking());
+        if ex.awaits_connect_answer() || handshaking {
             self.deadline = ctx.now + self.config.limits.connect_timeout;
         }
         if ex.kind == MethodKind::Connect && ex.route == Route::Direct {
@@ -521,6 +526,15 @@ impl Session {
             }
             Stage::Connected => {
                 ex.stage = Stage::Connected;
+                if self
+                    .server
+                    .as_ref()
+                    .is_some_and(|s| s.conn.tls_handshaking())
+                {
+                    // Nothing of the request reached it: a connect that failed, its fault.
+                    let why = "the TLS handshake with the server timed out";
+                    return self.move_on(why, true, RetryOn::CONNECT_FAILURE, ctx);
+                }
                 if ex.awaits_connect_answer() {
                     // The upstream proxy answers a CONNECT itself: its silence is its fault.
                     return self.fail_over(

@@ -146,6 +146,8 @@ pub struct Exchange {
     head_cut: bool,
     /// The chunked response body goes to an HTTP/1.0 client de-chunked.
     dechunk: bool,
+    /// The response body ends with the server's close (no length, no chunks).
+    until_close: bool,
     /// When the connection of this attempt became usable.
     connected_at: Instant,
     status: u16,
@@ -392,6 +394,7 @@ impl Exchange {
             interim: false,
             head_cut: false,
             dechunk: false,
+            until_close: false,
             connected_at: ctx.now,
             status: 0,
             started,
@@ -550,9 +553,9 @@ impl Exchange {
     }
 
     /// True when the client learns where the response body ends only from the close (a
-    /// chunked body de-chunked for HTTP/1.0).
+    /// chunked body de-chunked for HTTP/1.0, or a body the server ends by closing).
     pub fn ends_with_close(&self) -> bool {
-        self.dechunk
+        self.dechunk || self.until_close
     }
 
     /// Takes the active-connection guard (a tunnel keeps it for its lifetime).
@@ -632,7 +635,11 @@ impl Session {
             if let Some(rt) = limits.request_timeout {
                 d = d.min(ex.started + rt);
             }
-            if ex.awaits_connect_answer() {
+            let handshaking = self
+                .server
+                .as_ref()
+                .is_some_and(|s| s.conn.tls_handshaking());
+            if ex.awaits_connect_answer() || handshaking {
                 d = d.min(ex.connected_at + limits.connect_timeout);
             }
             if let (Some(s), Resp::Head) = (&ex.served, &ex.resp) {
