@@ -14,34 +14,14 @@ use std::time::{Duration, Instant};
 
 const AUTH: &str = "Authorization: Bearer s3cret\r\n";
 
-/// A reverse proxy publishing `app.test` to backend `app` over `bs`, with a token; `extra`
-/// is added to the top level (an `admin:` block's other keys go in `admin_keys`).
 fn proxy(bs: &[&Backend], admin_keys: &str, extra: &str) -> Ferry {
-    let servers: Vec<String> = bs.iter().map(|b| format!("{{url: @{}}}", b.name)).collect();
-    Ferry::start_reverse(
-        bs,
-        &format!(
-            "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: s3cret\n{admin_keys}{extra}reverse:\n  sites: [{{name: app, hosts: [app.test], routes: [{{backend: app}}]}}]\n  backends:\n    app:\n      servers: [{}]\n",
-            servers.join(", ")
-        ),
-    )
+    Ferry::with_api(bs, admin_keys, extra)
 }
 
 /// One API request on a fresh admin connection, with the token unless `auth` says otherwise.
 fn call_as(ferry: &Ferry, auth: &str, method: &str, path: &str, body: &str) -> Response {
-    let mut w = Wire::connect(ferry.admin());
-    let len = if body.is_empty() && method != "POST" && method != "PUT" {
-        String::new()
-    } else {
-        format!("Content-Length: {}\r\n", body.len())
-    };
-    w.send(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{len}Content-Type: application/json\r\n\r\n{body}"
-        )
-        .as_bytes(),
-    );
-    w.response_to(method == "HEAD")
+    let head = format!("{auth}Content-Type: application/json\r\n");
+    ferry.admin_call(method, path, &head, body)
 }
 
 fn call(ferry: &Ferry, method: &str, path: &str, body: &str) -> Response {

@@ -14,36 +14,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "s3cret";
+const TOKEN: &str = common::API_TOKEN;
 const BEARER: &str = "Authorization: Bearer s3cret\r\n";
 
-/// A reverse proxy publishing `app.test` to backend `app` over `bs`, with the admin token;
-/// `admin_keys` go into the `admin:` block, `extra` at the top level.
 fn proxy(bs: &[&Backend], admin_keys: &str, extra: &str) -> Ferry {
-    let servers: Vec<String> = bs.iter().map(|b| format!("{{url: @{}}}", b.name)).collect();
-    Ferry::start_reverse(
-        bs,
-        &format!(
-            "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: {TOKEN}\n{admin_keys}{extra}reverse:\n  sites: [{{name: app, hosts: [app.test], routes: [{{backend: app}}]}}]\n  backends:\n    app:\n      servers: [{}]\n",
-            servers.join(", ")
-        ),
-    )
+    Ferry::with_api(bs, admin_keys, extra)
 }
 
-/// One admin request on a fresh connection: `head_lines` are sent as they are (each ending
-/// in CRLF), then a Content-Length for `body` when there is one or the method is POST/PUT.
 fn call_raw(ferry: &Ferry, method: &str, path: &str, head_lines: &str, body: &str) -> Response {
-    let mut w = Wire::connect(ferry.admin());
-    let len = if body.is_empty() && method != "POST" && method != "PUT" {
-        String::new()
-    } else {
-        format!("Content-Length: {}\r\n", body.len())
-    };
-    w.send(
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head_lines}{len}\r\n{body}")
-            .as_bytes(),
-    );
-    w.response_to(method == "HEAD")
+    ferry.admin_call(method, path, head_lines, body)
 }
 
 /// A control API call with the bearer token and a JSON body.

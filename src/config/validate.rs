@@ -484,7 +484,8 @@ fn upstream(
                 ));
             }
             let decode = |s: &str| {
-                percent_decode(s).ok_or(("url", "bad %-escape in the URL's credentials".into()))
+                crate::http::percent_decode(s)
+                    .ok_or(("url", "bad %-escape in the URL's credentials".into()))
             };
             let shown = format!("{}{user}:***@{}", &u.url[..7], &rest[info.len() + 1..]);
             (Some((decode(user)?, decode(pass)?)), hostport, shown)
@@ -550,28 +551,6 @@ fn upstream(
         state,
         tls: None,
     })
-}
-
-/// Decodes `%XX` escapes (RFC 3986 §2.1); None when one is malformed or the result is not
-/// UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Builds what TLS needs at run time from the `tls:` block and what else the config asks of

@@ -102,7 +102,7 @@ impl Call {
         if parts.iter().any(|p| p.is_empty()) {
             return Err(not_found());
         }
-        let name = |i: usize| percent_decode(parts[i]).ok_or_else(not_found);
+        let name = |i: usize| crate::http::percent_decode(parts[i]).ok_or_else(not_found);
         let m = method;
         Ok(match (parts[0], parts.len()) {
             ("sites", 1) => match m {
@@ -578,25 +578,6 @@ fn servers_mut<'a>(doc: &'a mut Value, name: &str) -> Result<&'a mut Vec<Value>,
             &format!("reverse.backends.{name}.servers is not a list"),
         )),
     }
-}
-
-/// Decodes `%XX` escapes (a server's URL is one path segment); `None` for a bad escape or a
-/// result that is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -419,27 +419,8 @@ pub fn answer(path: &str, config: &Config, shared: &Shared) -> Option<String> {
     let ring = shared.recent();
     match path.strip_prefix(PATH)?.strip_prefix('/') {
         None => ring.json(config, None),
-        Some(name) => ring.json(config, Some(&percent_decode(name)?)),
+        Some(name) => ring.json(config, Some(&crate::http::percent_decode(name)?)),
     }
-}
-
-/// `%XX` escapes decoded (a name with a space or a slash is sent encoded); `None` when an
-/// escape is malformed or the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// When the control thread takes its next snapshot.
@@ -662,8 +643,12 @@ workers: 2
     fn stats_paths_and_names() {
         assert!(owns("/api/v1/stats") && owns("/api/v1/stats/app"));
         assert!(!owns("/api/v1/statsx") && !owns("/api/v1/stat"));
-        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Some("a b/c"));
-        assert_eq!(percent_decode("a%2"), None);
-        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(
+            crate::http::percent_decode("a%20b%2Fc").as_deref(),
+            Some("a b/c")
+        );
+        assert_eq!(crate::http::percent_decode("a%2"), None);
+        assert_eq!(crate::http::percent_decode("%zz"), None);
+        assert_eq!(crate::http::percent_decode("%+1"), None);
     }
 }

@@ -184,6 +184,28 @@ pub fn has_token(value: &[u8], token: &str) -> bool {
     tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Decodes `%XX` escapes (RFC 3986 §2.1); None when one is malformed or the result is not
+/// UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

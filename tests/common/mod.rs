@@ -137,6 +137,9 @@ pub struct Ferry {
     workers: usize,
 }
 
+/// The admin token of [`Ferry::with_api`].
+pub const API_TOKEN: &str = "s3cret";
+
 /// Which server a "listening on ADDR" log line announces.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Listener {
@@ -386,6 +389,42 @@ impl Ferry {
             addr.is_some()
         });
         addr.unwrap().parse().unwrap()
+    }
+
+    /// One admin request on a fresh connection: `head_lines` are sent as they are (each
+    /// ending in CRLF), then a Content-Length for `body` when there is one or the method is
+    /// POST or PUT.
+    pub fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        head_lines: &str,
+        body: &str,
+    ) -> wire::Response {
+        let mut w = Wire::connect(self.admin());
+        let len = if body.is_empty() && method != "POST" && method != "PUT" {
+            String::new()
+        } else {
+            format!("Content-Length: {}\r\n", body.len())
+        };
+        w.send(
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head_lines}{len}\r\n{body}")
+                .as_bytes(),
+        );
+        w.response_to(method == "HEAD")
+    }
+
+    /// A reverse proxy publishing `app.test` to backend `app` over `bs`, with the admin
+    /// token [`API_TOKEN`]; `admin_keys` go into the `admin:` block, `extra` at the top level.
+    pub fn with_api(bs: &[&Backend], admin_keys: &str, extra: &str) -> Ferry {
+        let servers: Vec<String> = bs.iter().map(|b| format!("{{url: @{}}}", b.name)).collect();
+        Ferry::start_reverse(
+            bs,
+            &format!(
+                "admin_listen: \"127.0.0.1:0\"\nadmin:\n  token: {API_TOKEN}\n{admin_keys}{extra}reverse:\n  sites: [{{name: app, hosts: [app.test], routes: [{{backend: app}}]}}]\n  backends:\n    app:\n      servers: [{}]\n",
+                servers.join(", ")
+            ),
+        )
     }
 
     /// One admin request (`GET /path` etc.) on a fresh connection, with extra head lines.
