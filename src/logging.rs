@@ -95,6 +95,22 @@ pub fn set(level: LogLevel, access_log: bool) {
 pub fn init(level: LogLevel, access_log: bool) {
     let _ = log::set_logger(&Logger);
     set(level, access_log);
+    // A panic in one session is caught and the worker goes on (see `worker`); the hook only
+    // says where, in one log line. The default hook would walk and symbolize a backtrace when
+    // RUST_BACKTRACE is set, which holds the worker (and its other clients) for seconds on a
+    // slow CPU, and a stripped binary has no symbols for it anyway.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        match info.location() {
+            Some(l) => log::error!("panic at {}:{}: {msg}", l.file(), l.line()),
+            None => log::error!("panic: {msg}"),
+        }
+    }));
 }
 
 #[cfg(test)]
