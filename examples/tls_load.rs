@@ -18,7 +18,8 @@
 //!   close_notify, close; with `--resume` the loops share a session store (TLS 1.3 tickets; TLS
 //!   1.2 session IDs or tickets with `--tls12`), without it every handshake is a full one.
 //!   `rate` is handshakes per second; `full` and `resumed` count what the server actually did,
-//!   so a server that does not resume shows `resumed=0`.
+//!   so a server that does not resume shows `resumed=0`; `client_ticks` is the client's own CPU
+//!   time (clock ticks), to tell a client-bound rate from a server-bound one.
 //! - `get`: one connection, PATH downloaded REPEAT times over it; `mib_s`.
 //! - `hold`: CONNS connections, each makes one GET of PATH and stays open and idle; the RSS of
 //!   process PID and its descendants before and after (`/proc`), the difference per connection,
@@ -294,9 +295,11 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
         eprintln!("tls_load: first of {errors} errors: {e}");
     }
     println!(
-        "handshakes={} full={full} resumed={resumed} errors={errors} secs={secs:.3} rate={:.1}",
+        "handshakes={} full={full} resumed={resumed} errors={errors} secs={secs:.3} rate={:.1} \
+         client_ticks={}",
         full + resumed,
-        (full + resumed) as f64 / secs
+        (full + resumed) as f64 / secs,
+        own_cpu_ticks()
     );
     Ok(())
 }
@@ -394,6 +397,18 @@ fn still_open(s: &mut TlsStream) -> bool {
     }
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// This process's user + system CPU time so far, in clock ticks (/proc/self/stat, fields 14
+/// and 15): the bench sets it beside the server's to show which side bound the rate.
+fn own_cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.rsplit_once(')')?.1.split_whitespace().skip(11);
+            Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
 }
 
 /// VmRSS of `pid` and all its descendants (nginx's master and worker), in KiB.
