@@ -30,6 +30,11 @@ impl Buf {
         &self.data[self.start..self.end]
     }
 
+    /// The bytes waiting, to be changed in place (TLS records are decrypted where they lie).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
     pub fn len(&self) -> usize {
         self.end - self.start
     }

@@ -19,10 +19,19 @@ pub enum Io {
     Error(io::ErrorKind),
 }
 
+/// A connection's TLS state, when it speaks TLS.
+#[cfg(feature = "tls")]
+pub type Tls = Option<Box<crate::tls::conn::TlsConn>>;
+/// Without the `tls` feature a connection never speaks TLS.
+#[cfg(not(feature = "tls"))]
+pub type Tls = Option<std::convert::Infallible>;
+
 /// One TCP connection of a session, with its readiness.
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
+    /// Its TLS, if any: reads and writes then move plaintext through it.
+    pub tls: Tls,
     pub readable: bool,
     pub writable: bool,
     /// The poll reported the peer's FIN: a read that drains the data must still go on to see
@@ -32,8 +41,14 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
+        Conn::with_tls(stream, None)
+    }
+
+    /// A connection that speaks TLS through `tls` (or plain TCP with `None`).
+    pub fn with_tls(stream: TcpStream, tls: Tls) -> Conn {
         Conn {
             stream,
+            tls,
             readable: false,
             writable: false,
             read_closed: false,
@@ -42,6 +57,14 @@ impl Conn {
 
     /// Reads into `buf` until it is full or the socket is drained.
     pub fn read_into(&mut self, buf: &mut Buf) -> (usize, Io) {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            let (n, io) = t.read_into(&mut self.stream, self.read_closed, buf);
+            if io == Io::WouldBlock {
+                self.readable = false;
+            }
+            return (n, io);
+        }
         let mut total = 0;
         loop {
             let spare = buf.spare();
@@ -73,6 +96,12 @@ impl Conn {
 
     /// Writes from `buf` until it is empty or the socket's send buffer is full.
     pub fn write_from(&mut self, buf: &mut Buf) -> (usize, Io) {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            let (n, io) = self.write_slice(buf.bytes());
+            buf.consume(n);
+            return (n, io);
+        }
         let mut total = 0;
         while !buf.is_empty() {
             let want = buf.len();
@@ -99,6 +128,14 @@ impl Conn {
 
     /// Writes from `bytes` (which the caller keeps) until done or the send buffer is full.
     pub fn write_slice(&mut self, bytes: &[u8]) -> (usize, Io) {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            let (n, io, socket_full) = t.write_slice(&mut self.stream, bytes);
+            if socket_full && io == Io::WouldBlock {
+                self.writable = false;
+            }
+            return (n, io);
+        }
         let mut total = 0;
         while total < bytes.len() {
             match self.stream.write(&bytes[total..]) {
@@ -139,7 +176,91 @@ impl Conn {
 
     /// Ends our sending side (half-close); errors mean the peer is gone, which the next read
     /// will tell.
-    pub fn shutdown_write(&self) {
+    pub fn shutdown_write(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            t.close_notify(&mut self.stream);
+            if t.has_output() {
+                // The close follows when the session ends; a FIN now would cut the alert.
+                return;
+            }
+        }
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// The server name the TLS client asked for (SNI).
+    pub fn sni(&self) -> Option<&str> {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_ref() {
+            return t.sni();
+        }
+        None
+    }
+
+    /// The TLS version agreed ("1.2", "1.3"); None for plain TCP.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_ref() {
+            return t.version();
+        }
+        None
+    }
+
+    /// True when the TLS handshake failed (a bad certificate, no common version).
+    pub fn tls_handshake_failed(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_ref() {
+            return !t.established() && t.failed();
+        }
+        false
+    }
+
+    /// The connection closes: a TLS handshake it had begun and neither finished nor failed
+    /// ran out of time (counted as such).
+    pub fn abandon_handshake(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            t.abandon();
+        }
+    }
+
+    /// True when the connection speaks TLS (its bytes cannot be spliced).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// True when bytes written to this connection still wait inside it (TLS records the
+    /// socket has not taken): it is not done writing yet.
+    pub fn has_pending_output(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_ref() {
+            return t.has_output();
+        }
+        false
+    }
+
+    /// After a readiness event: moves TLS output that waits and, while the handshake goes
+    /// on, the handshake itself. False when the connection failed.
+    pub fn progress(&mut self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            if self.writable {
+                match t.flush(&mut self.stream) {
+                    Io::Error(_) => return false,
+                    Io::WouldBlock => self.writable = false,
+                    _ => {}
+                }
+            }
+            if self.readable && !t.established() {
+                match t.handshake(&mut self.stream, self.read_closed) {
+                    Io::Error(_) => return false,
+                    Io::WouldBlock => self.readable = false,
+                    _ => {}
+                }
+            }
+            // Decrypted bytes wait: the session should read even without a new edge.
+            self.readable |= t.has_plaintext();
+        }
+        true
     }
 }

@@ -17,34 +17,47 @@ pub enum Role {
     Reverse,
 }
 
+/// A configured listening address: its identity across reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub role: Role,
+    /// The address as configured (the port may be 0).
+    pub addr: SocketAddr,
+    /// Its connections speak TLS (`tls_listen`).
+    pub tls: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tls = if self.tls { " TLS" } else { "" };
+        write!(f, "{:?}{tls} {}", self.role, self.addr)
+    }
+}
+
 /// One of a worker's listening sockets.
 pub struct Listening {
-    pub role: Role,
-    /// The address as configured (its identity across reloads; the port may be 0).
-    pub configured: SocketAddr,
+    pub endpoint: Endpoint,
     pub socket: mio::net::TcpListener,
 }
 
-/// The addresses `config` listens on, with their roles, forward first.
-pub fn wanted(config: &Config) -> Vec<(Role, SocketAddr)> {
-    let forward = config.listen.map(|a| (Role::Forward, a));
-    let reverse = config.reverse.iter().flat_map(|r| &r.listen);
-    forward
-        .into_iter()
-        .chain(reverse.map(|&a| (Role::Reverse, a)))
-        .collect()
+/// The addresses `config` listens on, with their roles: forward first, plain before TLS.
+pub fn wanted(config: &Config) -> Vec<Endpoint> {
+    let at = |role, tls| move |&addr: &SocketAddr| Endpoint { role, addr, tls };
+    let mut out: Vec<Endpoint> = config.listen.iter().map(at(Role::Forward, false)).collect();
+    out.extend(config.tls_listen.iter().map(at(Role::Forward, true)));
+    if let Some(r) = &config.reverse {
+        out.extend(r.listen.iter().map(at(Role::Reverse, false)));
+        out.extend(r.tls_listen.iter().map(at(Role::Reverse, true)));
+    }
+    out
 }
 
 /// Binds every address of `wanted` `n` times; element `i` of the result is worker `i`'s set.
-pub fn bind_sets(wanted: &[(Role, SocketAddr)], n: usize) -> io::Result<Vec<Vec<Listening>>> {
+pub fn bind_sets(wanted: &[Endpoint], n: usize) -> io::Result<Vec<Vec<Listening>>> {
     let mut sets: Vec<Vec<Listening>> = (0..n.max(1)).map(|_| Vec::new()).collect();
-    for &(role, configured) in wanted {
-        for (set, socket) in sets.iter_mut().zip(bind(configured, n)?) {
-            set.push(Listening {
-                role,
-                configured,
-                socket,
-            });
+    for &endpoint in wanted {
+        for (set, socket) in sets.iter_mut().zip(bind(endpoint.addr, n)?) {
+            set.push(Listening { endpoint, socket });
         }
     }
     Ok(sets)

@@ -3,11 +3,11 @@
 //! mio poll.
 
 use crate::config::Config;
-use crate::listener::{Listening, Role};
+use crate::listener::{Endpoint, Listening};
 use crate::resolve::{Answer, Deliver};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Registry, Token, Waker};
-use std::net::SocketAddr;
+
 use std::sync::Arc;
 
 /// What other threads tell a worker.
@@ -16,10 +16,10 @@ pub enum Inbox {
     /// A reloaded config: new sessions use it; sessions in flight keep theirs.
     Config(Arc<Config>),
     /// A new listener (the `listen` address changed): it replaces the old one, which closes.
-    /// Listeners changed: keep those whose role and configured address are in `keep`, close
+    /// Listeners changed: keep those whose endpoint is in `keep`, close
     /// the others, and serve `add` too.
     Listeners {
-        keep: Vec<(Role, SocketAddr)>,
+        keep: Vec<Endpoint>,
         add: Vec<Listening>,
     },
     /// Stop accepting, finish what is in flight.

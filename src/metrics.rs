@@ -140,7 +140,7 @@ fn label(v: &str) -> String {
 }
 
 /// Escapes a JSON string's contents.
-fn json(v: &str) -> String {
+pub(crate) fn json(v: &str) -> String {
     let mut o = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -323,6 +323,8 @@ impl Snapshot<'_> {
         if let Some(rev) = self.config.reverse.as_ref() {
             site::prometheus(&mut o, rev);
         }
+        #[cfg(feature = "tls")]
+        crate::tls::write_metrics(&mut o, self.config);
         o
     }
 
@@ -422,6 +424,8 @@ impl Snapshot<'_> {
         }
         o.push_str("],");
         site::status_json(&mut o, self.config.reverse.as_ref());
+        #[cfg(feature = "tls")]
+        crate::tls::status_json(&mut o, self.config);
         o.push('}');
         o
     }

@@ -73,7 +73,7 @@ pub fn run(config: Config) -> Result<(), String> {
     // What the first worker's set says is what every set says (same addresses, same ports).
     let bound: Vec<_> = sets[0]
         .iter()
-        .map(|l| (l.role, l.socket.local_addr().unwrap_or(l.configured)))
+        .map(|l| (l.endpoint, l.socket.local_addr().unwrap_or(l.endpoint.addr)))
         .collect();
     for (id, (worker, listener)) in workers.into_iter().zip(sets).enumerate() {
         let (config, resolver, shared) = (config.clone(), resolver.clone(), shared.clone());
@@ -93,13 +93,16 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     // Tests and scripts read the first "listening on ADDR": the forward listener when there
     // is one.
-    for (role, addr) in &bound {
-        match role {
+    // TLS listeners say "TLS" (or "HTTPS") before "listening on".
+    for (at, addr) in &bound {
+        let tls = if at.tls { " TLS" } else { "" };
+        match at.role {
             crate::listener::Role::Forward => {
-                log::info!("listening on {addr} with {n} workers ({route})")
+                let what = if at.tls { "HTTPS proxy " } else { "" };
+                log::info!("{what}listening on {addr} with {n} workers ({route})")
             }
             crate::listener::Role::Reverse => log::info!(
-                "reverse proxy listening on {addr} with {n} workers ({} sites)",
+                "reverse proxy{tls} listening on {addr} with {n} workers ({} sites)",
                 config.reverse.as_ref().map_or(0, |r| r.sites.len())
             ),
         }

@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let Ok(Some(req)) = parse_in(&data[..end], &mut hs, true) else { return };
     let rev = config().reverse.as_ref().unwrap();
-    let plan = match decide(rev, &req, false) {
+    let plan = match decide(rev, &req, Default::default()) {
         Ok(p) => p,
         Err(r) => {
             assert!((300..600).contains(&r.status), "odd status {}", r.status);

@@ -284,13 +284,16 @@ fn server(
     states: &mut HashMap<String, Arc<UpstreamState>>,
 ) -> Result<UpstreamSpec, (&'static str, String)> {
     let lower = s.url.to_ascii_lowercase();
+    let https = lower.starts_with("https://");
     let rest = if lower.starts_with("http://") {
         &s.url[7..]
-    } else if lower.starts_with("https://") {
+    } else if https && !cfg!(feature = "tls") {
         return Err((
             "url",
             "https:// servers need a ferry built with the `tls` feature".into(),
         ));
+    } else if https {
+        &s.url[8..]
     } else {
         return Err(("url", format!("{:?} must start with http://", s.url)));
     };
@@ -309,11 +312,15 @@ fn server(
     if !(1..=1000).contains(&s.weight) {
         return Err(("weight", format!("{} is out of range 1..=1000", s.weight)));
     }
+    if !https && !s.tls_verify {
+        return Err(("tls_verify", "applies to https:// servers only".into()));
+    }
     let host = t.host.to_ascii_lowercase();
+    let scheme = if https { "https" } else { "http" };
     let url = if t.is_v6() {
-        format!("http://[{host}]:{}", t.port)
+        format!("{scheme}://[{host}]:{}", t.port)
     } else {
-        format!("http://{host}:{}", t.port)
+        format!("{scheme}://{host}:{}", t.port)
     };
     let state = states
         .entry(format!("{backend} {url}"))
@@ -330,5 +337,8 @@ fn server(
         username: None,
         auth: None,
         state,
+        tls: https.then_some(super::ServerTls {
+            verify: s.tls_verify,
+        }),
     })
 }

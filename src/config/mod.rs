@@ -7,6 +7,7 @@ mod reverse;
 mod reverse_schema;
 mod schema;
 mod site_auth;
+pub mod tls;
 mod validate;
 
 pub use reverse::{
@@ -96,6 +97,11 @@ pub struct Config {
     pub log_level: LogLevel,
     /// The reverse-proxy role, when configured.
     pub reverse: Option<Reverse>,
+    /// The forward proxy's TLS listener (an HTTPS proxy).
+    pub tls_listen: Option<SocketAddr>,
+    /// What TLS needs at run time, when anything uses it.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The default `access.allow`: loopback and the private ranges.
@@ -234,6 +240,15 @@ pub struct UpstreamSpec {
     pub auth: Option<String>,
     /// Shared health and load, the same `Arc` for the same URL everywhere.
     pub state: Arc<UpstreamState>,
+    /// An `https://` server: TLS to it.
+    pub tls: Option<ServerTls>,
+}
+
+/// How ferry speaks TLS to an `https://` server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Its certificate is verified (against `tls.ca_file` or the system bundle).
+    pub verify: bool,
 }
 
 impl UpstreamSpec {
@@ -309,6 +324,19 @@ impl Config {
                 w.push(format!(
                     "{}; its requests get 502",
                     empty_pool_reason(&p.name)
+                ));
+            }
+        }
+        for b in self.reverse.iter().flat_map(|r| &r.backends) {
+            for m in b
+                .pool
+                .members
+                .iter()
+                .filter(|m| m.tls.is_some_and(|t| !t.verify))
+            {
+                w.push(format!(
+                    "backend {}: server {} is not verified (tls_verify: false): anyone on the path can pose as it",
+                    b.name, m.config_url
                 ));
             }
         }

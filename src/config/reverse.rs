@@ -24,6 +24,8 @@ pub use super::reverse_schema::*;
 pub struct Reverse {
     /// Plain-HTTP listeners.
     pub listen: Vec<SocketAddr>,
+    /// TLS listeners.
+    pub tls_listen: Vec<SocketAddr>,
     /// Client networks allowed on the reverse listeners.
     pub allow: Vec<(IpAddr, u8)>,
     /// Proxies in front of ferry whose forwarding headers (and PROXY headers) are believed.
@@ -62,6 +64,8 @@ pub struct Site {
     /// As written, for `/status`.
     pub hosts: Vec<String>,
     pub https_redirect: bool,
+    /// `Strict-Transport-Security: max-age=N` on TLS responses; 0 = none.
+    pub hsts_max_age_secs: u64,
     pub headers: HeaderRules,
     /// Who may use the site's backend routes; `None` = everyone.
     pub auth: Option<SiteAuth>,
@@ -253,11 +257,23 @@ pub(super) fn validate(
             Err(m) => err(&format!("reverse.listen[{i}]"), m),
         }
     }
-    if !raw.tls_listen.is_empty() {
+    let mut tls_listen = Vec::new();
+    if !raw.tls_listen.is_empty() && !cfg!(feature = "tls") {
         err(
             "reverse.tls_listen",
             "TLS listeners need a ferry built with the `tls` feature".into(),
         );
+    } else {
+        for (i, s) in raw.tls_listen.iter().enumerate() {
+            match socket_addr(s) {
+                Ok(a) if a.port() != 0 && (listen.contains(&a) || tls_listen.contains(&a)) => err(
+                    &format!("reverse.tls_listen[{i}]"),
+                    format!("{a} is listed twice"),
+                ),
+                Ok(a) => tls_listen.push(a),
+                Err(m) => err(&format!("reverse.tls_listen[{i}]"), m),
+            }
+        }
     }
     if listen.is_empty() && raw.tls_listen.is_empty() {
         err(
@@ -308,7 +324,7 @@ pub(super) fn validate(
         if let Some(m) = reserved_name(&name).filter(|_| !s.hosts.is_empty()) {
             err(&format!("{at}.name"), m);
         }
-        if s.hsts_max_age_secs > 0 {
+        if s.hsts_max_age_secs > 0 && !cfg!(feature = "tls") {
             err(
                 &format!("{at}.hsts_max_age_secs"),
                 "applies to TLS responses: needs a ferry built with the `tls` feature".into(),
@@ -354,6 +370,7 @@ pub(super) fn validate(
             hosts: s.hosts.clone(),
             no_route: Arc::new(RouteStats::new(workers)),
             https_redirect: s.https_redirect,
+            hsts_max_age_secs: s.hsts_max_age_secs,
             headers: site_headers,
             auth,
             routes,
@@ -369,6 +386,7 @@ pub(super) fn validate(
     };
     Some(Reverse {
         listen,
+        tls_listen,
         allow,
         trusted_proxies,
         proxy_protocol: raw.proxy_protocol,

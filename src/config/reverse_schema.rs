@@ -178,6 +178,9 @@ pub struct RawBreaker {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub url: String,
+    /// For an `https://` server: verify its certificate (the default).
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
     #[serde(default = "one")]
     pub weight: u32,
     #[serde(default = "hundred")]
@@ -277,4 +280,8 @@ pub(super) fn five_u32() -> u32 {
 }
 pub(super) fn permanent() -> u16 {
     308
+}
+
+fn yes() -> bool {
+    true
 }

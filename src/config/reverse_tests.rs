@@ -112,10 +112,6 @@ fn each_mistake_names_its_key() {
             "reverse.backends.b.servers[0].url: \"http://127.0.0.1\" needs a host and a port",
         ),
         (
-            site("[{backend: b}]", "{b: {servers: [{url: \"https://127.0.0.1:1\"}]}}"),
-            "reverse.backends.b.servers[0].url: https:// servers need a ferry built with the `tls` feature",
-        ),
-        (
             site("[{backend: b, redirect: {to: \"http://x\"}}]", ok_backend),
             "reverse.sites[0].routes[0]: a route has a backend or a redirect, not both",
         ),
@@ -164,11 +160,40 @@ fn each_mistake_names_its_key() {
             "reverse.proxy_protocol: needs trusted_proxies",
         ),
         (
+            site("[{backend: b}]", "{b: {servers: [{url: \"http://127.0.0.1:1\", tls_verify: false}]}}"),
+            "reverse.backends.b.servers[0].tls_verify: applies to https:// servers only",
+        ),
+    ];
+    // What TLS keys mean depends on the feature: errors that name it without, checks with.
+    #[cfg(not(feature = "tls"))]
+    let tls_cases = [
+        (
+            site("[{backend: b}]", "{b: {servers: [{url: \"https://127.0.0.1:1\"}]}}"),
+            "reverse.backends.b.servers[0].url: https:// servers need a ferry built with the `tls` feature",
+        ),
+        (
             format!("{BASE}  tls_listen: [\"127.0.0.1:0\"]\n  sites: []\n"),
             "reverse.tls_listen: TLS listeners need",
         ),
     ];
-    for (yaml, want) in cases {
+    #[cfg(feature = "tls")]
+    let tls_cases = [
+        (
+            format!("{BASE}  tls_listen: [\"127.0.0.1:0\"]\n  sites: []\n"),
+            "tls: a TLS listener needs certificates",
+        ),
+        (
+            format!(
+                "tls: {{ca_file: /nonexistent/ca.pem}}\n{}",
+                site(
+                    "[{backend: b}]",
+                    "{b: {servers: [{url: \"https://127.0.0.1:1\"}]}}"
+                )
+            ),
+            "tls.ca_file: /nonexistent/ca.pem:",
+        ),
+    ];
+    for (yaml, want) in cases.into_iter().chain(tls_cases) {
         let e = errors(&yaml);
         assert!(
             e.iter().any(|e| e.starts_with(want)),

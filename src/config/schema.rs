@@ -53,6 +53,10 @@ pub struct RawConfig {
     pub access: RawAccess,
     /// ferry: the reverse-proxy role (DESIGN §7).
     pub reverse: Option<super::reverse::RawReverse>,
+    /// ferry: certificates and TLS settings (DESIGN §8; the `tls` feature).
+    pub tls: Option<super::tls::RawTls>,
+    /// ferry: the forward proxy served over TLS too (an HTTPS proxy).
+    pub tls_listen: Option<String>,
 }
 
 /// Client access control.

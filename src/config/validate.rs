@@ -232,6 +232,33 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         }
     }
 
+    let (tls_listen, tls_settings) = super::tls::validate(
+        raw.tls.as_ref(),
+        raw.tls_listen.as_deref(),
+        source,
+        &mut err,
+    );
+    if let Some(t) = tls_listen.filter(|t| t.port() != 0) {
+        if listen == Some(t) {
+            err(
+                "tls_listen",
+                format!("{t} is also the forward listen address"),
+            );
+        }
+        if let Some(r) = reverse.as_ref() {
+            if r.listen.contains(&t) || r.tls_listen.contains(&t) {
+                err(
+                    "tls_listen",
+                    format!("{t} is also a reverse listen address"),
+                );
+            }
+        }
+    }
+    #[cfg(feature = "tls")]
+    let tls = tls_runtime(tls_settings, tls_listen.is_some(), &reverse, &mut err);
+    #[cfg(not(feature = "tls"))]
+    let _ = tls_settings;
+
     if !errs.is_empty() {
         return Err(ConfigErrors(errs));
     }
@@ -267,6 +294,9 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         workers,
         log_level: raw.log_level,
         reverse,
+        tls_listen,
+        #[cfg(feature = "tls")]
+        tls,
     })
 }
 
@@ -511,6 +541,7 @@ fn upstream(
         username,
         auth,
         state,
+        tls: None,
     })
 }
 
@@ -534,4 +565,49 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Builds what TLS needs at run time from the `tls:` block and what else the config asks of
+/// it: certificates when something listens with TLS, roots when an `https://` server is
+/// verified.
+#[cfg(feature = "tls")]
+fn tls_runtime(
+    settings: Option<super::tls::TlsSettings>,
+    forward_tls: bool,
+    reverse: &Option<super::Reverse>,
+    err: &mut dyn FnMut(&str, String),
+) -> Option<Arc<crate::tls::Tls>> {
+    let servers = reverse
+        .iter()
+        .flat_map(|r| &r.backends)
+        .flat_map(|b| &b.pool.members)
+        .filter_map(|u| u.tls);
+    let mut needs = super::tls::Needs {
+        serve: forward_tls || reverse.as_ref().is_some_and(|r| !r.tls_listen.is_empty()),
+        verify: false,
+        unverified: false,
+    };
+    for t in servers {
+        needs.verify |= t.verify;
+        needs.unverified |= !t.verify;
+    }
+    if !(needs.serve || needs.verify || needs.unverified) {
+        return None;
+    }
+    if needs.serve && settings.is_none() {
+        err(
+            "tls",
+            "a TLS listener needs certificates: add tls.certificates".into(),
+        );
+        return None;
+    }
+    match crate::tls::build(settings.unwrap_or_default(), &needs) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(errs) => {
+            for (k, m) in errs {
+                err(&k, m);
+            }
+            None
+        }
+    }
 }

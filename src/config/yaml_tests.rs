@@ -18,7 +18,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "bad01-unknown-top",
         "listen: \"127.0.0.1:1\"\nbogus: 1\n",
-        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
+        "unknown field `bogus`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse`, `tls`, `tls_listen` at line 2 column 1",
     ),
     (
         "bad02-unknown-upstream",
@@ -219,7 +219,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "odd24-upper-key",
         "listen: \"127.0.0.1:1\"\nLISTEN: x\n",
-        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse` at line 2 column 1",
+        "unknown field `LISTEN`, expected one of `listen`, `admin_listen`, `mode`, `reload_interval_secs`, `access_log`, `via`, `health_check`, `limits`, `domain_policy`, `upstream`, `workers`, `log_level`, `hash_key`, `retries`, `on_all_down`, `pools`, `rules`, `admin`, `access`, `reverse`, `tls`, `tls_listen` at line 2 column 1",
     ),
 ];
 

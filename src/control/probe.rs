@@ -9,13 +9,14 @@
 //! An upstream given by name is looked up by the resolver threads, like the workers' names,
 //! so a slow or dead DNS server never stalls this thread (signals, reloads, the admin API).
 
+use crate::buffer::Buf;
 use crate::config::{Config, HealthCheck, Probe as ConfigProbe, UpstreamSpec};
+use crate::conn::{Conn, Io};
 use crate::resolve::{Answer, Asker, Resolver};
 use crate::shared::Shared;
 use crate::upstream::UpstreamState;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ const MAX_ANSWER: usize = 1024;
 /// One upstream to probe, with its schedule.
 struct Target {
     state: Arc<UpstreamState>,
+    /// The upstream or server as configured (an `https://` server is probed over TLS).
+    #[cfg(feature = "tls")]
+    spec: UpstreamSpec,
     addr: (String, u16),
     auth: Option<String>,
     health: HealthCheck,
@@ -60,12 +64,13 @@ impl Lookups {
 enum Step {
     Connecting,
     Writing(usize),
-    Reading(Vec<u8>),
+    Reading(Buf),
 }
 
 struct Probe {
     target: usize,
-    stream: TcpStream,
+    /// Over TLS for an `https://` server (the handshake is part of the probe).
+    conn: Conn,
     /// The upstream's other addresses, tried in turn while connects fail (last first).
     others: Vec<SocketAddr>,
     request: Vec<u8>,
@@ -75,6 +80,9 @@ struct Probe {
 
 /// The probes of one config.
 pub struct Prober {
+    /// Its TLS settings make the TLS of `https://` probes.
+    #[cfg(feature = "tls")]
+    config: Arc<Config>,
     targets: Vec<Target>,
     probes: Vec<Option<Probe>>,
     shared: Arc<Shared>,
@@ -111,6 +119,8 @@ impl Prober {
             }
         }
         Prober {
+            #[cfg(feature = "tls")]
+            config,
             targets,
             probes: Vec::new(),
             shared,
@@ -127,7 +137,7 @@ impl Prober {
     pub fn shutdown(&mut self, registry: &Registry) {
         for p in self.probes.iter_mut() {
             if let Some(mut p) = p.take() {
-                let _ = registry.deregister(&mut p.stream);
+                let _ = registry.deregister(&mut p.conn.stream);
             }
         }
     }
@@ -196,6 +206,11 @@ impl Prober {
         let Some(Some(p)) = self.probes.get_mut(i) else {
             return;
         };
+        p.conn.readable = true;
+        p.conn.writable = true;
+        if !matches!(p.step, Step::Connecting) {
+            p.conn.progress();
+        }
         match advance(p) {
             Ok(None) => {}
             Ok(Some(status)) => {
@@ -227,8 +242,8 @@ impl Prober {
         }
         match open(&mut p.others, registry, Token(FIRST_TOKEN + i)) {
             Ok(stream) => {
-                let _ = registry.deregister(&mut p.stream);
-                p.stream = stream;
+                let _ = registry.deregister(&mut p.conn.stream);
+                p.conn.stream = stream;
                 true
             }
             Err(_) => false,
@@ -293,6 +308,13 @@ impl Prober {
             Err(why) => return self.record(t, false, &why),
         };
         let target = &self.targets[t];
+        #[cfg(feature = "tls")]
+        let tls = match crate::tls::client_conn(&self.config, &target.spec) {
+            Ok(tls) => tls,
+            Err(why) => return self.record(t, false, &why),
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let h = &target.health;
         let mut request = match &h.probe {
             ConfigProbe::Through { url, host } => {
@@ -317,7 +339,7 @@ impl Prober {
         }
         self.probes[slot] = Some(Probe {
             target: t,
-            stream,
+            conn: Conn::with_tls(stream, tls),
             others: addrs,
             request,
             step: Step::Connecting,
@@ -328,7 +350,7 @@ impl Prober {
 
     fn finish(&mut self, i: usize, registry: &Registry, ok: bool, why: &str) {
         if let Some(mut p) = self.probes[i].take() {
-            let _ = registry.deregister(&mut p.stream);
+            let _ = registry.deregister(&mut p.conn.stream);
             self.targets[p.target].running = false;
             self.record(p.target, ok, why);
         }
@@ -355,6 +377,8 @@ impl Prober {
 fn target(m: &UpstreamSpec, health: &HealthCheck, now: Instant) -> Target {
     Target {
         state: m.state.clone(),
+        #[cfg(feature = "tls")]
+        spec: m.clone(),
         addr: (m.host.clone(), m.port),
         auth: m.auth.clone(),
         health: health.clone(),
@@ -392,44 +416,45 @@ fn advance(p: &mut Probe) -> Result<Option<u16>, String> {
     loop {
         match &mut p.step {
             Step::Connecting => {
-                if let Ok(Some(e)) | Err(e) = p.stream.take_error() {
+                if let Ok(Some(e)) | Err(e) = p.conn.stream.take_error() {
                     return Err(format!("connect: {e}"));
                 }
-                match p.stream.peer_addr() {
+                match p.conn.stream.peer_addr() {
                     Ok(_) => p.step = Step::Writing(0),
                     Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(None),
                     Err(e) => return Err(format!("connect: {e}")),
                 }
             }
-            Step::Writing(off) => match p.stream.write(&p.request[*off..]) {
-                Ok(n) => {
+            Step::Writing(off) => match p.conn.write_slice(&p.request[*off..]) {
+                (n, Io::Continue) => {
                     *off += n;
                     if *off == p.request.len() {
-                        p.step = Step::Reading(Vec::new());
+                        p.step = Step::Reading(Buf::with_capacity(MAX_ANSWER));
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(format!("send: {e}")),
+                (n, Io::WouldBlock) => {
+                    *off += n;
+                    return Ok(None);
+                }
+                (_, _) if p.conn.tls_handshake_failed() => {
+                    return Err("TLS handshake failed".into())
+                }
+                (_, io) => return Err(format!("send: {io:?}")),
             },
             Step::Reading(buf) => {
-                let mut b = [0u8; 512];
-                match p.stream.read(&mut b) {
-                    Ok(0) => {
-                        return status_of(buf)
-                            .map(Some)
-                            .ok_or_else(|| "closed before answering".to_string())
+                let (_, io) = p.conn.read_into(buf);
+                if let Some(s) = status_of(buf.bytes()) {
+                    return Ok(Some(s));
+                }
+                match io {
+                    Io::Closed => return Err("closed before answering".to_string()),
+                    Io::WouldBlock => return Ok(None),
+                    Io::Error(_) if p.conn.tls_handshake_failed() => {
+                        return Err("TLS handshake failed".into())
                     }
-                    Ok(n) => {
-                        buf.extend_from_slice(&b[..n]);
-                        if let Some(s) = status_of(buf) {
-                            return Ok(Some(s));
-                        }
-                        if buf.len() > MAX_ANSWER {
-                            return Err("no status line".into());
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                    Err(e) => return Err(format!("receive: {e}")),
+                    Io::Error(k) => return Err(format!("receive: {k:?}")),
+                    Io::Continue if buf.spare().is_empty() => return Err("no status line".into()),
+                    Io::Continue => {}
                 }
             }
         }

@@ -50,12 +50,17 @@ impl Reloader {
         self.next_check
     }
 
-    /// True when the poll interval has passed and the file's mtime changed.
+    /// True when the poll interval has passed and the file's mtime changed. Certificate
+    /// files are looked at on the same poll (a changed pair is re-read then, by the store).
     pub fn due(&mut self, current: &Config, now: Instant) -> bool {
         if self.next_check.is_none_or(|t| now < t) {
             return false;
         }
         self.schedule(current, now);
+        #[cfg(feature = "tls")]
+        if let Some(store) = current.tls.as_ref().and_then(|t| t.store.as_ref()) {
+            store.poll();
+        }
         let m = self.path.as_ref().and_then(|p| modified(p));
         m.is_some() && m != self.mtime
     }
@@ -126,8 +131,10 @@ impl Reloader {
                     let keep: Vec<_> = wanted.iter().filter(|w| was.contains(w)).copied().collect();
                     if let Some(first) = sets.first() {
                         for l in first {
-                            let bound = l.socket.local_addr().map_or(l.configured, |a| a);
-                            log::info!("{:?} listening on {bound}", l.role);
+                            let e = l.endpoint;
+                            let bound = l.socket.local_addr().map_or(e.addr, |a| a);
+                            let tls = if e.tls { " TLS" } else { "" };
+                            log::info!("{:?}{tls} listening on {bound}", e.role);
                         }
                     }
                     for (o, add) in outboxes.iter().zip(sets) {
@@ -136,8 +143,8 @@ impl Reloader {
                             add,
                         });
                     }
-                    for (role, addr) in was.iter().filter(|w| !wanted.contains(w)) {
-                        log::info!("{role:?} no longer listening on {addr}");
+                    for e in was.iter().filter(|w| !wanted.contains(w)) {
+                        log::info!("{e} no longer listened on");
                     }
                 }
                 Err(e) => {

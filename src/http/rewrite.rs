@@ -215,6 +215,9 @@ pub struct ResponseForm<'a> {
     /// A site's response header rules: set for every reverse response (whose `Proxy-*`
     /// fields are then dropped too), `None` for the forward role.
     pub edits: Option<&'a HeaderOps>,
+    /// `Strict-Transport-Security: max-age=N` replaces the server's (a site's
+    /// `hsts_max_age_secs` on a TLS connection); 0 = the server's field as it came.
+    pub hsts: u64,
 }
 
 /// Writes the response head for the client. Its length, if any, goes as one
@@ -234,6 +237,7 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
             || form
                 .edits
                 .is_some_and(|e| e.replaces(name) || super::forwarded::is_proxy_field(name))
+            || (form.hsts > 0 && name.eq_ignore_ascii_case("strict-transport-security"))
         {
             continue;
         }
@@ -247,6 +251,9 @@ pub fn response_head(out: &mut Buf, resp: &ResponseHead<'_, '_>, form: ResponseF
     }
     if let Some(e) = form.edits {
         write_edits(out, e);
+    }
+    if form.hsts > 0 {
+        let _ = write!(out, "Strict-Transport-Security: max-age={}\r\n", form.hsts);
     }
     match conn {
         ConnectionField::Default => {}
@@ -352,6 +359,7 @@ mod tests {
             via: false,
             dechunk: false,
             edits: None,
+            hsts: 0,
         };
         response_head(&mut out, &resp, form);
         assert_eq!(
@@ -383,6 +391,7 @@ mod tests {
             via: false,
             dechunk: false,
             edits: None,
+            hsts: 0,
         };
         assert_eq!(
             rewrite_response(raw, form),
@@ -403,6 +412,7 @@ mod tests {
             via: true,
             dechunk: false,
             edits: None,
+            hsts: 0,
         };
         assert_eq!(
             rewrite_response(raw, form),
@@ -418,6 +428,7 @@ mod tests {
             via: false,
             dechunk: true,
             edits: None,
+            hsts: 0,
         };
         assert_eq!(
             rewrite_response(raw, form),

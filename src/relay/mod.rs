@@ -150,9 +150,10 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// A tunnel that first delivers `up` to the server and `down` to the client, then relays
-    /// by splice if `pipes` has a pair of pipes to spare, else by copy.
-    pub fn new(up: Option<Buf>, down: Option<Buf>, pipes: &mut PipePool) -> Tunnel {
-        let (a, b) = Splice::pair(pipes).unzip();
+    /// by splice if `pipes` has a pair of pipes to spare and neither side speaks TLS, else by
+    /// copy.
+    pub fn new(up: Option<Buf>, down: Option<Buf>, tls: bool, pipes: &mut PipePool) -> Tunnel {
+        let (a, b) = if tls { None } else { Splice::pair(pipes) }.unzip();
         Tunnel {
             up: Flow::new(up, a),
             down: Flow::new(down, b),

@@ -37,15 +37,27 @@ pub struct Place {
 const SITE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// Where `req` goes, or the answer it gets instead. `https` says whether it came over TLS.
-pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, https: bool) -> Result<Plan, Refusal> {
-    decide_at(rev, req, https, &mut Place::default())
+pub fn decide(rev: &Reverse, req: &RequestHead<'_, '_>, tls: Secure) -> Result<Plan, Refusal> {
+    decide_at(rev, req, tls, &mut Place::default())
+}
+
+/// What the client connection says of TLS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secure<'a> {
+    /// The request came over TLS.
+    pub https: bool,
+    /// The server name the TLS client asked for (SNI).
+    pub sni: Option<&'a str>,
+    /// Where `https_redirect` sends plain requests: the TLS listener's port (0 or 443: the
+    /// URL names none).
+    pub redirect_port: u16,
 }
 
 /// `decide`, also telling in `at` how far it got (for the count of ferry's own answers).
 pub fn decide_at(
     rev: &Reverse,
     req: &RequestHead<'_, '_>,
-    https: bool,
+    tls: Secure,
     at: &mut Place,
 ) -> Result<Plan, Refusal> {
     if req.kind == MethodKind::Connect {
@@ -73,6 +85,16 @@ pub fn decide_at(
     let Some(site_index) = rev.hosts.lookup(host) else {
         return Err(Refusal::new(404, format!("no site is published for host {host:?}")).kept());
     };
+    // RFC 9110 §15.5.20: a connection whose TLS named another site (so carries that site's
+    // certificate) does not serve this one.
+    if let Some(sni) = tls.sni.filter(|_| tls.https) {
+        if rev.hosts.lookup(sni) != Some(site_index) {
+            return Err(Refusal::new(
+                421,
+                format!("this connection's TLS is for {sni:?}, not for host {host:?}"),
+            ));
+        }
+    }
     at.site = Some(site_index);
     let site = &rev.sites[site_index];
     // `OPTIONS *` (or an absolute-form OPTIONS without a path) asks about the server as a
@@ -112,9 +134,13 @@ pub fn decide_at(
         .with("Allow", route.methods.join(", "))
         .kept());
     }
-    if site.https_redirect && !https {
+    if site.https_redirect && !tls.https {
         let authority = host_without_port(host);
-        return Err(redirect(308, format!("https://{authority}{target}")));
+        let port = match tls.redirect_port {
+            0 | 443 => String::new(),
+            p => format!(":{p}"),
+        };
+        return Err(redirect(308, format!("https://{authority}{port}{target}")));
     }
     let sent_path = if route.strip_prefix {
         strip_prefix(matched, &route.path)
@@ -208,7 +234,7 @@ reverse:
         let req = crate::http::request::parse_in(head.as_bytes(), &mut h, true)
             .unwrap()
             .unwrap();
-        decide(c.reverse.as_ref().unwrap(), &req, false)
+        decide(c.reverse.as_ref().unwrap(), &req, Secure::default())
     }
 
     #[test]
@@ -269,7 +295,12 @@ reverse:
                 .unwrap()
                 .unwrap();
             let mut at = Place::default();
-            let _ = decide_at(c.reverse.as_ref().unwrap(), &req, false, &mut at);
+            let _ = decide_at(
+                c.reverse.as_ref().unwrap(),
+                &req,
+                Secure::default(),
+                &mut at,
+            );
             at
         };
         let place = |site, route| Place { site, route };

@@ -48,7 +48,7 @@ impl Session {
 
     /// Reads the PROXY protocol header a trusted proxy sends before anything else: its
     /// client becomes the session's. A peer that sends something else is closed at once.
-    pub(super) fn drive_preface(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
+    pub(super) fn drive_preface(&mut self, tls: bool, ctx: &mut Ctx) -> Result<bool, Fail> {
         let progress = self.fill_cin(ctx)?;
         let Some(cin) = self.cin.as_mut().filter(|b| !b.is_empty()) else {
             if self.client_eof {
@@ -76,6 +76,11 @@ impl Session {
                 // the client, but what follows may still be a client's request: its
                 // forwarding fields are not believed on the balancer's word.
                 self.trusted = source.is_some() && rev.is_some_and(|r| r.trusts(self.peer.ip()));
+                if !rev.is_some_and(|r| r.allows(self.peer.ip())) && tls {
+                    // No plain answer on a TLS connection.
+                    log::debug!("{}: not in reverse.allow", self.peer);
+                    return Err(Fail::Abort);
+                }
                 if !rev.is_some_and(|r| r.allows(self.peer.ip())) {
                     log::debug!("{}: not in reverse.allow", self.peer);
                     ctx.bufs
@@ -84,10 +89,36 @@ impl Session {
                     self.enter_closing(ctx);
                     return Ok(true);
                 }
+                if tls {
+                    self.start_tls_after_preface(ctx)?;
+                }
                 self.phase = Phase::Head;
                 Ok(true)
             }
         }
+    }
+
+    /// The PROXY header is read: the rest of the connection is TLS, and what came after the
+    /// header is its first ciphertext.
+    #[cfg(feature = "tls")]
+    fn start_tls_after_preface(&mut self, ctx: &mut Ctx) -> Result<(), Fail> {
+        let Some(mut t) = crate::tls::server_conn(&self.config) else {
+            return Err(Fail::Abort);
+        };
+        if let Some(cin) = self.cin.as_mut() {
+            t.feed(cin.bytes());
+            cin.consume(cin.len());
+        }
+        ctx.bufs.release_if_empty(&mut self.cin);
+        self.client.tls = Some(t);
+        self.client.readable = true;
+        self.client.progress();
+        Ok(())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls_after_preface(&mut self, _: &mut Ctx) -> Result<(), Fail> {
+        Err(Fail::Abort)
     }
 
     /// When a head whose first byte came at `started` must be complete.
@@ -185,7 +216,7 @@ impl Session {
                             );
                         }
                         if self.config.access_log {
-                            log::info!(target: crate::logging::ACCESS, "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0", self.peer, req.method);
+                            log::info!(target: crate::logging::ACCESS, "access: {} {} - via=ferry status=200 up=0 down=0 attempts=0 ms=0 tls={}", self.peer, req.method, self.client.tls_version().unwrap_or("-"));
                         }
                         let len = req.len;
                         cin.consume(len);
@@ -209,9 +240,13 @@ impl Session {
                             let plan = rev
                                 .ok_or_else(|| Refusal::new(404, "no site is published here"))
                                 .and_then(|rev| {
-                                    let plan = crate::route::reverse::decide_at(
-                                        rev, &req, false, &mut at,
-                                    )?;
+                                    let tls = crate::route::reverse::Secure {
+                                        https: self.client.is_tls(),
+                                        sni: self.client.sni(),
+                                        redirect_port: ctx.tls_port,
+                                    };
+                                    let plan =
+                                        crate::route::reverse::decide_at(rev, &req, tls, &mut at)?;
                                     auth::gate(rev, plan, &req, passed)
                                 });
                             match plan {
@@ -252,7 +287,7 @@ impl Session {
                                     answer_kept(out, &r, &req, keep);
                                     ctx.stats().request_done(false, false, r.status < 400, 0, 0);
                                     if self.config.access_log {
-                                        log::info!(target: crate::logging::ACCESS, "access: {} {} {} {} site=- route=- server=- status={} up=0 down=0 attempts=0 ms={} id=-", self.peer, req.method, exchange::host_or_dash(req.host.unwrap_or("")), req.target.path, r.status, ctx.now.duration_since(started).as_millis());
+                                        log::info!(target: crate::logging::ACCESS, "access: {} {} {} {} site=- route=- server=- status={} up=0 down=0 attempts=0 ms={} id=- tls={}", self.peer, req.method, exchange::host_or_dash(req.host.unwrap_or("")), req.target.path, r.status, ctx.now.duration_since(started).as_millis(), self.client.tls_version().unwrap_or("-"));
                                     }
                                     self.deadline = ctx.now + self.config.limits.idle_timeout;
                                     let len = req.len;

@@ -37,7 +37,7 @@ use tunnel::TunnelState;
 
 use crate::buffer::Buf;
 use crate::config::Config;
-use crate::conn::{Conn, Io};
+use crate::conn::{Conn, Io, Tls};
 use crate::http::reply::{self, Refusal};
 use crate::http::request::{self, MAX_REQUEST_LINE};
 use crate::http::HeadScan;
@@ -127,8 +127,11 @@ pub struct Server {
 }
 
 enum Phase {
-    /// Waiting for the PROXY protocol header a trusted proxy sends first (`proxy_protocol`).
-    Preface,
+    /// Waiting for the PROXY protocol header a trusted proxy sends first (`proxy_protocol`);
+    /// `tls`: the connection speaks TLS after it.
+    Preface {
+        tls: bool,
+    },
     Head,
     /// A site's auth service is asked about the head at the front of `cin`.
     Auth(Box<auth::AuthCheck>),
@@ -184,7 +187,7 @@ impl Session {
         generation: u32,
         stream: TcpStream,
         peer: SocketAddr,
-        role: Role,
+        (role, tls): (Role, Tls),
         ctx: &Ctx,
     ) -> Session {
         let rev = ctx
@@ -192,17 +195,27 @@ impl Session {
             .reverse
             .as_ref()
             .filter(|_| role == Role::Reverse);
+        let preface = rev.is_some_and(|r| r.proxy_protocol);
+        // Behind a PROXY header the TLS begins after it.
+        let (tls_after_preface, tls) = if preface {
+            (tls.is_some(), None)
+        } else {
+            (false, tls)
+        };
         Session {
             slot,
             generation,
-            client: Conn::new(stream),
+            client: Conn::with_tls(stream, tls),
             peer,
             role,
             trusted: rev.is_some_and(|r| r.trusts(peer.ip())),
             server: None,
-            phase: match rev {
-                Some(r) if r.proxy_protocol => Phase::Preface,
-                _ => Phase::Head,
+            phase: if preface {
+                Phase::Preface {
+                    tls: tls_after_preface,
+                }
+            } else {
+                Phase::Head
             },
             cin: None,
             cout: None,
@@ -233,25 +246,32 @@ impl Session {
         matches!(self.phase, Phase::Head)
             && self.cin.as_ref().is_none_or(|b| b.is_empty())
             && self.cout.as_ref().is_none_or(|b| b.is_empty())
+            && !self.client.has_pending_output()
     }
 
     /// Records readiness from the poll and drives the session.
     pub fn ready(&mut self, side: Side, ev: Readiness, ctx: &mut Ctx) -> Step {
-        let conn = match side {
-            Side::Client => &mut self.client,
+        let (conn, connecting) = match side {
+            Side::Client => (&mut self.client, false),
             Side::Server => match (&mut self.phase, &mut self.server) {
                 // The auth sub-request has the server token (the session has no server then).
                 (Phase::Auth(a), _) => match a.conn_mut() {
-                    Some(c) => c,
+                    Some(c) => (c, false),
                     None => return Step::Wait,
                 },
-                (_, Some(s)) => &mut s.conn,
+                (_, Some(s)) => (&mut s.conn, !s.connected),
                 (_, None) => return Step::Wait,
             },
         };
         conn.readable |= ev.readable;
         conn.writable |= ev.writable;
         conn.read_closed |= ev.read_closed;
+        // TLS output that waited for room, and the handshake, move first (a failure shows in
+        // the session's next read or write of the connection). Not before a connect is known
+        // to have worked: a write would take the connect's error from `connect_outcome`.
+        if !connecting {
+            conn.progress();
+        }
         self.drive(ctx)
     }
 
@@ -290,7 +310,9 @@ impl Session {
                 self.head_started = None;
                 self.settle(r, ctx)
             }
-            Phase::Preface | Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => Step::Close,
+            Phase::Preface { .. } | Phase::Head | Phase::Tunnel(_) | Phase::Closing { .. } => {
+                Step::Close
+            }
             Phase::Auth(_) => {
                 let r = self.auth_timeout(ctx);
                 self.settle(r, ctx)
@@ -306,7 +328,7 @@ impl Session {
     pub fn drive(&mut self, ctx: &mut Ctx) -> Step {
         for _ in 0..MAX_ROUNDS {
             let r = match self.phase {
-                Phase::Preface => self.drive_preface(ctx),
+                Phase::Preface { tls } => self.drive_preface(tls, ctx),
                 Phase::Head => self.drive_head(ctx),
                 Phase::Auth(_) => self.drive_auth(ctx),
                 Phase::Exchange(_) => self.drive_exchange(ctx),
@@ -362,7 +384,7 @@ impl Session {
                 ctx.stats()
                     .request_done(self.refused_connect, false, false, 0, 0);
                 if self.config.access_log {
-                    log::info!(target: crate::logging::ACCESS, "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0", self.peer, r.status);
+                    log::info!(target: crate::logging::ACCESS, "access: {} - - via=- status={} up=0 down=0 attempts=0 ms=0 tls={}", self.peer, r.status, self.client.tls_version().unwrap_or("-"));
                 }
                 false
             }
@@ -408,7 +430,7 @@ impl Session {
 
     fn drive_closing(&mut self, ctx: &mut Ctx) -> Result<bool, Fail> {
         let mut progress = self.flush_client(ctx)?;
-        if self.cout.as_ref().is_some_and(|b| !b.is_empty()) {
+        if self.cout.as_ref().is_some_and(|b| !b.is_empty()) || self.client.has_pending_output() {
             // A slow reader gets the idle timeout per write, not the linger time.
             if progress {
                 self.deadline = ctx.now + self.config.limits.idle_timeout;
@@ -491,7 +513,7 @@ impl Session {
     /// Registers a new server connection under this session's server token.
     fn attach_server(
         &mut self,
-        mut stream: TcpStream,
+        (mut stream, tls): (TcpStream, Tls),
         target: ServerTarget,
         connected: bool,
         reused: bool,
@@ -502,7 +524,7 @@ impl Session {
             token(self.slot, Side::Server),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::with_tls(stream, tls);
         // A reused connection is writable at once; the poll will say so too, but saying it now
         // saves a loop turn.
         conn.writable = connected;
@@ -550,7 +572,7 @@ impl Session {
                 }
                 t.relay.release(&mut ctx.bufs, &mut ctx.pipes);
             }
-            Phase::Preface | Phase::Head | Phase::Closing { .. } => {}
+            Phase::Preface { .. } | Phase::Head | Phase::Closing { .. } => {}
         }
     }
 
@@ -562,6 +584,7 @@ impl Session {
 
     /// Gives everything back and deregisters both sockets.
     pub fn close(mut self, ctx: &mut Ctx) {
+        self.client.abandon_handshake();
         let old = mem::replace(
             &mut self.phase,
             Phase::Closing {

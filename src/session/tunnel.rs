@@ -44,7 +44,8 @@ impl Session {
             }
             ctx.bufs.put(cin);
         }
-        let mut relay = Tunnel::new(up, down, &mut ctx.pipes);
+        let tls = self.client.is_tls() || self.server.as_ref().is_some_and(|s| s.conn.is_tls());
+        let mut relay = Tunnel::new(up, down, tls, &mut ctx.pipes);
         log::debug!(
             "{}: tunnel relays by {}",
             self.peer,

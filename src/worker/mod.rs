@@ -8,7 +8,7 @@ mod pending;
 
 use crate::buffer::BufPool;
 use crate::config::Config;
-use crate::listener::{Listening, Role};
+use crate::listener::{Endpoint, Listening};
 use crate::mailbox::{Inbox, Outbox};
 use crate::relay::PipePool;
 use crate::resolve::{Answer, DnsCache, Resolver};
@@ -64,6 +64,9 @@ pub struct Ctx {
     pub connecting: Rc<RefCell<PendingConnects>>,
     /// The addresses this worker's listeners are bound to (ferry must not connect to them).
     pub listening: Vec<std::net::SocketAddr>,
+    /// The port of the reverse role's first TLS listener, where `https_redirect` sends
+    /// plain requests (0: none).
+    pub tls_port: u16,
     /// Session timers shorter than the sweep (retries' backoffs) want the loop awake by
     /// each of these: all of them, not just the soonest, since several requests back off at
     /// once when a server dies, and a later one would otherwise wait for the next sweep.
@@ -222,6 +225,7 @@ fn run_loop(
             draining: shared.draining.load(Ordering::Relaxed),
             connecting: Rc::new(RefCell::new(PendingConnects::default())),
             listening: Vec::new(),
+            tls_port: 0,
             wakes: BinaryHeap::new(),
             ids: 0,
             id_seed: crate::upstream::select::seed(id),
@@ -369,7 +373,7 @@ impl Loop {
             if self.listeners.len() >= MAX_LISTENERS {
                 log::error!(
                     "more than {MAX_LISTENERS} listeners; {} is not served",
-                    l.configured
+                    l.endpoint
                 );
                 continue;
             }
@@ -384,7 +388,7 @@ impl Loop {
                 .registry
                 .register(&mut l.socket, token, Interest::READABLE)
             {
-                log::error!("cannot watch the listener on {}: {e}", l.configured);
+                log::error!("cannot watch the listener on {}: {e}", l.endpoint);
             }
         }
         self.ctx.listening = self
@@ -392,6 +396,12 @@ impl Loop {
             .iter()
             .filter_map(|l| l.socket.local_addr().ok())
             .collect();
+        self.ctx.tls_port = self
+            .listeners
+            .iter()
+            .filter(|l| l.endpoint.tls && l.endpoint.role == crate::listener::Role::Reverse)
+            .find_map(|l| l.socket.local_addr().ok())
+            .map_or(0, |a| a.port());
         // Connections may already wait in a backlog: edge-triggered, so look now.
         for i in 0..self.listeners.len() {
             self.accept_all(i);
@@ -407,7 +417,7 @@ impl Loop {
                 return;
             };
             match l.socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, l.role),
+                Ok((stream, peer)) => self.admit(stream, peer, l.endpoint),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
@@ -424,7 +434,8 @@ impl Loop {
         }
     }
 
-    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, role: Role) {
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, at: Endpoint) {
+        let role = at.role;
         match crate::access::admit(&self.ctx.config, role, peer.ip()) {
             crate::access::Admit::Yes => {}
             crate::access::Admit::Refuse(reply) => {
@@ -447,6 +458,19 @@ impl Loop {
             return;
         }
         let _ = stream.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        let tls = match at.tls {
+            true => match crate::tls::server_conn(&self.ctx.config) {
+                Some(t) => Some(t),
+                None => {
+                    self.ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            false => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.sessions.push(None);
             self.sessions.len() - 1
@@ -467,7 +491,7 @@ impl Loop {
             self.generation,
             stream,
             peer,
-            role,
+            (role, tls),
             &self.ctx,
         ));
     }
@@ -569,13 +593,13 @@ impl Loop {
     }
 
     /// The config's listen addresses changed: close what is no longer wanted, serve `add`.
-    fn new_listeners(&mut self, keep: Vec<(Role, std::net::SocketAddr)>, add: Vec<Listening>) {
+    fn new_listeners(&mut self, keep: Vec<Endpoint>, add: Vec<Listening>) {
         if self.ctx.draining {
             return;
         }
         let registry = &self.ctx.registry;
         self.listeners.retain_mut(|l| {
-            let kept = keep.contains(&(l.role, l.configured));
+            let kept = keep.contains(&l.endpoint);
             if !kept {
                 let _ = registry.deregister(&mut l.socket);
             }

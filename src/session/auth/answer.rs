@@ -107,7 +107,7 @@ impl Session {
             if reusable {
                 let expires = ctx.now + config.limits.idle_timeout;
                 let max = crate::upstream::MAX_IDLE_PER_UPSTREAM;
-                ctx.idle.put(&svc.pool_key, c.stream, expires, max);
+                ctx.idle.put(&svc.pool_key, (c.stream, c.tls), expires, max);
             }
         }
         let mut headers = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
@@ -156,7 +156,7 @@ impl Session {
             .request_done(false, false, h.code < 400, 0, down);
         if let (Some(line), Some(rev)) = (&a.log, config.reverse.as_ref()) {
             let site = &rev.sites[a.site];
-            log::info!(target: crate::logging::ACCESS, "access: {} {line} site={} route={} server={} status={} up=0 down={down} attempts=1 ms={} id=-", self.peer, site.name, site.routes[a.route].name, svc.url, h.code, took.as_millis());
+            log::info!(target: crate::logging::ACCESS, "access: {} {line} site={} route={} server={} status={} up=0 down={down} attempts=1 ms={} id=- tls={}", self.peer, site.name, site.routes[a.route].name, svc.url, h.code, took.as_millis(), self.client.tls_version().unwrap_or("-"));
         }
         ctx.bufs.put(answer);
         if let Some(cin) = self.cin.as_mut() {
@@ -193,10 +193,12 @@ impl Session {
             ..*resp
         };
         let config = self.config.clone();
-        let edits = config
-            .reverse
-            .as_ref()
-            .map(|r| &r.sites[a.site].routes[a.route].headers.response);
+        let site = config.reverse.as_ref().map(|r| &r.sites[a.site]);
+        let edits = site.map(|s| &s.routes[a.route].headers.response);
+        let hsts = match site {
+            Some(s) if self.client.is_tls() => s.hsts_max_age_secs,
+            _ => 0,
+        };
         let form = ResponseForm {
             conn: match (keep, a.minor) {
                 (false, _) => ConnectionField::Close,
@@ -206,6 +208,7 @@ impl Session {
             via: config.via,
             dechunk: true,
             edits,
+            hsts,
         };
         let cout = ctx.bufs.fill(&mut self.cout);
         let before = cout.len();

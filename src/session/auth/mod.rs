@@ -334,7 +334,8 @@ impl Session {
             true => None,
             false => ctx.idle.take(&svc.pool_key),
         };
-        if let Some(mut stream) = idle {
+        // Auth services speak plain HTTP (their TLS state is always `None`).
+        if let Some((mut stream, _)) = idle {
             if ctx
                 .registry
                 .register(

@@ -11,6 +11,8 @@ pub struct LogLine {
     pub(super) route: String,
     /// Set for a reverse request: `site=… route=…` and its request id.
     pub(super) site: Option<(String, String)>,
+    /// The client's TLS version, for a request that came over TLS.
+    pub(super) tls: Option<&'static str>,
 }
 
 impl LogLine {
@@ -28,18 +30,20 @@ impl LogLine {
             // bytes-down attempts ms id.
             Some((site, id)) => log::info!(
                 target: crate::logging::ACCESS,
-                "access: {peer} {} {} {site} server={} status={status} up={up} down={down} attempts={attempts} ms={ms} id={id}",
+                "access: {peer} {} {} {site} server={} status={status} up={up} down={down} attempts={attempts} ms={ms} id={id} tls={}",
                 self.method,
                 self.target,
                 if self.route.is_empty() { "-" } else { &self.route },
+                self.tls.unwrap_or("-"),
             ),
             None => log::info!(
                 target: crate::logging::ACCESS,
-                "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={}",
+                "access: {peer} {} {} via={} status={status} up={up} down={down} attempts={attempts} ms={} tls={}",
                 self.method,
                 self.target,
                 self.route,
-                ms
+                ms,
+                self.tls.unwrap_or("-")
             ),
         }
     }

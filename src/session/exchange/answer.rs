@@ -126,15 +126,21 @@ impl Session {
                     ex.resp_scan = HeadScan::default();
                     let via = self.config.via;
                     let config = self.config.clone();
-                    let edits = ex.served.as_deref().and_then(|s| {
-                        let site = &config.reverse.as_ref()?.sites[s.site];
-                        Some(&site.routes[s.route].headers.response)
-                    });
+                    let site = ex
+                        .served
+                        .as_deref()
+                        .and_then(|s| Some((&config.reverse.as_ref()?.sites[s.site], s.route)));
+                    let edits = site.map(|(site, r)| &site.routes[r].headers.response);
+                    let hsts = match site {
+                        Some((site, _)) if self.client.is_tls() => site.hsts_max_age_secs,
+                        _ => 0,
+                    };
                     let form = |conn| rewrite::ResponseForm {
                         conn,
                         via,
                         dechunk: false,
                         edits,
+                        hsts,
                     };
                     if resp.is_interim() {
                         ex.interim = true;

@@ -128,6 +128,8 @@ impl Lane<'_> {
     ) -> Pumped {
         let limit = self.body.blind_limit();
         let to_come = limit.is_some_and(|n| n > self.buffered as u64);
+        // TLS records cannot be spliced: a TLS side moves its bytes by copy.
+        let allowed = allowed && !src.is_tls() && !dst.is_tls();
         if to_come && allowed && !*self.eof && self.way.ask(pipes) {
             log::debug!("{peer}: {what} body relayed by {}", self.way.describe());
         }

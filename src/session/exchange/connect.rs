@@ -33,9 +33,12 @@ impl Session {
     /// Enters the exchange: reuses a kept connection or starts resolving and connecting.
     pub(in crate::session) fn begin_exchange(
         &mut self,
-        ex: Exchange,
+        mut ex: Exchange,
         ctx: &mut Ctx,
     ) -> Result<(), Fail> {
+        if let Some(l) = ex.log.as_mut() {
+            l.tls = self.client.tls_version();
+        }
         // A reverse request first takes a slot of its backend, or waits for one (`queued`).
         let Some(ex) = self.take_backend_slot(ex, ctx)? else {
             return Ok(());
@@ -64,15 +67,29 @@ impl Session {
                 Phase::Exchange(ex) => ex.pool(&config).map(|(p, m)| &p.members[m].state.name),
                 _ => None,
             };
-            if let Some(stream) = key.and_then(|k| ctx.idle.take(k)) {
+            if let Some((stream, tls)) = key.and_then(|k| ctx.idle.take(k)) {
                 let target = ServerTarget::Upstream(key.cloned().unwrap_or_default());
-                if self.attach_server(stream, target, true, true, ctx).is_ok() {
+                if self
+                    .attach_server((stream, tls), target, true, true, ctx)
+                    .is_ok()
+                {
                     self.connected(ctx)?;
                     return Ok(());
                 }
             }
         }
         self.resolve_and_connect(ctx)
+    }
+
+    /// The TLS state for a new connection to the exchange's server, when it is `https://`.
+    fn server_tls(&self) -> Result<crate::conn::Tls, String> {
+        #[cfg(feature = "tls")]
+        if let Phase::Exchange(ex) = &self.phase {
+            if let Some((pool, m)) = ex.pool(&self.config) {
+                return crate::tls::client_conn(&self.config, &pool.members[m]);
+            }
+        }
+        Ok(None)
     }
 
     /// Starts the clock and the active-connection count of an attempt through an upstream.
@@ -337,7 +354,18 @@ impl Session {
             next += 1;
             match TcpStream::connect(addr) {
                 Ok(stream) => {
-                    if let Err(e) = self.attach_server(stream, target.clone(), false, false, ctx) {
+                    let tls = match self.server_tls() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            return Err(Fail::Refuse(Refusal::new(
+                                502,
+                                format!("cannot start TLS to the server: {e}"),
+                            )))
+                        }
+                    };
+                    if let Err(e) =
+                        self.attach_server((stream, tls), target.clone(), false, false, ctx)
+                    {
                         log::warn!("cannot register a connection: {e}");
                         continue;
                     }

@@ -238,6 +238,7 @@ impl Exchange {
             }
             LogLine {
                 site: None,
+                tls: None,
                 method: req.method.to_string(),
                 target: String::from_utf8_lossy(t.bytes()).into_owned(),
                 route: match route {
@@ -325,6 +326,7 @@ impl Exchange {
         };
         crate::http::forwarded::finish(&mut b, &served.sent_host(config, route));
         let log = config.access_log.then(|| LogLine {
+            tls: None,
             method: req.method.to_string(),
             target: format!("{} {}", host_or_dash(&served.host), req.target.path),
             route: String::new(),
@@ -595,6 +597,11 @@ impl Session {
         progress |= self.feed_request_body(ctx)?;
         if connected {
             progress |= self.write_server(ctx)?;
+            // A write that failed may have started the attempt over (another connection, a
+            // backoff): nothing is left to read from this one.
+            if !self.attempt_connected() {
+                return Ok(true);
+            }
             progress |= self.fill_sin(ctx)?;
             progress |= self.handle_response(ctx)?;
             if !matches!(self.phase, Phase::Exchange(_)) {
@@ -607,6 +614,12 @@ impl Session {
             }
         }
         Ok(progress)
+    }
+
+    /// The exchange's attempt has a connected server connection.
+    fn attempt_connected(&self) -> bool {
+        self.server.is_some()
+            && matches!(&self.phase, Phase::Exchange(ex) if matches!(ex.stage, Stage::Connected))
     }
 
     fn refresh_deadline(&mut self, ctx: &Ctx) {
@@ -667,6 +680,15 @@ impl Session {
     /// off when part of the response already went out.
     fn server_failed(&mut self, kind: std::io::ErrorKind, ctx: &mut Ctx) -> Result<bool, Fail> {
         log::debug!("{}: server connection failed: {kind:?}", self.peer);
+        if self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.conn.tls_handshake_failed())
+        {
+            // Nothing of the request reached the server: a failed connect, its fault.
+            let why = "the TLS handshake with the server failed";
+            return self.move_on(why, true, RetryOn::CONNECT_FAILURE, ctx);
+        }
         self.server_gone(ctx)
     }
 
@@ -758,7 +780,7 @@ impl Session {
             if let Some(mut s) = self.server.take() {
                 let _ = ctx.registry.deregister(&mut s.conn.stream);
                 if let ServerTarget::Upstream(key) = &s.target {
-                    ctx.idle.put(key, s.conn.stream, expires, max);
+                    ctx.idle.put(key, (s.conn.stream, s.conn.tls), expires, max);
                 }
             }
         } else if keep_server {
