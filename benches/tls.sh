@@ -303,6 +303,17 @@ done
     done
   done
   echo
+  echo "Agreed in round 1 (as the client saw it):"
+  echo
+  for p in "${PROXIES[@]}"; do
+    for v in "${VERSIONS[@]}"; do
+      for kind in full resumed; do
+        echo "- $p, TLS $v $kind: $(grep -o 'suite=.*' "$OUT/$p-hs$v-$kind-1.txt" 2>/dev/null || echo -)"
+      done
+    done
+    echo "- $p, 100 MiB GET: $(grep -o 'suite=.*' "$OUT/$p-bulk-1.txt" 2>/dev/null || echo -)"
+  done
+  echo
   echo "| proxy | small GET req/s, 64 TLS keep-alive conns | p50 / p99 ms | proxy CPU % | req/s per proxy core | 100 MiB GET MiB/s | proxy CPU % | MiB/s per proxy core | RSS idle | RSS with 1000 idle TLS conns | per idle TLS conn |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for p in "${PROXIES[@]}"; do

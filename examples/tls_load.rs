@@ -272,6 +272,9 @@ struct Tally {
     resumed: u64,
     errors: u64,
     first_error: Option<String>,
+    /// What a handshake agreed on (`negotiated`): the first resumed one's if any, else the
+    /// first full one's.
+    terms: Option<(HandshakeKind, String)>,
 }
 
 /// THREADS loops of connect + handshake + GET + close for SECS seconds.
@@ -281,7 +284,7 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
     let start = Instant::now();
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let loops: Vec<_> = (0..opts.threads)
-            .map(|_| scope.spawn(|| handshake_loop(addr, &config, &opts.path, &stop)))
+            .map(|_| scope.spawn(|| handshake_loop(addr, &config, opts, &stop)))
             .collect();
         std::thread::sleep(Duration::from_secs(opts.secs));
         stop.store(true, Ordering::Relaxed);
@@ -294,12 +297,18 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
     if let Some(e) = tallies.iter().find_map(|t| t.first_error.as_ref()) {
         eprintln!("tls_load: first of {errors} errors: {e}");
     }
+    let terms = tallies
+        .iter()
+        .filter_map(|t| t.terms.as_ref())
+        .max_by_key(|(kind, _)| *kind == HandshakeKind::Resumed)
+        .map(|(_, terms)| terms.as_str());
     println!(
         "handshakes={} full={full} resumed={resumed} errors={errors} secs={secs:.3} rate={:.1} \
-         client_ticks={}",
+         client_ticks={} {}",
         full + resumed,
         (full + resumed) as f64 / secs,
-        own_cpu_ticks()
+        own_cpu_ticks(),
+        terms.unwrap_or("suite=- kx=-")
     );
     Ok(())
 }
@@ -307,15 +316,31 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
 fn handshake_loop(
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
-    path: &str,
+    opts: &Options,
     stop: &AtomicBool,
 ) -> Tally {
+    let (path, resume) = (opts.path.as_str(), opts.resume);
     let mut t = Tally::default();
     let mut buf = vec![0u8; MAX_HEAD];
     while !stop.load(Ordering::Relaxed) {
-        match one_handshake(addr, config, path, &mut buf) {
-            Ok(HandshakeKind::Resumed) => t.resumed += 1,
-            Ok(_) => t.full += 1,
+        // Once per loop, and once more for the first resumption when resuming.
+        let want_terms = match &t.terms {
+            None => true,
+            Some((kind, _)) => resume && *kind != HandshakeKind::Resumed,
+        };
+        match one_handshake(addr, config, path, &mut buf, want_terms) {
+            Ok((kind, terms)) => {
+                if kind == HandshakeKind::Resumed {
+                    t.resumed += 1;
+                } else {
+                    t.full += 1;
+                }
+                if let Some(terms) = terms {
+                    if t.terms.is_none() || kind == HandshakeKind::Resumed {
+                        t.terms = Some((kind, terms));
+                    }
+                }
+            }
             Err(e) => {
                 t.errors += 1;
                 t.first_error.get_or_insert_with(|| e.to_string());
@@ -332,17 +357,31 @@ fn one_handshake(
     config: &Arc<ClientConfig>,
     path: &str,
     buf: &mut [u8],
-) -> io::Result<HandshakeKind> {
+    want_terms: bool,
+) -> io::Result<(HandshakeKind, Option<String>)> {
     let mut s = connect(addr, config)?;
     get(&mut s, path, buf)?;
     let kind = s
         .conn
         .handshake_kind()
         .ok_or_else(|| io::Error::other("handshake not finished after a response"))?;
+    let terms = want_terms.then(|| negotiated(&s.conn));
     // close_notify: OpenSSL forgets a TLS 1.2 session whose connection ended without one.
     s.conn.send_close_notify();
     let _ = s.conn.complete_io(&mut s.sock);
-    Ok(kind)
+    Ok((kind, terms))
+}
+
+/// The cipher suite and key exchange group a connection agreed on, as `suite=.. kx=..`
+/// (`kx=-` for a TLS 1.2 resumption, which has none).
+fn negotiated(conn: &ClientConnection) -> String {
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map_or("-".into(), |s| format!("{:?}", s.suite()));
+    let kx = conn
+        .negotiated_key_exchange_group()
+        .map_or("-".into(), |g| format!("{:?}", g.name()));
+    format!("suite={suite} kx={kx}")
 }
 
 /// One connection, PATH downloaded REPEAT times over it.
@@ -359,8 +398,9 @@ fn download(addr: SocketAddr, opts: &Options) -> Result<(), String> {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "bytes={bytes} secs={secs:.3} mib_s={:.1}",
-        bytes as f64 / (1 << 20) as f64 / secs
+        "bytes={bytes} secs={secs:.3} mib_s={:.1} {}",
+        bytes as f64 / (1 << 20) as f64 / secs,
+        negotiated(&s.conn)
     );
     Ok(())
 }
