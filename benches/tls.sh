@@ -6,7 +6,8 @@
 # and the load generators share core 0, each proxy runs pinned to core 1, as in reverse.sh.
 #
 # Measured, medians of ROUNDS (the proxy's CPU is utime+stime of its process tree from /proc
-# over the point's wall time; "per proxy core" = rate / (CPU % / 100)):
+# over the point's wall time; "per proxy core" = rate / (CPU % / 100); "run-queue wait" is the
+# share of that time its threads were runnable but waiting for core 1, i.e. behind other work):
 # - full and resumed handshakes per second, TLS 1.3 and TLS 1.2: examples/tls_load.rs, THREADS
 #   loops of connect + handshake + GET /small + close_notify + close; resumed = the loops share a
 #   session store (1.3: tickets; 1.2: session IDs or tickets, as the server offers). The client
@@ -230,14 +231,43 @@ for p in "${PROXIES[@]}"; do
     2> "$OUT/$p-memory.err" || echo failed)
   echo "$p ${MEM[$p]}" | tee -a "$OUT/memory.txt"
 done
+# How long the threads of a process tree have waited, runnable, for a CPU (schedstat's second
+# field, ns): the share of a point's wall time the proxy spent waiting behind other work on its
+# core. A high figure means its rate says more about the machine's load than about the proxy.
+runq_ns() { # pid
+  python3 - "$1" <<'PY'
+import os, sys
+root = int(sys.argv[1]); kids = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            kids.setdefault(int(f[1]), []).append(int(d))
+        except Exception:
+            pass
+t, todo = 0, [root]
+while todo:
+    p = todo.pop(); todo += kids.get(p, [])
+    try:
+        for task in os.listdir(f"/proc/{p}/task"):
+            t += int(open(f"/proc/{p}/task/{task}/schedstat").read().split()[1])
+    except Exception:
+        pass
+print(t)
+PY
+}
+wait_pct() { # ns-waited ns-wall
+  awk -v w="$1" -v n="$2" 'BEGIN { printf "%.1f", 100 * w / n }'
+}
 memval() { tr ' ' '\n' <<< "${MEM[$1]}" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 kv() { tr ' ' '\n' < "$2" | awk -F= -v k="$1" '$1 == k {print $2}'; } # key file
 
 handshake_point() { # proxy version full|resumed: one tls_load run, recorded under its key
-  local p=$1 v=$2 kind=$3 key="$1-hs$2-$3" f t0 t1 s0 s1 rate cpu n resumed args=()
+  local p=$1 v=$2 kind=$3 key="$1-hs$2-$3" f w0 t0 t1 s0 s1 rate cpu n resumed args=()
   f="$OUT/$key-$r.txt"
   if [ "$v" = 1.2 ]; then args+=(--tls12); fi
   if [ "$kind" = resumed ]; then args+=(--resume); fi
+  w0=$(runq_ns "${PID[$p]}")
   t0=$(cpu_ticks "${PID[$p]}")
   s0=$(now_ns)
   if ! timeout -k 5 $((SECS + 30)) taskset -c 0 "$CLIENT" handshakes "${ADDR[$p]}" /small \
@@ -247,6 +277,7 @@ handshake_point() { # proxy version full|resumed: one tls_load run, recorded und
   fi
   s1=$(now_ns)
   t1=$(cpu_ticks "${PID[$p]}")
+  rec "$key.wait" "$(wait_pct "$(($(runq_ns "${PID[$p]}") - w0))" "$((s1 - s0))")"
   rate=$(kv rate "$f")
   n=$(kv handshakes "$f")
   resumed=$(kv resumed "$f")
@@ -262,7 +293,8 @@ handshake_point() { # proxy version full|resumed: one tls_load run, recorded und
   rec "$key.clientcpu" "$(cpu_pct "$(kv client_ticks "$f")" "$((s1 - s0))")"
 }
 bulk() { # proxy: 10 x 100 MiB over one TLS connection, MiB/s and proxy CPU %
-  local p=$1 f="$OUT/$1-bulk-$r.txt" t0 t1 rate cpu
+  local p=$1 f="$OUT/$1-bulk-$r.txt" w0 t0 t1 rate cpu
+  w0=$(runq_ns "${PID[$p]}")
   t0=$(cpu_ticks "${PID[$p]}")
   if ! timeout -k 5 120 taskset -c 0 "$CLIENT" get "${ADDR[$p]}" /big --repeat "$REPEAT" > "$f" 2> "$OUT/$p-bulk-$r.err"; then
     warn "$p, round $r: the 100 MiB download failed ($OUT/$p-bulk-$r.err)"
@@ -271,6 +303,7 @@ bulk() { # proxy: 10 x 100 MiB over one TLS connection, MiB/s and proxy CPU %
   t1=$(cpu_ticks "${PID[$p]}")
   rate=$(kv mib_s "$f")
   rec "$p.bulk" "$rate"
+  rec "$p.bulkwait" "$(wait_pct "$(($(runq_ns "${PID[$p]}") - w0))" "$(kv secs "$f" | awk '{ printf "%.0f", $1 * 1e9 }')")"
   # Over the transfer itself (its measured seconds), not the client's start and handshake.
   cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v s="$(kv secs "$f")" 'BEGIN { printf "%.1f", 100 * t / hz / s }')
   rec "$p.bulkcpu" "$cpu"
@@ -284,7 +317,12 @@ for r in $(seq "$ROUNDS"); do
       for p in "${PROXIES[@]}"; do handshake_point "$p" "$v" "$kind"; done
     done
   done
-  for p in "${PROXIES[@]}"; do wrk_point "$p-c64" "https://${ADDR[$p]}/small" "${PID[$p]}" 64 "$SECS"; done
+  for p in "${PROXIES[@]}"; do
+    w0=$(runq_ns "${PID[$p]}")
+    s0=$(now_ns)
+    wrk_point "$p-c64" "https://${ADDR[$p]}/small" "${PID[$p]}" 64 "$SECS"
+    rec "$p-c64.wait" "$(wait_pct "$(($(runq_ns "${PID[$p]}") - w0))" "$(($(now_ns) - s0))")"
+  done
   for p in "${PROXIES[@]}"; do bulk "$p"; done
 done
 
@@ -292,13 +330,13 @@ done
 {
   echo "TLS, $KEY certificate; medians of $ROUNDS rounds of ${SECS}s; CPU % is the proxy's (100 % = one core)"
   echo
-  echo "| proxy | handshake | TLS | handshakes/s | proxy CPU % | handshakes/s per proxy core | client CPU % |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| proxy | handshake | TLS | handshakes/s | proxy CPU % | handshakes/s per proxy core | client CPU % | proxy run-queue wait % |"
+  echo "|---|---|---|---|---|---|---|---|"
   for v in "${VERSIONS[@]}"; do
     for kind in full resumed; do
       for p in "${PROXIES[@]}"; do
         k="$p-hs$v-$kind"
-        echo "| $p | $kind | $v | $(fmt "$(med "$k.rate")") | $(fmt "$(med "$k.cpu")" 1) | $(fmt "$(med "$k.percore")") | $(fmt "$(med "$k.clientcpu")" 1) |"
+        echo "| $p | $kind | $v | $(fmt "$(med "$k.rate")") | $(fmt "$(med "$k.cpu")" 1) | $(fmt "$(med "$k.percore")") | $(fmt "$(med "$k.clientcpu")" 1) | $(fmt "$(med "$k.wait")" 1) |"
       done
     done
   done
@@ -314,8 +352,8 @@ done
     echo "- $p, 100 MiB GET: $(grep -o 'suite=.*' "$OUT/$p-bulk-1.txt" 2>/dev/null || echo -)"
   done
   echo
-  echo "| proxy | small GET req/s, 64 TLS keep-alive conns | p50 / p99 ms | proxy CPU % | req/s per proxy core | 100 MiB GET MiB/s | proxy CPU % | MiB/s per proxy core | RSS idle | RSS with 1000 idle TLS conns | per idle TLS conn |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| proxy | small GET req/s, 64 TLS keep-alive conns | p50 / p99 ms | proxy CPU % | req/s per proxy core | run-queue wait % | 100 MiB GET MiB/s | proxy CPU % | MiB/s per proxy core | run-queue wait % | RSS idle | RSS with 1000 idle TLS conns | per idle TLS conn |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for p in "${PROXIES[@]}"; do
     if [ "${MEM[$p]}" = failed ] || [ -z "${MEM[$p]}" ]; then mem="failed ($OUT/$p-memory.err) | – | –"
     else
@@ -323,7 +361,7 @@ done
       mem="$(memval "$p" idle_kib) KiB | $(memval "$p" loaded_kib) KiB | $(memval "$p" per_conn_b) B"
       if [ "$open" != 1000 ]; then mem+=" (only $open of 1000 still open)"; fi
     fi
-    echo "| $p | $(fmt "$(med "$p-c64.rps")") | $(fmt "$(med "$p-c64.p50")" 2) / $(fmt "$(med "$p-c64.p99")" 2) | $(fmt "$(med "$p-c64.cpu")" 1) | $(fmt "$(med "$p-c64.percore")") | $(fmt "$(med "$p.bulk")") | $(fmt "$(med "$p.bulkcpu")" 1) | $(fmt "$(med "$p.bulkpercore")") | $mem |"
+    echo "| $p | $(fmt "$(med "$p-c64.rps")") | $(fmt "$(med "$p-c64.p50")" 2) / $(fmt "$(med "$p-c64.p99")" 2) | $(fmt "$(med "$p-c64.cpu")" 1) | $(fmt "$(med "$p-c64.percore")") | $(fmt "$(med "$p-c64.wait")" 1) | $(fmt "$(med "$p.bulk")") | $(fmt "$(med "$p.bulkcpu")" 1) | $(fmt "$(med "$p.bulkpercore")") | $(fmt "$(med "$p.bulkwait")" 1) | $mem |"
   done
   echo
   echo "Targets (issue 13): ratios are medians of per-round ratios, the proxies measured side by side"

@@ -17,7 +17,8 @@
 //! - `handshakes`: THREADS loops of connect, handshake, one GET of PATH read to its end,
 //!   close_notify, close; with `--resume` the loops share a session store (TLS 1.3 tickets; TLS
 //!   1.2 session IDs or tickets with `--tls12`), without it every handshake is a full one.
-//!   `rate` is handshakes per second; `full` and `resumed` count what the server actually did,
+//!   `rate` is handshakes per second, `p50_ms`/`p99_ms`/`max_ms` the time from connect to the
+//!   response's end; `full` and `resumed` count what the server actually did,
 //!   so a server that does not resume shows `resumed=0`; `client_ticks` is the client's own CPU
 //!   time (clock ticks), to tell a client-bound rate from a server-bound one.
 //! - `get`: one connection, PATH downloaded REPEAT times over it; `mib_s`.
@@ -271,6 +272,8 @@ struct Tally {
     full: u64,
     resumed: u64,
     errors: u64,
+    /// Microseconds from connect to the response's end, one per successful handshake.
+    micros: Vec<u32>,
     first_error: Option<String>,
     /// What a handshake agreed on (`negotiated`): the first resumed one's if any, else the
     /// first full one's.
@@ -297,6 +300,15 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
     if let Some(e) = tallies.iter().find_map(|t| t.first_error.as_ref()) {
         eprintln!("tls_load: first of {errors} errors: {e}");
     }
+    let mut micros: Vec<u32> = tallies
+        .iter()
+        .flat_map(|t| t.micros.iter().copied())
+        .collect();
+    micros.sort_unstable();
+    let ms = |q: f64| match micros.len() {
+        0 => 0.0,
+        n => f64::from(micros[((n - 1) as f64 * q) as usize]) / 1000.0,
+    };
     let terms = tallies
         .iter()
         .filter_map(|t| t.terms.as_ref())
@@ -304,9 +316,12 @@ fn handshakes(addr: SocketAddr, opts: &Options) -> Result<(), String> {
         .map(|(_, terms)| terms.as_str());
     println!(
         "handshakes={} full={full} resumed={resumed} errors={errors} secs={secs:.3} rate={:.1} \
-         client_ticks={} {}",
+         p50_ms={:.2} p99_ms={:.2} max_ms={:.2} client_ticks={} {}",
         full + resumed,
         (full + resumed) as f64 / secs,
+        ms(0.5),
+        ms(0.99),
+        ms(1.0),
         own_cpu_ticks(),
         terms.unwrap_or("suite=- kx=-")
     );
@@ -328,8 +343,11 @@ fn handshake_loop(
             None => true,
             Some((kind, _)) => resume && *kind != HandshakeKind::Resumed,
         };
+        let began = Instant::now();
         match one_handshake(addr, config, path, &mut buf, want_terms) {
             Ok((kind, terms)) => {
+                let us = began.elapsed().as_micros();
+                t.micros.push(u32::try_from(us).unwrap_or(u32::MAX));
                 if kind == HandshakeKind::Resumed {
                     t.resumed += 1;
                 } else {
