@@ -2,7 +2,8 @@
 # Builds a static musl ferry: the binary for packaging/container/Containerfile and the smallest
 # build we know how to make.
 #
-#   packaging/static-build.sh [--lean] [TARGET]       (TARGET: x86_64-unknown-linux-musl)
+#   packaging/static-build.sh [--lean] [--tls] [--api] [TARGET]
+#   (TARGET: x86_64-unknown-linux-musl)
 #
 # Plain: the stable toolchain and its prebuilt std (`rustup target add TARGET`).
 # --lean: nightly, for the smallest binary (numbers in docs/BENCHMARKS.md, "The lean build"):
@@ -17,20 +18,33 @@
 #   Needs `rustup component add rust-src --toolchain nightly` and, because nightly ships no
 #   prebuilt std for musl targets, the stable toolchain's musl target for its C runtime
 #   objects (crt1.o, libc.a, libunwind.a).
+# --tls: with the `tls` feature (DESIGN §8). ring, its crypto, has C and assembly to compile
+#   for TARGET: set CC_<triple> to a C compiler for it; for x86_64 musl the host's gcc does
+#   (ring's C takes nothing from libc but memcpy and memset) and is the default.
+# --api: with the `api` feature, the control API (DESIGN §9).
 # For another TARGET, set CARGO_TARGET_<TRIPLE>_LINKER to a C compiler for it.
 # The binary lands in target/TARGET/release/ferry.
 set -eu
 cd "$(dirname "$0")/.."
 
 lean=no
-if [ "${1:-}" = "--lean" ]; then
-  lean=yes
+features=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lean) lean=yes ;;
+    --tls) features="${features:+$features,}tls" ;;
+    --api) features="${features:+$features,}api" ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 target=${1:-x86_64-unknown-linux-musl}
+if [ "${features#*tls}" != "$features" ] && [ "$target" = x86_64-unknown-linux-musl ]; then
+  export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
+fi
 
 if [ "$lean" = no ]; then
-  cargo build --release --locked --target "$target"
+  cargo build --release --locked --target "$target" --features "$features"
 else
   # rustc finds a target's C runtime in its sysroot; nightly has none for musl targets, so
   # it gets a sysroot of its own that borrows stable's (std itself is built from source).
@@ -50,7 +64,7 @@ else
 -C link-arg=-fuse-ld=lld -C link-arg=-B$gcc_ld -C link-arg=-Wl,--icf=all \
 -C link-arg=-Wl,-z,pack-relative-relocs" \
   CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
-    cargo +nightly build --release --locked --target "$target" \
+    cargo +nightly build --release --locked --target "$target" --features "$features" \
     --config 'profile.release.package.httparse.opt-level=3' \
     -Z build-std=std,panic_unwind -Z build-std-features=panic-unwind,optimize_for_size
 fi

@@ -10,7 +10,7 @@
 
 mod site;
 
-pub use site::{answered as site_answered, RouteStats, RouteTotals};
+pub use site::{answered as site_answered, decimal, mode_name, RouteStats, RouteTotals, BOUNDS_US};
 
 use crate::config::Config;
 use std::fmt::Write;
@@ -350,7 +350,8 @@ impl Snapshot<'_> {
             .reverse
             .iter()
             .flat_map(|r| &r.backends)
-            .filter(|b| !b.pool.members.iter().any(|m| m.state.is_online()))
+            // A server drained for maintenance serves no new request either.
+            .filter(|b| !b.pool.members.iter().any(|m| m.state.is_selectable()))
             .map(|b| b.name.as_str())
             .collect();
         let ready = !self.draining && pools.is_empty() && backends.is_empty();
@@ -697,7 +698,7 @@ workers: 2
             r#"{"name":"api","path":"/api","backend":"api","requests":2,"codes":{"1xx":0,"2xx":1,"3xx":0,"4xx":0,"5xx":1},"avg_ms":1.5}"#,
             r#"{"name":"/old","path":"/old","redirect":"https://new.test","redirect_status":308,"requests":0,"#,
             r#""backends":[{"name":"api","mode":"round_robin","online":1,"retries":0,"active":0,"max_active":0,"queued":0,"max_queued":0,"queue_rejected":0,"queue_timeouts":0,"servers":[{"url":"http://127.0.0.1:1","online":true,"circuit":"closed","#,
-            r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
+            r#"{"url":"http://LOCALHOST:2/","online":false,"circuit":"open","draining":false,"active":0,"latency_ms":0,"consecutive_failures":1,"requests":0,"failures":1,"last_failure":"connect: \"refused\"","weight":1,"priority":100,"max_active":0}"#,
         ] {
             assert!(s.contains(part), "missing {part} in {s}");
         }
@@ -711,10 +712,14 @@ workers: 2
         let (ready, body) = snapshot(&stats, &c).readiness();
         assert!(ready, "{body}");
         let rev = c.reverse.as_ref().unwrap();
-        // One of api's two servers down: api can still serve.
+        // One of api's two servers down and the other drained: api cannot serve.
         rev.backends[0].pool.members[0]
             .state
             .passive_failure(0, 1, "x");
+        rev.backends[0].pool.members[1].state.set_draining(true);
+        assert!(!snapshot(&stats, &c).readiness().0);
+        // Back from maintenance: api can serve again.
+        rev.backends[0].pool.members[1].state.set_draining(false);
         assert!(snapshot(&stats, &c).readiness().0);
         rev.backends[1].pool.members[0]
             .state

@@ -22,6 +22,10 @@ pub struct Shared {
     pub max_pipes: usize,
     /// The config in force, for a worker that restarts after a crash (read only then).
     latest: std::sync::Mutex<Option<Arc<Config>>>,
+    /// Snapshots of the counters for live stats. Only the control thread takes this lock (it
+    /// records and the admin server reads), so it is never contended; it lives here because
+    /// the admin answers reach shared state through `Shared`.
+    recent: std::sync::Mutex<crate::control::stats::Ring>,
 }
 
 impl Shared {
@@ -35,7 +39,14 @@ impl Shared {
             stats: crate::metrics::Stats::new(workers),
             admin_port: std::sync::atomic::AtomicU16::new(0),
             latest: std::sync::Mutex::new(None),
+            recent: std::sync::Mutex::new(crate::control::stats::Ring::new()),
         }
+    }
+
+    /// The ring of counter snapshots (control thread only).
+    pub fn recent(&self) -> std::sync::MutexGuard<'_, crate::control::stats::Ring> {
+        // A panic while it was held left at worst a partly filled snapshot: still usable.
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records the config in force (start-up and every reload).

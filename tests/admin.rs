@@ -23,7 +23,13 @@ fn every_admin_path_and_method() {
     let r = ferry.admin_get("HEAD", "/status", "");
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
-    for p in ["/healthzzz", "/health/", "/", "/metrics?x"] {
+    for p in [
+        "/healthzzz",
+        "/health/",
+        "/index.html",
+        "/metrics?x",
+        "/api/v1/statsx",
+    ] {
         assert_eq!(ferry.admin_get("GET", p, "").status, 404, "{p}");
     }
     let r = ferry.admin_get("POST", "/health", "Content-Length: 0\r\n");

@@ -7,6 +7,9 @@
 //! (bit 6) 1..=4096 stream bytes, and let the peer read nothing, a little, 4 KiB or all
 //! (bits 7 and 5). A step takes a millisecond, and heads must arrive within 50.
 //!
+//! Bodies (`Content-Length`) are taken too; `/api/v1` calls reach a host that echoes them, so
+//! the bytes taken as a body show in the answers.
+//!
 //! Nothing may panic; bytes go in only while there is room; unsent output stays under its
 //! bound plus one answer; a session with nothing to write takes input or is done; a stalled
 //! session makes no answers; and the answers are exactly those of the same stream fed whole
@@ -15,6 +18,8 @@
 
 use ferry::config::Config;
 use ferry::control::admin::session::{AdminSession, OUT_LIMIT};
+use ferry::control::admin::Host;
+use ferry::control::api::Reply;
 use ferry::shared::Shared;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -43,13 +48,35 @@ fn context() -> &'static Context {
     })
 }
 
-/// The largest single answer: `/metrics` or `/status`, and a little for the head and its
-/// `Connection: close` (the uptime's digits may grow meanwhile).
+/// The control thread as the session sees it: the config and counters, and an API that
+/// answers with what it was given.
+struct Fixed<'a>(&'a Config, &'a Shared);
+
+impl Host for Fixed<'_> {
+    fn config(&self) -> &Config {
+        self.0
+    }
+    fn shared(&self) -> &Shared {
+        self.1
+    }
+    fn api(&mut self, method: &str, path: &str, body: &[u8]) -> Reply {
+        Reply {
+            status: 200,
+            body: format!("{method} {path} {}", String::from_utf8_lossy(body)),
+            allow: None,
+        }
+    }
+}
+
+/// The largest single answer: `/metrics`, `/status` or an echoed body of the largest size,
+/// and a little for the head and its `Connection: close` (the uptime's digits may grow
+/// meanwhile).
 fn largest_answer(config: &Config, shared: &Shared) -> usize {
     let mut s = AdminSession::new(Instant::now(), HEAD_TIMEOUT);
     s.received(b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\nGET /status HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-    s.answer(Instant::now(), config, shared);
-    s.unsent().len() + 256
+    s.answer(Instant::now(), &mut Fixed(config, shared));
+    let status = s.unsent().len();
+    status.max(ferry::control::admin::session::MAX_BODY + 256) + 256
 }
 
 /// One step of a peer that sends what fits (then EOF) and reads every answer at once.
@@ -67,7 +94,7 @@ fn feed_and_read_all(
     if rest.is_empty() {
         s.received_eof();
     }
-    s.answer(now, config, shared);
+    s.answer(now, &mut Fixed(config, shared));
     out.extend_from_slice(s.unsent());
     s.wrote(s.unsent().len(), now);
 }
@@ -132,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
             s.received_eof();
         }
         let before = s.unsent().len();
-        s.answer(now, config, shared);
+        s.answer(now, &mut Fixed(config, shared));
         if before >= OUT_LIMIT {
             assert_eq!(
                 s.unsent().len(),

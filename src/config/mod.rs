@@ -81,6 +81,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// Changes made through the control API are written back to `source` (DESIGN §9).
+    pub admin_persist: bool,
     pub access: Access,
     pub reload_interval_secs: u64,
     pub access_log: bool,
@@ -319,6 +321,9 @@ impl Config {
         } else {
             &[]
         };
+        if self.admin_persist && self.admin_token.is_none() {
+            w.push("admin.persist: the control API makes no change without admin.token".into());
+        }
         for p in forward {
             if p.members.is_empty() && p.on_all_down == OnAllDown::Reject {
                 w.push(format!(

@@ -54,7 +54,7 @@ pub struct RawConfig {
     /// ferry: the reverse-proxy role (DESIGN §7).
     pub reverse: Option<super::reverse::RawReverse>,
     /// ferry: certificates and TLS settings (DESIGN §8; the `tls` feature).
-    pub tls: Option<super::tls::RawTls>,
+    pub tls: Option<super::tls::TlsBlock>,
     /// ferry: the forward proxy served over TLS too (an HTTPS proxy).
     pub tls_listen: Option<String>,
 }
@@ -86,6 +86,9 @@ pub struct RawUser {
 pub struct RawAdmin {
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Write each change made through the control API back to the config file.
+    #[serde(default)]
+    pub persist: bool,
 }
 
 /// A named pool of upstreams with its own selection and health settings.

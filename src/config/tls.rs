@@ -3,11 +3,21 @@
 //! `ferry --check` finds a bad pair or a missing bundle before a start or a reload does;
 //! without it, any TLS key is an error that names the feature.
 
+#[cfg(feature = "tls")]
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The `tls:` block as read: its keys with the `tls` feature; without it, only whether it is
+/// there (its keys are not parsed, which keeps their parsing code out of the router build).
+#[cfg(feature = "tls")]
+pub type TlsBlock = RawTls;
+/// The `tls:` block as read without the `tls` feature: anything, only its presence counts.
+#[cfg(not(feature = "tls"))]
+pub type TlsBlock = serde::de::IgnoredAny;
+
 /// The `tls:` block as written.
+#[cfg(feature = "tls")]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
@@ -19,11 +29,13 @@ pub struct RawTls {
     pub ca_file: Option<String>,
 }
 
+#[cfg(feature = "tls")]
 fn v12() -> String {
     "1.2".into()
 }
 
 /// One `certificates[]` entry: a PEM chain and its PEM key.
+#[cfg(feature = "tls")]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertPair {
@@ -60,7 +72,7 @@ pub struct Needs {
 
 /// Validates the TLS keys; returns the forward `tls_listen` and the settings.
 pub fn validate(
-    raw: Option<&RawTls>,
+    raw: Option<&TlsBlock>,
     tls_listen: Option<&str>,
     source: Option<&Path>,
     err: &mut dyn FnMut(&str, String),
@@ -70,42 +82,47 @@ pub fn validate(
             .map_err(|m| err("tls_listen", m))
             .ok()
     });
-    if !cfg!(feature = "tls") {
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (listen, source);
         if raw.is_some() {
             err("tls", needs_feature());
         }
         if tls_listen.is_some() {
             err("tls_listen", needs_feature());
         }
-        return (None, None);
+        (None, None)
     }
-    let Some(raw) = raw else {
-        return (listen, None);
-    };
-    let base = source.and_then(Path::parent).unwrap_or(Path::new(""));
-    let path = |p: &str| base.join(p);
-    let only_13 = match raw.min_version.as_str() {
-        "1.2" => false,
-        "1.3" => true,
-        v => {
-            err(
-                "tls.min_version",
-                format!("{v:?} is not \"1.2\" or \"1.3\""),
-            );
-            false
-        }
-    };
-    let settings = TlsSettings {
-        certificates: raw
-            .certificates
-            .iter()
-            .map(|c| (path(&c.cert), path(&c.key)))
-            .collect(),
-        cert_dir: raw.cert_dir.as_deref().map(path),
-        only_13,
-        ca_file: raw.ca_file.as_deref().map(path),
-    };
-    (listen, Some(settings))
+    #[cfg(feature = "tls")]
+    {
+        let Some(raw) = raw else {
+            return (listen, None);
+        };
+        let base = source.and_then(Path::parent).unwrap_or(Path::new(""));
+        let path = |p: &str| base.join(p);
+        let only_13 = match raw.min_version.as_str() {
+            "1.2" => false,
+            "1.3" => true,
+            v => {
+                err(
+                    "tls.min_version",
+                    format!("{v:?} is not \"1.2\" or \"1.3\""),
+                );
+                false
+            }
+        };
+        let settings = TlsSettings {
+            certificates: raw
+                .certificates
+                .iter()
+                .map(|c| (path(&c.cert), path(&c.key)))
+                .collect(),
+            cert_dir: raw.cert_dir.as_deref().map(path),
+            only_13,
+            ca_file: raw.ca_file.as_deref().map(path),
+        };
+        (listen, Some(settings))
+    }
 }
 
 /// The error of a TLS key in a build without TLS.

@@ -232,6 +232,12 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         }
     }
 
+    if raw.admin.persist && !cfg!(feature = "api") {
+        err(
+            "admin.persist",
+            "the control API needs a ferry built with the `api` feature".into(),
+        );
+    }
     let (tls_listen, tls_settings) = super::tls::validate(
         raw.tls.as_ref(),
         raw.tls_listen.as_deref(),
@@ -268,6 +274,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, 
         listen,
         admin_listen,
         admin_token: raw.admin.token,
+        admin_persist: raw.admin.persist,
         access: Access {
             allow,
             credentials,

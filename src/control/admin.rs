@@ -1,7 +1,7 @@
 //! The admin HTTP server, on the control thread: `GET /health`, `/readyz`, `/status` and
-//! `/metrics` (HEAD too), exact paths only; anything else 404, other methods 405. With
-//! `admin.token` every request needs `Authorization: Bearer <token>` (401 otherwise, compared
-//! in constant time).
+//! `/metrics` (HEAD too), exact paths only, and the control API under `/api/v1` (DESIGN §9);
+//! anything else 404, other methods 405. With `admin.token` every request needs
+//! `Authorization: Bearer <token>` (401 otherwise, compared in constant time).
 //!
 //! The control thread also runs probes, reloads and signals, so nothing here may hold it:
 //! each connection's protocol (size limit, head deadline, bounded output, pipelining) lives
@@ -23,6 +23,18 @@ use session::AdminSession;
 use std::io::{ErrorKind, Read, Write};
 use std::net::IpAddr;
 use std::time::Instant;
+
+/// What the admin server's answers read and change: the control thread's running state.
+pub trait Host {
+    /// The config in force.
+    fn config(&self) -> &Config;
+    /// The counters and flags shared with the workers.
+    fn shared(&self) -> &Shared;
+    /// Answers one `/api/v1` request that passed the token checks (`method` is GET for a
+    /// HEAD): status, JSON body, and `Allow` for a 405.
+    #[cfg(feature = "api")]
+    fn api(&mut self, method: &str, path: &str, body: &[u8]) -> super::api::Reply;
+}
 
 /// The listener's token; connections follow from `FIRST_CONN`.
 pub const LISTENER: Token = Token(2);
@@ -107,13 +119,13 @@ impl Admin {
     }
 
     /// Resumes the turns that were cut short and closes connections past their deadline.
-    pub fn tick(&mut self, registry: &Registry, now: Instant, config: &Config, shared: &Shared) {
+    pub fn tick(&mut self, registry: &Registry, now: Instant, host: &mut dyn Host) {
         if self.accept_again {
-            self.accept(registry, config, shared);
+            self.accept(registry, host);
         }
         for i in 0..self.conns.len() {
             if self.conns[i].as_ref().is_some_and(|c| c.again) {
-                self.turn(i, registry, config, shared);
+                self.turn(i, registry, host);
             }
             if self.conns[i]
                 .as_ref()
@@ -125,9 +137,9 @@ impl Admin {
     }
 
     /// Handles readiness of the listener or a connection.
-    pub fn ready(&mut self, token: Token, registry: &Registry, config: &Config, shared: &Shared) {
+    pub fn ready(&mut self, token: Token, registry: &Registry, host: &mut dyn Host) {
         if token == LISTENER {
-            self.accept(registry, config, shared);
+            self.accept(registry, host);
             return;
         }
         let i = token.0 - FIRST_CONN;
@@ -137,10 +149,10 @@ impl Admin {
         // Any event may mean either direction moved; a wrong guess costs one WouldBlock.
         c.readable = true;
         c.writable = true;
-        self.turn(i, registry, config, shared);
+        self.turn(i, registry, host);
     }
 
-    fn accept(&mut self, registry: &Registry, config: &Config, shared: &Shared) {
+    fn accept(&mut self, registry: &Registry, host: &mut dyn Host) {
         self.accept_again = false;
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
@@ -160,14 +172,14 @@ impl Admin {
                     self.conns[slot] = Some(Conn {
                         stream,
                         peer: peer.ip(),
-                        session: AdminSession::new(now, config.limits.header_timeout),
+                        session: AdminSession::new(now, host.config().limits.header_timeout),
                         readable: true,
                         writable: true,
                         again: false,
                     });
                     // The request is often here already: answering it now means a burst of
                     // newer connections cannot push this one out before it is served.
-                    self.turn(slot, registry, config, shared);
+                    self.turn(slot, registry, host);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -241,11 +253,11 @@ impl Admin {
     }
 
     /// Gives connection `i` one turn and acts on how it ended.
-    fn turn(&mut self, i: usize, registry: &Registry, config: &Config, shared: &Shared) {
+    fn turn(&mut self, i: usize, registry: &Registry, host: &mut dyn Host) {
         let Some(Some(c)) = self.conns.get_mut(i) else {
             return;
         };
-        match serve(c, config, shared) {
+        match serve(c, host) {
             Turn::Idle => c.again = false,
             Turn::Again => c.again = true,
             Turn::Done => self.close(i, registry),
@@ -261,7 +273,7 @@ impl Admin {
 
 /// Writes, reads and answers for at most `TURN_ROUNDS` rounds, each moving at most one read's
 /// worth of input and one write.
-fn serve(c: &mut Conn, config: &Config, shared: &Shared) -> Turn {
+fn serve(c: &mut Conn, host: &mut dyn Host) -> Turn {
     let mut b = [0u8; 4096];
     for _ in 0..TURN_ROUNDS {
         let now = Instant::now();
@@ -295,7 +307,7 @@ fn serve(c: &mut Conn, config: &Config, shared: &Shared) -> Turn {
                 Err(_) => return Turn::Done,
             }
         }
-        moved |= c.session.answer(now, config, shared);
+        moved |= c.session.answer(now, host);
         if c.session.done() {
             return Turn::Done;
         }

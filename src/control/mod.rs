@@ -5,8 +5,13 @@
 //! self-pipe, so the loop never blocks on anything but its poll.
 
 pub mod admin;
+#[cfg(feature = "api")]
+pub mod api;
+mod change;
+pub mod page;
 mod probe;
 mod reload;
+pub mod stats;
 
 pub use admin::constant_time_eq;
 
@@ -64,6 +69,8 @@ pub fn start(
         None => None,
     };
     let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
+    // The control API's source of truth: the text the running config came from.
+    let doc = reload::first_document(&config)?;
     let mut stop = signal_pipe(&[SIGTERM, SIGINT])?;
     let mut hup = signal_pipe(&[SIGHUP])?;
     poll.registry()
@@ -80,8 +87,10 @@ pub fn start(
                 prober: probe::Prober::new(config.clone(), shared.clone(), &mut lookups, now),
                 lookups,
                 reloader: reload::Reloader::new(&config, now),
+                sampler: stats::Sampler::new(now),
                 poll,
                 config,
+                doc,
                 outboxes,
                 shared,
                 admin,
@@ -98,11 +107,16 @@ pub fn start(
 struct Control {
     poll: Poll,
     config: Arc<Config>,
+    /// The YAML the config came from, as a generic document: what the control API shows
+    /// and edits.
+    doc: reload::Document,
     outboxes: Vec<Outbox>,
     shared: Arc<Shared>,
     prober: probe::Prober,
     lookups: probe::Lookups,
     reloader: reload::Reloader,
+    /// Snapshots for live stats, taken while there is an admin server to show them.
+    sampler: stats::Sampler,
     admin: Option<admin::Admin>,
     stop: UnixStream,
     hup: UnixStream,
@@ -117,6 +131,7 @@ impl Control {
                 self.prober.next_wake(),
                 self.admin.as_ref().and_then(|a| a.next_wake()),
                 self.reloader.next_wake(),
+                self.admin.as_ref().map(|_| self.sampler.next_wake()),
             ]
             .into_iter()
             .flatten()
@@ -155,8 +170,8 @@ impl Control {
                         }
                     }
                     t if admin::Admin::owns(t) => {
-                        if let Some(a) = self.admin.as_mut() {
-                            a.ready(t, self.poll.registry(), &self.config, &self.shared);
+                        if let (Some(a), mut running) = self.split() {
+                            a.ready(t, running.registry, &mut running);
                         }
                     }
                     t => self.prober.ready(t, self.poll.registry()),
@@ -167,8 +182,9 @@ impl Control {
                 self.reload("the config file changed");
             }
             self.prober.tick(self.poll.registry(), now);
-            if let Some(a) = self.admin.as_mut() {
-                a.tick(self.poll.registry(), now, &self.config, &self.shared);
+            self.sampler.tick(now, &self.config, &self.shared);
+            if let (Some(a), mut running) = self.split() {
+                a.tick(running.registry, now, &mut running);
             }
         }
     }
@@ -178,8 +194,7 @@ impl Control {
         if self.shared.draining.load(Ordering::Relaxed) {
             return;
         }
-        let now = Instant::now();
-        let Some(new) = self.reloader.load(&self.config, why, &self.shared) else {
+        let Some((new, doc)) = self.reloader.load(&self.config, why, &self.shared) else {
             return;
         };
         // Bind a changed admin address before committing anything.
@@ -199,16 +214,14 @@ impl Control {
                 }
             }
         }
-        let Some(config) =
-            self.reloader
-                .apply(&self.config, new, why, &self.outboxes, &self.shared, now)
-        else {
+        let was = self.config.admin_listen;
+        let Some(config) = self.split().1.publish(new, doc, why) else {
             if let Some(mut a) = new_admin {
                 a.shutdown(self.poll.registry());
             }
             return;
         };
-        if config.admin_listen != self.config.admin_listen {
+        if config.admin_listen != was {
             if let Some(mut old) = self.admin.take() {
                 old.shutdown(self.poll.registry());
             }
@@ -222,11 +235,21 @@ impl Control {
             }
             self.admin = new_admin;
         }
-        self.shared.set_latest_config(config.clone());
-        self.prober.shutdown(self.poll.registry());
-        self.prober =
-            probe::Prober::new(config.clone(), self.shared.clone(), &mut self.lookups, now);
-        self.config = config;
+    }
+
+    /// The admin server, and apart from it what its answers read and change.
+    fn split(&mut self) -> (Option<&mut admin::Admin>, change::Running<'_>) {
+        let running = change::Running {
+            registry: self.poll.registry(),
+            config: &mut self.config,
+            doc: &mut self.doc,
+            outboxes: &self.outboxes,
+            shared: &self.shared,
+            prober: &mut self.prober,
+            lookups: &mut self.lookups,
+            reloader: &mut self.reloader,
+        };
+        (self.admin.as_mut(), running)
     }
 }
 

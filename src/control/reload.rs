@@ -65,9 +65,15 @@ impl Reloader {
         m.is_some() && m != self.mtime
     }
 
-    /// Loads and validates the file; `None` when it was refused (counted and logged). `why`
-    /// says what started it, for the log.
-    pub fn load(&mut self, current: &Config, why: &str, shared: &Shared) -> Option<Config> {
+    /// Loads and validates the file, with its source document (the control API's, see
+    /// `api`); `None` when it was refused (counted and logged). `why` says what started it,
+    /// for the log.
+    pub fn load(
+        &mut self,
+        current: &Config,
+        why: &str,
+        shared: &Shared,
+    ) -> Option<(Config, Document)> {
         let Some(path) = self.path.clone() else {
             log::warn!(
                 "{why}: ferry runs on the embedded default config; there is no file to reload"
@@ -75,7 +81,16 @@ impl Reloader {
             return None;
         };
         self.mtime = modified(&path);
-        let mut new = match config::load(&path) {
+        // One read for both, so that the document is the text the config came from.
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| {
+                config::ConfigErrors(vec![config::ConfigError {
+                    path: String::new(),
+                    msg: format!("cannot read {}: {e}", path.display()),
+                }])
+            })
+            .and_then(|text| Ok((config::parse(&text, Some(&path))?, document(&text)?)));
+        let (new, doc) = match loaded {
             Ok(c) => c,
             Err(errs) => {
                 shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +104,13 @@ impl Reloader {
                 return None;
             }
         };
+        Some((self.prepare(current, new), doc))
+    }
+
+    /// Readies a validated config to follow `current`: the worker count that runs, and the
+    /// state carried over (servers' health, rotations, site counts, queues). For a reload
+    /// and for a change made through the API alike.
+    pub fn prepare(&self, current: &Config, mut new: Config) -> Config {
         if new.workers != current.workers {
             log::warn!(
                 "workers: {} -> {} takes a restart; keeping {}",
@@ -102,7 +124,38 @@ impl Reloader {
         carry_rotations(current, &mut new);
         carry_site_stats(current, &mut new);
         carry_queues(current, &mut new);
-        Some(new)
+        new
+    }
+
+    #[cfg(feature = "api")]
+    /// Writes `text` over the config file for an API change (`admin.persist`), unless the
+    /// file changed since ferry last read or wrote it (that edit would be lost: the caller
+    /// reloads first). Remembers the new mtime, so that the poll does not take ferry's own
+    /// write for an outside edit.
+    pub fn write(&mut self, text: &str) -> Result<(), Unwritten> {
+        let Some(path) = &self.path else {
+            return Err(Unwritten::Failed(
+                "ferry runs on the embedded default config: there is no file".into(),
+            ));
+        };
+        if modified(path) != self.mtime {
+            return Err(Unwritten::ChangedOnDisk);
+        }
+        let mtime = super::api::persist::replace(path, text).map_err(Unwritten::Failed)?;
+        self.mtime = mtime;
+        Ok(())
+    }
+
+    #[cfg(feature = "api")]
+    /// Puts back the file `write` replaced (its `.bak`), when the change could not be
+    /// published after all.
+    pub fn unwrite(&mut self) {
+        if let Some(path) = &self.path {
+            if let Err(e) = super::api::persist::restore(path) {
+                log::error!("cannot put back {}: {e}", path.display());
+            }
+            self.mtime = modified(path);
+        }
     }
 
     /// Applies a loaded config: new listeners first if `listen` changed (a bind failure
@@ -287,6 +340,62 @@ fn carry_queues(old: &Config, new: &mut Config) {
             None => {}
         }
     }
+}
+
+#[cfg(feature = "api")]
+/// Why an API change was not written to the config file.
+#[derive(Debug)]
+pub enum Unwritten {
+    /// The file changed since ferry read it.
+    ChangedOnDisk,
+    /// The write failed: the reason.
+    Failed(String),
+}
+
+/// The config's source document: what the control API shows and edits.
+#[cfg(feature = "api")]
+pub type Document = yaml_serde::Value;
+/// Without the control API nothing needs the config's source document.
+#[cfg(not(feature = "api"))]
+pub type Document = NoDocument;
+
+/// What stands for the source document when there is no control API.
+#[cfg(not(feature = "api"))]
+#[derive(Debug)]
+pub struct NoDocument;
+
+/// The config text as a generic document, for the control API; its errors as a config's.
+#[cfg(feature = "api")]
+pub fn document(text: &str) -> Result<Document, config::ConfigErrors> {
+    yaml_serde::from_str(text).map_err(|e| {
+        config::ConfigErrors(vec![config::ConfigError {
+            path: String::new(),
+            msg: e.to_string(),
+        }])
+    })
+}
+
+/// Without the control API there is no document to keep.
+#[cfg(not(feature = "api"))]
+pub fn document(_: &str) -> Result<Document, config::ConfigErrors> {
+    Ok(NoDocument)
+}
+
+/// The running config's source document at start: the file read once more (the embedded
+/// default's text without one), for the control API.
+#[cfg(feature = "api")]
+pub fn first_document(config: &Config) -> std::io::Result<Document> {
+    let text = match &config.source {
+        Some(path) => std::fs::read_to_string(path)?,
+        None => crate::config::EMBEDDED_DEFAULT.to_string(),
+    };
+    document(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Without the control API the file is not read again.
+#[cfg(not(feature = "api"))]
+pub fn first_document(_: &Config) -> std::io::Result<Document> {
+    Ok(NoDocument)
 }
 
 fn modified(p: &std::path::Path) -> Option<SystemTime> {

@@ -22,7 +22,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// Upper bounds of the duration histogram's buckets, in µs (5 ms … 10 s).
-const BOUNDS_US: [u64; 11] = [
+pub const BOUNDS_US: [u64; 11] = [
     5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
     10_000_000,
 ];
@@ -295,7 +295,7 @@ fn seconds(us: u64) -> String {
 
 /// `n / unit` (`unit` a power of ten) written exactly, from integers: no float rounding, and
 /// no float formatting code in the binary for it.
-fn decimal(n: u64, unit: u64) -> String {
+pub fn decimal(n: u64, unit: u64) -> String {
     let (whole, frac) = (n / unit, n % unit);
     if frac == 0 {
         return whole.to_string();
@@ -392,7 +392,7 @@ fn counts_fields(o: &mut String, t: &RouteTotals) {
 }
 
 /// A mode as the config spells it.
-fn mode_name(m: Mode) -> &'static str {
+pub fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::RoundRobin => "round_robin",
         Mode::Best => "best",
@@ -432,10 +432,11 @@ fn backend_json(o: &mut String, b: &Backend) {
         let st = &m.state;
         let _ = write!(
             o,
-            "{{\"url\":\"{}\",\"online\":{},\"circuit\":\"{}\",\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
+            "{{\"url\":\"{}\",\"online\":{},\"circuit\":\"{}\",\"draining\":{},\"active\":{},\"latency_ms\":{},\"consecutive_failures\":{},\"requests\":{},\"failures\":{},\"last_failure\":\"{}\",\"weight\":{},\"priority\":{},\"max_active\":{}}}",
             json(&m.config_url),
             st.is_online(),
             st.circuit().name(),
+            st.is_draining(),
             st.active(),
             st.latency_ms(),
             st.consecutive_failures(),

@@ -935,7 +935,7 @@ mod tests {
         fs::write(dir.join("lonely.crt"), &a.cert).unwrap();
         fs::write(dir.join("junk.key"), &a.key).unwrap();
         // Bad pairs in cert_dir are left out (logged), never a reason not to start.
-        let store = CertStore::load(&[good.clone()], Some(&dir)).unwrap();
+        let store = CertStore::load(std::slice::from_ref(&good), Some(&dir)).unwrap();
         let listed: Vec<_> = store.list().into_iter().map(|c| c.cert_file).collect();
         assert_eq!(listed, [good.cert.clone(), dir.join("b.crt")]);
         assert_eq!(

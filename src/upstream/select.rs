@@ -31,10 +31,11 @@ impl Selector {
     pub fn pick(&mut self, pool: &PoolSpec, key: &[u8], exclude: &[usize]) -> Option<usize> {
         let n = pool.members.len();
         // An offline member is a candidate only while its half-open circuit has a trial
-        // slot free (`pick_server` then takes it).
+        // slot free (`pick_server` then takes it); a draining one (taken out through the
+        // API) never is. Every pick, first, retry or after the queue, comes through here.
         let ok = |i: usize| {
             let m = &pool.members[i];
-            (m.state.is_online() || pool.breaker.is_some_and(|b| m.state.trial_ready(&b)))
+            (m.state.is_selectable() || pool.breaker.is_some_and(|b| m.state.trial_ready(&b)))
                 && !exclude.contains(&i)
                 && (m.max_active == 0 || m.state.active() < m.max_active)
         };
@@ -292,5 +293,24 @@ mod tests {
         let c = pool("  - url: 'http://a:1'\n", "round_robin");
         c.pools[0].members[0].state.passive_failure(0, 1, "x");
         assert_eq!(Selector::new(1).pick(&c.pools[0], b"", &[]), None);
+    }
+
+    #[test]
+    fn a_draining_member_is_never_picked() {
+        let c = config::parse(
+            "reverse:\n  listen: ['127.0.0.1:1']\n  sites: [{hosts: [a.test], routes: [{backend: web}]}]\n  backends:\n    web:\n      servers: [{url: 'http://127.0.0.1:2'}, {url: 'http://127.0.0.1:3'}]\n",
+            None,
+        )
+        .unwrap();
+        let p = &c.reverse.as_ref().unwrap().backends[0].pool;
+        let mut s = Selector::new(1);
+        p.members[0].state.set_draining(true);
+        for _ in 0..4 {
+            assert_eq!(s.pick_server(p, b"", &[], 0).map(|x| x.0), Some(1));
+        }
+        p.members[1].state.set_draining(true);
+        assert!(s.pick_server(p, b"", &[], 0).is_none());
+        p.members[0].state.set_draining(false);
+        assert_eq!(s.pick_server(p, b"", &[], 0).map(|x| x.0), Some(0));
     }
 }

@@ -3,11 +3,17 @@
 //! per-worker request/failure counters. All atomics of at most 32 bits (32-bit MIPS has no
 //! 64-bit atomics); no lock. The same `Arc` is carried across reloads by URL.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Marks "no latency sample yet".
 const NO_SAMPLE: u32 = u32::MAX;
+
+/// `flags`: health says it may serve.
+const ONLINE: u8 = 1;
+/// `flags`: taken out for maintenance through the API (`.../dead`): no new requests, whatever
+/// health says, until `.../alive`.
+const DRAINING: u8 = 2;
 
 /// A counter on its own cache line, so workers bumping their own do not contend.
 #[repr(align(64))]
@@ -20,7 +26,9 @@ pub struct UpstreamState {
     pub name: String,
     /// "upstream" or "server", for logs.
     kind: &'static str,
-    online: AtomicBool,
+    /// `ONLINE` and `DRAINING` in one atomic, so that selection tells "may take a request"
+    /// with one load.
+    flags: AtomicU8,
     consecutive_failures: AtomicU32,
     consecutive_successes: AtomicU32,
     latency_ema_ms: AtomicU32,
@@ -57,7 +65,7 @@ impl UpstreamState {
         Arc::new(UpstreamState {
             name,
             kind,
-            online: AtomicBool::new(true),
+            flags: AtomicU8::new(ONLINE),
             consecutive_failures: AtomicU32::new(0),
             consecutive_successes: AtomicU32::new(0),
             latency_ema_ms: AtomicU32::new(NO_SAMPLE),
@@ -71,7 +79,38 @@ impl UpstreamState {
     }
 
     pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::Relaxed)
+        self.flags.load(Ordering::Relaxed) & ONLINE != 0
+    }
+
+    /// True when selection may give it a new request: online and not draining (one load).
+    pub fn is_selectable(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) == ONLINE
+    }
+
+    /// True while it is taken out for maintenance (`.../dead`).
+    pub fn is_draining(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & DRAINING != 0
+    }
+
+    /// Takes it out for maintenance (true) or gives it back to health handling (false):
+    /// requests in flight finish either way. Returns the previous setting.
+    pub fn set_draining(&self, on: bool) -> bool {
+        let was = if on {
+            self.flags.fetch_or(DRAINING, Ordering::Relaxed)
+        } else {
+            self.flags.fetch_and(!DRAINING, Ordering::Relaxed)
+        };
+        was & DRAINING != 0
+    }
+
+    /// Sets `ONLINE`; true when it was off.
+    fn go_online(&self) -> bool {
+        self.flags.fetch_or(ONLINE, Ordering::Relaxed) & ONLINE == 0
+    }
+
+    /// Clears `ONLINE`; true when it was on.
+    fn go_offline(&self) -> bool {
+        self.flags.fetch_and(!ONLINE, Ordering::Relaxed) & ONLINE != 0
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -134,9 +173,9 @@ impl UpstreamState {
     }
 
     /// True when `breaker` lets a trial request through this offline server now (no slot
-    /// is taken: see `begin_trial`).
+    /// is taken: see `begin_trial`). A draining server takes no trial either.
     pub fn trial_ready(&self, breaker: &crate::config::Breaker) -> bool {
-        !self.is_online()
+        self.flags.load(Ordering::Relaxed) == 0
             && self.open_for() >= breaker.open.as_millis().min(u32::MAX as u128 / 2) as u32
             && self.trials.load(Ordering::Relaxed) < breaker.half_open
     }
@@ -180,9 +219,9 @@ impl UpstreamState {
     /// α = 0.25 and is fed only this time, never a tunnel's lifetime.
     pub fn passive_success(&self, ms: u32) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        if !self.online.load(Ordering::Relaxed) && self.trials.load(Ordering::Relaxed) > 0 {
+        if !self.is_online() && self.trials.load(Ordering::Relaxed) > 0 {
             // A half-open circuit's trial went through: closed again.
-            if !self.online.swap(true, Ordering::Relaxed) {
+            if self.go_online() {
                 log::info!(
                     "{} {} is online again: its circuit closed after a good trial request",
                     self.kind,
@@ -246,7 +285,7 @@ impl UpstreamState {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        if n >= rise && !self.online.swap(true, Ordering::Relaxed) {
+        if n >= rise && self.go_online() {
             log::info!(
                 "{} {} is online again ({n} good probes)",
                 self.kind,
@@ -266,7 +305,7 @@ impl UpstreamState {
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if n >= fall && self.online.swap(false, Ordering::Relaxed) {
+        if n >= fall && self.go_offline() {
             self.opened_at.store(super::now_ms(), Ordering::Relaxed);
             log::warn!(
                 "{} {} is offline after {n} {what} (last: {why})",
@@ -358,6 +397,40 @@ mod tests {
         assert!(!s.is_online());
         s.probe_result(true, 2, 2, "");
         assert!(s.is_online());
+    }
+
+    #[test]
+    fn draining_is_apart_from_health_and_ends_on_alive() {
+        let s = UpstreamState::new("u".into(), 1);
+        assert!(s.is_selectable());
+        assert!(!s.set_draining(true));
+        assert!((s.is_online(), s.is_selectable(), s.is_draining()) == (true, false, true));
+        // Health still moves underneath: fall and rise do not end the drain.
+        assert!(s.passive_failure(0, 1, "x"));
+        s.probe_result(true, 1, 1, "");
+        assert!(s.is_online() && !s.is_selectable());
+        assert!(s.set_draining(false));
+        assert!(s.is_selectable() && !s.is_draining());
+    }
+
+    #[test]
+    fn a_draining_server_gets_no_trial_request() {
+        let s = UpstreamState::server("web", "http://a:1", 1);
+        let breaker = crate::config::Breaker {
+            failures: 1,
+            open: std::time::Duration::from_secs(1),
+            half_open: 1,
+        };
+        assert!(s.passive_failure(0, 1, "x"));
+        // Its circuit opened long enough ago to be half-open.
+        s.opened_at
+            .store(super::super::now_ms().wrapping_sub(5000), Ordering::Relaxed);
+        assert!(s.trial_ready(&breaker));
+        s.set_draining(true);
+        assert!(!s.trial_ready(&breaker));
+        assert!(s.begin_trial(&breaker, 0).is_none());
+        s.set_draining(false);
+        assert!(s.begin_trial(&breaker, 0).is_some());
     }
 
     #[test]

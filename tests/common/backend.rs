@@ -27,9 +27,13 @@
 //! carries no `X-Fake`) gets what the knobs say: `set_status` and `set_fields` (fields added
 //! to every answer), so one fake plays an auth service that answers 200 with `Remote-User`,
 //! 302 to a login page or 401 with a challenge.
+//!
+//! `Backend::start_tls` is the same server behind TLS (an `https://` server for ferry): every
+//! connection starts with a handshake, and all of the above holds inside the session.
 
 use super::wire::{self, Request, Wire};
 use super::{pattern, TIMEOUT};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize, Ordering};
@@ -111,6 +115,8 @@ impl Seen {
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
+    /// Served over TLS (`start_tls`).
+    tls: bool,
     seen: Arc<Mutex<Vec<Seen>>>,
     conns: Arc<AtomicUsize>,
     knobs: Arc<Knobs>,
@@ -144,11 +150,22 @@ impl Drop for Working<'_> {
 impl Backend {
     /// Starts a backend that tags its answers with `name`.
     pub fn start(name: &str) -> Backend {
+        Backend::spawn(name, None)
+    }
+
+    /// Starts a backend that speaks TLS with `config` (`Leaf::server_config`) on every
+    /// connection; its `url` is `https://`.
+    pub fn start_tls(name: &str, config: Arc<ServerConfig>) -> Backend {
+        Backend::spawn(name, Some(config))
+    }
+
+    fn spawn(name: &str, tls: Option<Arc<ServerConfig>>) -> Backend {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let b = Backend {
             name: name.to_string(),
             addr,
+            tls: tls.is_some(),
             seen: Arc::default(),
             conns: Arc::default(),
             knobs: Arc::default(),
@@ -160,14 +177,16 @@ impl Backend {
             conns: b.conns.clone(),
             knobs: b.knobs.clone(),
             load: b.load.clone(),
+            tls,
         };
         thread::spawn(move || accept_loop(l, addr, &shared));
         b
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://` for a TLS backend.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// TCP connections accepted so far (probes included).
@@ -249,6 +268,7 @@ struct Shared {
     conns: Arc<AtomicUsize>,
     knobs: Arc<Knobs>,
     load: Arc<Load>,
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Shared {
@@ -344,12 +364,24 @@ pub fn checksum(bytes: &[u8]) -> String {
     format!("{h:08x}")
 }
 
-/// Serves one connection until it ends.
+/// Serves one connection until it ends; over TLS, the handshake comes with the first read.
 fn serve(s: TcpStream, conn: usize, sh: &Shared) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_nodelay(true);
-    let mut w = Wire::from_stream(s);
+    match &sh.tls {
+        None => serve_on(Wire::from_stream(s), conn, sh),
+        Some(config) => {
+            let Ok(session) = ServerConnection::new(config.clone()) else {
+                return;
+            };
+            serve_on(Wire::from_stream(StreamOwned::new(session, s)), conn, sh);
+        }
+    }
+}
+
+/// Serves the requests of one connection (TCP or TLS) until it ends.
+fn serve_on<S: Read + Write>(mut w: Wire<S>, conn: usize, sh: &Shared) {
     for nth in 1.. {
         // the fault is looked at on accept and again when a request came (it may have been
         // set while the connection was idle)
@@ -368,7 +400,7 @@ fn serve(s: TcpStream, conn: usize, sh: &Shared) {
 
 /// Plays the backend's fault on this connection, if it has one: true when the connection
 /// must end (a hanging one ends when the peer leaves).
-fn plays_fault(w: &mut Wire, sh: &Shared) -> bool {
+fn plays_fault<S: Read + Write>(w: &mut Wire<S>, sh: &Shared) -> bool {
     match sh.fault() {
         Fault::None => false,
         Fault::Close | Fault::Refuse => true,
@@ -381,7 +413,12 @@ fn plays_fault(w: &mut Wire, sh: &Shared) -> bool {
 }
 
 /// Answers the `nth` request of connection `conn`; false when the connection must end.
-fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) -> bool {
+fn answer<S: Read + Write>(
+    w: &mut Wire<S>,
+    req: Request,
+    (conn, nth): (usize, usize),
+    sh: &Shared,
+) -> bool {
     let ask = Ask::parse(&req);
     let record = |body: &[u8]| {
         sh.seen.lock().unwrap().push(Seen {
@@ -488,7 +525,7 @@ fn answer(w: &mut Wire, req: Request, (conn, nth): (usize, usize), sh: &Shared) 
 }
 
 /// Sends `payload` as chunks of uneven sizes, then the last chunk.
-fn write_chunked(s: &mut TcpStream, payload: &[u8]) -> bool {
+fn write_chunked(s: &mut impl Write, payload: &[u8]) -> bool {
     let mut at = 0;
     let mut i = 0usize;
     while at < payload.len() {
@@ -506,7 +543,7 @@ fn write_chunked(s: &mut TcpStream, payload: &[u8]) -> bool {
 }
 
 /// Switches to the echo protocol: `101`, then every byte comes back upper-cased until EOF.
-fn upgrade(w: &mut Wire, tag: &str) -> bool {
+fn upgrade<S: Read + Write>(w: &mut Wire<S>, tag: &str) -> bool {
     let out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Served-By: {tag}\r\n\r\n"
     );

@@ -128,6 +128,10 @@ pub struct Ferry {
     pub addr: SocketAddr,
     /// The reverse-proxy listeners (empty without `reverse:`).
     pub reverse: Vec<SocketAddr>,
+    /// The reverse proxy's TLS listeners (`reverse.tls_listen`).
+    pub reverse_tls: Vec<SocketAddr>,
+    /// The forward proxy's TLS listener (top-level `tls_listen`).
+    pub forward_tls: Option<SocketAddr>,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub dir: PathBuf,
     workers: usize,
@@ -137,22 +141,31 @@ pub struct Ferry {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Listener {
     Forward,
+    ForwardTls,
     Reverse,
+    ReverseTls,
     Admin,
 }
 
 impl Listener {
-    /// The listener and its address a log line announces, if it announces one.
+    /// The listener and its address a log line announces, if it announces one. A TLS
+    /// listener's line says so before "listening on": `reverse proxy TLS listening on ADDR`,
+    /// `HTTPS proxy listening on ADDR`.
     fn announced(line: &str) -> Option<(Listener, SocketAddr)> {
         let (before, after) = line.split_once("listening on ")?;
         let addr = after.split_whitespace().next()?;
         let addr = addr.trim_end_matches(|c: char| !c.is_ascii_digit());
-        let kind = if before.contains("admin") {
-            Listener::Admin
-        } else if line.to_ascii_lowercase().contains("reverse") {
-            Listener::Reverse
-        } else {
-            Listener::Forward
+        let lower = line.to_ascii_lowercase();
+        let tls = before
+            .to_ascii_lowercase()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == "tls" || word == "https");
+        let kind = match (before.contains("admin"), lower.contains("reverse"), tls) {
+            (true, _, _) => Listener::Admin,
+            (false, true, false) => Listener::Reverse,
+            (false, true, true) => Listener::ReverseTls,
+            (false, false, false) => Listener::Forward,
+            (false, false, true) => Listener::ForwardTls,
         };
         Some((kind, addr.parse().ok()?))
     }
@@ -231,11 +244,43 @@ impl Ferry {
         no_splice: bool,
         log: Option<&str>,
     ) -> Ferry {
-        let dir = scratch_dir();
+        Ferry::launch_in(scratch_dir(), workers, text, nofile, no_splice, log)
+    }
+
+    /// Stops ferry and starts it again on its config file as it is now (a config the
+    /// control API wrote back, say), in the same directory.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.dir.join("ferry.yaml")).unwrap();
+        let mut again = Ferry::launch_in(
+            self.dir.clone(),
+            self.workers,
+            &text,
+            None,
+            false,
+            Some("debug"),
+        );
+        std::mem::swap(self, &mut again);
+        // The stopped one must not take the directory with it when dropped.
+        again.dir = scratch_dir();
+    }
+
+    /// `launch` with the config file in `dir` (written with `text`).
+    fn launch_in(
+        dir: PathBuf,
+        workers: usize,
+        text: &str,
+        nofile: Option<u32>,
+        no_splice: bool,
+        log: Option<&str>,
+    ) -> Ferry {
         let path = dir.join("ferry.yaml");
         std::fs::write(&path, text).unwrap();
         let wants_forward = text.lines().any(|l| l.starts_with("listen:"));
         let wants_reverse = text.lines().any(|l| l.starts_with("reverse:"));
+        let wants_forward_tls = text.lines().any(|l| l.starts_with("tls_listen:"));
+        let wants_reverse_tls = text.lines().any(|l| l.starts_with("  tls_listen:"));
         let mut cmd = ferry_command();
         if let Some(n) = nofile {
             limit_fds(&mut cmd, n);
@@ -273,12 +318,19 @@ impl Ferry {
             }
         });
         let (mut forward, mut reverse) = (None, Vec::new());
+        let (mut forward_tls, mut reverse_tls) = (None, Vec::new());
         let end = Instant::now() + TIMEOUT;
-        while (wants_forward && forward.is_none()) || (wants_reverse && reverse.is_empty()) {
+        while (wants_forward && forward.is_none())
+            || (wants_reverse && reverse.is_empty())
+            || (wants_forward_tls && forward_tls.is_none())
+            || (wants_reverse_tls && reverse_tls.is_empty())
+        {
             let left = end.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok((Listener::Forward, a)) => forward = forward.or(Some(a)),
+                Ok((Listener::ForwardTls, a)) => forward_tls = forward_tls.or(Some(a)),
                 Ok((Listener::Reverse, a)) => reverse.push(a),
+                Ok((Listener::ReverseTls, a)) => reverse_tls.push(a),
                 Ok((Listener::Admin, _)) => {}
                 Err(_) => {
                     let _ = child.kill();
@@ -288,14 +340,24 @@ impl Ferry {
         }
         // Further reverse listeners are announced together with the first one.
         while let Ok((kind, a)) = rx.recv_timeout(Duration::from_millis(50)) {
-            if kind == Listener::Reverse && !reverse.contains(&a) {
-                reverse.push(a);
+            let list = match kind {
+                Listener::Reverse => &mut reverse,
+                Listener::ReverseTls => &mut reverse_tls,
+                _ => continue,
+            };
+            if !list.contains(&a) {
+                list.push(a);
             }
         }
         Ferry {
             child,
-            addr: forward.or(reverse.first().copied()).unwrap(),
+            addr: forward
+                .or(reverse.first().copied())
+                .or(reverse_tls.first().copied())
+                .unwrap(),
             reverse,
+            reverse_tls,
+            forward_tls,
             logs,
             dir,
             workers,

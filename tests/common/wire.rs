@@ -3,9 +3,10 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-/// A connection with a read-ahead buffer.
-pub struct Wire {
-    pub stream: TcpStream,
+/// A connection with a read-ahead buffer: over TCP, or over any other byte stream (a TLS
+/// session, tests/common/tls.rs), read and written the same way.
+pub struct Wire<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -115,8 +116,10 @@ impl Wire {
         s.set_nodelay(true).unwrap();
         Wire::from_stream(s)
     }
+}
 
-    pub fn from_stream(stream: TcpStream) -> Wire {
+impl<S: Read + Write> Wire<S> {
+    pub fn from_stream(stream: S) -> Wire<S> {
         Wire {
             stream,
             buf: Vec::new(),

@@ -1,9 +1,10 @@
-//! The admin server's answers: one complete request head in, one response out. Which paths
-//! exist, the token check, and the bodies of `/health`, `/readyz`, `/status` and `/metrics`.
+//! The admin server's answers: one complete request (head and body) in, one response out.
+//! Which paths exist, the token checks, and the bodies of `/health`, `/readyz`, `/status` and
+//! `/metrics`; the status page (`/`) and `/api/v1/stats` are rendered by `control::page` and
+//! `control::stats`; other `/api/v1` calls go to the control thread (`Host::api`).
 
-use crate::config::Config;
+use super::Host;
 use crate::metrics::Snapshot;
-use crate::shared::Shared;
 use std::sync::atomic::Ordering;
 
 /// A response being written into the connection's output.
@@ -13,15 +14,78 @@ struct Reply<'a> {
     close: bool,
 }
 
-/// Answers one request head (through its blank line) by appending the response to `out`.
-/// Returns true when the connection must close after it.
-pub fn answer(head: &[u8], config: &Config, shared: &Shared, out: &mut Vec<u8>) -> bool {
+/// Answers one request, its head (through its blank line) and its body, by appending the
+/// response to `out`. Returns true when the connection must close after it.
+pub fn answer(head: &[u8], body: &[u8], host: &mut dyn Host, out: &mut Vec<u8>) -> bool {
     let mut r = Reply { out, close: false };
-    route(&mut r, head, config, shared);
+    route(&mut r, head, body, host);
     r.close
 }
 
-fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
+/// Answers `head` alone, its body unread (see `may_send_body`); the connection then closes.
+pub fn answer_unread(head: &[u8], host: &mut dyn Host, out: &mut Vec<u8>) {
+    let mut r = Reply { out, close: true };
+    route(&mut r, head, b"", host);
+}
+
+/// The length of the body that follows `head`, from its `Content-Length` (0 without one, or
+/// when the head does not parse: `answer` refuses it then). `Err` with the status that
+/// refuses it: 411 for `Transfer-Encoding` (the admin server takes no chunked bodies), 400
+/// for a `Content-Length` that is not one number.
+pub fn body_length(head: &[u8]) -> Result<usize, u16> {
+    let mut hs = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut hs);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return Ok(0);
+    }
+    let mut length = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(411);
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            // RFC 9112 §6.3: differing or malformed lengths are unrecoverable.
+            let v = crate::http::trim(h.value);
+            let n = std::str::from_utf8(v)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or(400u16)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(400);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// True when the request of `head` may have its body read: it carries the admin token. With
+/// no token configured no request takes a body (changes are refused), so an unknown client
+/// can never make the admin server hold 64 KiB per connection.
+pub fn may_send_body(head: &[u8], host: &dyn Host) -> bool {
+    let Some(token) = &host.config().admin_token else {
+        return false;
+    };
+    let mut hs = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut hs);
+    let _ = req.parse(head);
+    let auth = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"));
+    bearer_is(auth.map(|h| h.value), token)
+}
+
+/// True when `authorization` is `Bearer <token>`, compared in constant time.
+fn bearer_is(authorization: Option<&[u8]>, token: &str) -> bool {
+    // RFC 9110 §11.1: the scheme name is case-insensitive.
+    authorization
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()))
+}
+
+fn route(r: &mut Reply, head: &[u8], body: &[u8], host: &mut dyn Host) {
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
     let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
@@ -37,44 +101,42 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    if header("content-length").is_some_and(|v| v != b"0") || header("transfer-encoding").is_some()
-    {
-        // Admin requests carry no body; refusing keeps the stream in sync.
-        r.close = true;
-        respond(
-            r,
-            400,
-            "text/plain",
-            b"no request body expected\n",
-            false,
-            &[],
-        );
-        return;
-    }
     if req.version == Some(0)
         || header("connection").is_some_and(|v| crate::http::has_token(v, "close"))
     {
         r.close = true;
     }
     let head_only = method == "HEAD";
+    let config = host.config();
     if let Some(token) = &config.admin_token {
-        // RFC 9110 §11.1: the scheme name is case-insensitive.
-        let ok = header("authorization")
-            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
-            .is_some_and(|v| constant_time_eq(crate::http::trim(&v[7..]), token.as_bytes()));
+        let auth = header("authorization");
+        // A browser cannot send a bearer token: Basic with the token as password will do.
+        let ok = bearer_is(auth, token)
+            || auth.is_some_and(|v| crate::control::page::basic_token_ok(v, token.as_bytes()));
         if !ok {
+            // The status page asks the browser for credentials; the API names its scheme.
+            let challenge = if path == "/" {
+                "WWW-Authenticate: Basic realm=\"ferry admin\""
+            } else {
+                "WWW-Authenticate: Bearer realm=\"ferry\""
+            };
             respond(
                 r,
                 401,
                 "text/plain",
                 b"unauthorized\n",
                 head_only,
-                &["WWW-Authenticate: Bearer realm=\"ferry\""],
+                &[challenge],
             );
             return;
         }
     }
-    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics");
+    let known = matches!(path, "/health" | "/readyz" | "/status" | "/metrics" | "/")
+        || crate::control::stats::owns(path);
+    if !known && (path == "/api/v1" || path.starts_with("/api/v1/")) {
+        api(r, method, path, body, host);
+        return;
+    }
     if !known {
         respond(r, 404, "text/plain", b"not found\n", head_only, &[]);
         return;
@@ -90,6 +152,7 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
         );
         return;
     }
+    let shared = host.shared();
     let draining = shared.draining.load(Ordering::Relaxed);
     let snap = Snapshot {
         stats: &shared.stats,
@@ -137,6 +200,23 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
             head_only,
             &[],
         ),
+        "/" => {
+            let page = crate::control::page::render(config, shared);
+            respond(
+                r,
+                200,
+                "text/html; charset=utf-8",
+                page.as_bytes(),
+                head_only,
+                &[],
+            );
+        }
+        p if crate::control::stats::owns(p) => {
+            match crate::control::stats::answer(p, config, shared) {
+                Some(body) => respond(r, 200, "application/json", body.as_bytes(), head_only, &[]),
+                None => respond(r, 404, "text/plain", b"no such site\n", head_only, &[]),
+            }
+        }
         _ => respond(
             r,
             200,
@@ -148,27 +228,65 @@ fn route(r: &mut Reply, head: &[u8], config: &Config, shared: &Shared) {
     }
 }
 
-/// Answers a head that grew past the size limit; the connection then closes.
-pub fn too_large(out: &mut Vec<u8>) {
-    let mut r = Reply { out, close: true };
+#[cfg(feature = "api")]
+/// A control API call (DESIGN §9), its token already checked.
+fn api(r: &mut Reply, method: &str, path: &str, body: &[u8], host: &mut dyn Host) {
+    let head_only = method == "HEAD";
+    let method = if head_only { "GET" } else { method };
+    if method != "GET" && host.config().admin_token.is_none() {
+        // Without a token anyone who reaches the port could rewrite the proxy.
+        let why = crate::control::api::Reply::error(
+            403,
+            "changes need a token: set admin.token to enable changes",
+        );
+        respond(r, 403, "application/json", why.body.as_bytes(), false, &[]);
+        return;
+    }
+    let a = if path == "/api/v1/certificates" {
+        crate::control::api::certs::answer(method, body, host.config())
+    } else {
+        host.api(method, path, body)
+    };
+    let allow = a.allow.map(|m| format!("Allow: {m}"));
+    let extra: Vec<&str> = allow.as_deref().into_iter().collect();
     respond(
-        &mut r,
-        431,
-        "text/plain",
-        b"request too large\n",
-        false,
-        &[],
+        r,
+        a.status,
+        "application/json",
+        a.body.as_bytes(),
+        head_only,
+        &extra,
     );
+}
+
+/// Without the `api` feature there is no control API (only `/api/v1/stats`).
+#[cfg(not(feature = "api"))]
+fn api(r: &mut Reply, method: &str, _: &str, _: &[u8], _: &mut dyn Host) {
+    let why = b"{\"error\":\"the control API needs a ferry built with the `api` feature\"}";
+    respond(r, 404, "application/json", why, method == "HEAD", &[]);
+}
+
+/// Answers a request the session refuses before reading it whole (too large a head or body,
+/// a chunked body); the connection then closes.
+pub fn refuse(status: u16, why: &str, out: &mut Vec<u8>) {
+    let mut r = Reply { out, close: true };
+    respond(&mut r, status, "text/plain", why.as_bytes(), false, &[]);
 }
 
 fn respond(r: &mut Reply, status: u16, ctype: &str, body: &[u8], head_only: bool, extra: &[&str]) {
     let reason = match status {
         200 => "OK",
+        201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     };
